@@ -1,0 +1,1 @@
+"""HTTP edge of maas: routes, schemas, dependencies and the error renderer."""

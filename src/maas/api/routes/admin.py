@@ -1,0 +1,224 @@
+"""Operator REST: models, versions, aliases, history, audit events and keys (admin scope)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from maas import auth
+from maas.api import schemas
+from maas.api.deps import AdminDep, ServicesDep, require_admin
+from maas.api.upload import receive_upload
+from maas.errors import AliasInUse, BadRequest, MaasError
+from maas.meta import parse_meta
+from maas.publishing import publish_version
+from maas.registry.records import Route
+from maas.types import ALIAS_NAME_RE, AliasAction, VersionKey
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+def _alias_name(alias: str) -> str:
+    if not ALIAS_NAME_RE.match(alias):
+        raise BadRequest(f"'{alias}' is not a valid alias name ([a-z][a-z0-9_-]{{0,31}})")
+    return alias
+
+
+@router.post("/models", status_code=201)
+async def create_model(
+    body: schemas.CreateModel, services: ServicesDep, who: AdminDep
+) -> dict[str, Any]:
+    record = await services.registry.create_model(
+        name=body.name, description=body.description, actor=who.name
+    )
+    return schemas.model_json(record)
+
+
+@router.get("/models")
+async def list_models(services: ServicesDep) -> dict[str, Any]:
+    return {"models": [schemas.model_json(m) for m in await services.registry.list_models()]}
+
+
+@router.get("/models/{name}")
+async def get_model(name: str, services: ServicesDep) -> dict[str, Any]:
+    return schemas.model_json(await services.registry.get_model(name))
+
+
+@router.post(
+    "/models/{name}/versions",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "meta"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "meta": {"type": "string", "description": "JSON, see CONTRACT"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_version(
+    name: str, request: Request, services: ServicesDep, who: AdminDep
+) -> JSONResponse:
+    await services.registry.get_model(name)  # 404 before reading a byte of the body
+    upload = await receive_upload(request, services.store, services.settings.max_artifact_bytes)
+    try:
+        meta = parse_meta(upload.meta)
+    except MaasError:
+        await asyncio.to_thread(upload.writer.discard)
+        raise
+    record = await publish_version(
+        registry=services.registry,
+        store=services.store,
+        deployer=services.deployer,
+        model=name,
+        writer=upload.writer,
+        meta=meta,
+        actor=who.name,
+    )
+    return JSONResponse(schemas.version_json(record), status_code=201)
+
+
+@router.get("/models/{name}/versions/{version}")
+async def get_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
+    record = await services.registry.get_version(VersionKey(name, version))
+    out = schemas.version_json(record)
+    out["stats"] = {"loaded": services.backend.is_loaded(record.key)}
+    return out
+
+
+@router.patch("/models/{name}/versions/{version}")
+async def patch_version(
+    name: str, version: int, body: schemas.PatchVersion, services: ServicesDep, who: AdminDep
+) -> dict[str, Any]:
+    record = await services.registry.update_version(
+        VersionKey(name, version),
+        actor=who.name,
+        batching=body.batching.model_dump(exclude_none=True) if body.batching else None,
+        description=body.description,
+        tags=body.tags,
+    )
+    return schemas.version_json(record)
+
+
+@router.post("/models/{name}/versions/{version}/load", status_code=202)
+async def load_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
+    return schemas.version_json(await services.deployer.start_load(VersionKey(name, version)))
+
+
+@router.post("/models/{name}/versions/{version}/unload")
+async def unload_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
+    key = VersionKey(name, version)
+    record = await services.registry.get_version(key)
+    snapshot = await services.router.current()
+    entry = snapshot.models.get(name)
+    in_use = [
+        alias
+        for alias, routes in (entry.aliases.items() if entry else [])
+        if any(r.version == record.version for r in routes)
+    ]
+    if in_use:
+        raise AliasInUse(f"{key} serves alias(es) {', '.join(in_use)}; move them first")
+    return schemas.version_json(await services.deployer.unload(key))
+
+
+@router.delete("/models/{name}/versions/{version}")
+async def archive_version(
+    name: str, version: int, services: ServicesDep, who: AdminDep
+) -> dict[str, Any]:
+    key = VersionKey(name, version)
+    record = await services.registry.archive_version(key, actor=who.name)
+    await services.backend.unload(key)
+    return schemas.version_json(record)
+
+
+@router.put("/models/{name}/aliases/{alias}")
+async def set_alias(
+    name: str, alias: str, body: schemas.SetAlias, services: ServicesDep, who: AdminDep
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if "expected_current" in body.model_fields_set:
+        extra["expected_current"] = body.expected_current
+    record = await services.registry.set_alias(
+        model=name,
+        alias=_alias_name(alias),
+        routes=body.target_routes(),
+        actor=who.name,
+        **extra,
+    )
+    return schemas.alias_json(record)
+
+
+@router.get("/models/{name}/aliases/{alias}")
+async def get_alias(name: str, alias: str, services: ServicesDep) -> dict[str, Any]:
+    return schemas.alias_json(await services.registry.get_alias(model=name, alias=alias))
+
+
+@router.post("/models/{name}/promote")
+async def promote(
+    name: str, body: schemas.Promote, services: ServicesDep, who: AdminDep
+) -> dict[str, Any]:
+    record = await services.registry.set_alias(
+        model=name,
+        alias=body.alias,
+        routes=[Route(body.version, 100)],
+        actor=who.name,
+        action=AliasAction.PROMOTE,
+    )
+    return schemas.alias_json(record)
+
+
+@router.post("/models/{name}/rollback")
+async def rollback(
+    name: str, body: schemas.Rollback, services: ServicesDep, who: AdminDep
+) -> dict[str, Any]:
+    if body.to_version is not None:
+        routes = [Route(body.to_version, 100)]
+    else:
+        routes = list(await services.registry.previous_routes(model=name, alias=body.alias))
+    record = await services.registry.set_alias(
+        model=name, alias=body.alias, routes=routes, actor=who.name, action=AliasAction.ROLLBACK
+    )
+    return schemas.alias_json(record)
+
+
+@router.get("/models/{name}/aliases/{alias}/history")
+async def alias_history(
+    name: str, alias: str, services: ServicesDep, limit: Limit = 100
+) -> dict[str, Any]:
+    rows = await services.registry.alias_history(model=name, alias=alias, limit=limit)
+    return {"history": [schemas.history_json(h) for h in rows]}
+
+
+@router.get("/events")
+async def events(services: ServicesDep, limit: Limit = 100) -> dict[str, Any]:
+    return {"events": [schemas.event_json(e) for e in await services.registry.events(limit=limit)]}
+
+
+@router.post("/keys", status_code=201)
+async def create_key(
+    body: schemas.CreateKey, services: ServicesDep, who: AdminDep
+) -> dict[str, Any]:
+    record, secret = await auth.create_key(
+        services.registry, name=body.name, scopes=[s.value for s in body.scopes], actor=who.name
+    )
+    return schemas.key_json(record, secret)
+
+
+@router.delete("/keys/{key_id}")
+async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[str, Any]:
+    await services.registry.revoke_key(key_id, actor=who.name)
+    return {"id": key_id, "revoked": True}

@@ -1,0 +1,120 @@
+"""Native inference REST (TF-Serving style, with `@` refs). Kept lean: this is the hot path."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from maas.api.body import parse_json, read_capped
+from maas.api.errors import render
+from maas.auth import Principal
+from maas.errors import BadRequest, MaasError
+from maas.services import Services
+from maas.types import ModelRef, Scope
+
+router = APIRouter(tags=["inference"])
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["instances"],
+                    "properties": {"instances": {"type": "array", "minItems": 1, "items": {}}},
+                }
+            }
+        },
+    }
+}
+
+
+async def _predict(request: Request, ref: ModelRef) -> Response:
+    services: Services = request.app.state.services
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    try:
+        if services.settings.require_infer_key:
+            principal: Principal = await services.auth.require(
+                request.headers.get("authorization"), Scope.INFER
+            )
+            request.state.principal = principal
+        timeout_s = _timeout(request, services.settings.request_timeout_ms)
+        payload = parse_json(await read_capped(request, services.settings.max_body_bytes))
+        instances = _instances(payload)
+        result = await services.dataplane.predict(
+            ref,
+            instances,
+            timeout_s=timeout_s,
+            routing_key=request.headers.get("x-routing-key"),
+        )
+    except MaasError as exc:
+        return render(exc, {"X-Request-Id": request_id})
+    body = orjson.dumps(
+        {"predictions": result.predictions, "model": result.model, "version": result.version},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+    return Response(
+        body,
+        media_type="application/json",
+        headers={
+            "X-Model-Name": result.model,
+            "X-Model-Version": str(result.version),
+            "X-Request-Id": request_id,
+        },
+    )
+
+
+def _instances(payload: Any) -> list[Any]:
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise BadRequest('body must be a JSON object with "instances": [...]')
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('"instances" must be a non-empty list')
+    return instances
+
+
+def _timeout(request: Request, default_ms: int) -> float:
+    raw = request.headers.get("x-request-timeout-ms")
+    if raw is None:
+        return default_ms / 1000
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest("X-Request-Timeout-Ms must be a number of milliseconds") from None
+    if not 0 < value <= 3_600_000:
+        raise BadRequest("X-Request-Timeout-Ms must be between 0 and 3600000")
+    return value / 1000
+
+
+def _ref_from_path(name: str) -> ModelRef:
+    ref = ModelRef.parse(name)
+    if ref.alias is not None and "@" in ref.alias:
+        raise BadRequest(f"malformed model ref '{name}'")
+    return ref
+
+
+@router.post("/v1/models/{name}:predict", openapi_extra=_BODY_DOC)
+async def predict(request: Request, name: str) -> Response:
+    """`name` is `model`, `model@version` or `model@alias`; a bare name uses `production`."""
+    try:
+        ref = _ref_from_path(name)
+    except MaasError as exc:
+        return render(exc)
+    return await _predict(request, ref)
+
+
+@router.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=_BODY_DOC)
+async def predict_version(request: Request, name: str, version: str) -> Response:
+    if not version.isdigit():
+        return render(BadRequest(f"version must be a positive integer, got '{version}'"))
+    return await _predict(request, ModelRef(model=name, version=int(version)))
+
+
+@router.post("/v1/models/{name}/labels/{alias}:predict", openapi_extra=_BODY_DOC)
+async def predict_label(request: Request, name: str, alias: str) -> Response:
+    return await _predict(request, ModelRef(model=name, alias=alias))

@@ -1,0 +1,131 @@
+"""Streaming multipart upload of a version: `file` goes to the artifact store chunk by chunk
+(hashed as it streams, never held whole), `meta` is collected as a small JSON part.
+
+Disk writes are batched and done on a thread, so the event loop never blocks on the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from maas.artifacts import ArtifactStore, ArtifactWriter
+from maas.errors import BadRequest, PayloadTooLarge
+
+META_LIMIT = 1024 * 1024
+_FLUSH_BYTES = 1024 * 1024
+
+
+@dataclass
+class _State:
+    header_field: bytes = b""
+    header_value: bytes = b""
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    part: str | None = None
+    meta: bytearray = field(default_factory=bytearray)
+    pending: list[bytes] = field(default_factory=list)
+    pending_size: int = 0
+    seen_file: bool = False
+
+
+@dataclass(frozen=True)
+class Upload:
+    writer: ArtifactWriter
+    meta: bytes
+
+
+async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int) -> Upload:
+    """Parse the body; on any failure the partial artifact is discarded before raising."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise BadRequest("upload must be multipart/form-data with a 'file' and a 'meta' part")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + META_LIMIT:
+        raise PayloadTooLarge(f"upload exceeds the artifact limit of {max_bytes} bytes")
+
+    writer = await asyncio.to_thread(store.writer, max_bytes)
+    state = _State()
+
+    def on_part_begin() -> None:
+        state.headers = {}
+        state.part = None
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state.header_field += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state.header_value += data[start:end]
+
+    def on_header_end() -> None:
+        state.headers[state.header_field.lower()] = state.header_value
+        state.header_field = b""
+        state.header_value = b""
+
+    def on_headers_finished() -> None:
+        _, disposition = parse_options_header(state.headers.get(b"content-disposition", b""))
+        name = disposition.get(b"name", b"").decode("latin-1")
+        if name == "file":
+            if state.seen_file:
+                raise BadRequest("only one 'file' part is allowed")
+            state.seen_file = True
+        state.part = name
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state.part == "file":
+            chunk = bytes(data[start:end])
+            state.pending.append(chunk)
+            state.pending_size += len(chunk)
+        elif state.part == "meta":
+            state.meta += data[start:end]
+            if len(state.meta) > META_LIMIT:
+                raise PayloadTooLarge("meta part exceeds 1 MiB")
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+        },
+    )
+
+    async def flush() -> None:
+        if state.pending:
+            chunks, state.pending, state.pending_size = state.pending, [], 0
+            await asyncio.to_thread(_write_all, writer, chunks)
+
+    try:
+        async for chunk in request.stream():
+            try:
+                parser.write(chunk)
+            except (BadRequest, PayloadTooLarge):
+                raise
+            except Exception as exc:
+                raise BadRequest(f"malformed multipart body: {exc}") from None
+            if state.pending_size >= _FLUSH_BYTES:
+                await flush()
+        parser.finalize()
+        await flush()
+        if not state.seen_file:
+            raise BadRequest("the upload has no 'file' part")
+        if not state.meta:
+            raise BadRequest("the upload has no 'meta' part")
+    except ClientDisconnect:
+        await asyncio.to_thread(writer.discard)
+        raise BadRequest("client disconnected during the upload") from None
+    except BaseException:
+        await asyncio.to_thread(writer.discard)
+        raise
+    return Upload(writer=writer, meta=bytes(state.meta))
+
+
+def _write_all(writer: ArtifactWriter, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        writer.write(chunk)

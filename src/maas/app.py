@@ -1,0 +1,143 @@
+"""`create_app(settings)`: the composition root of one gateway process.
+
+The lifespan migrates the registry, builds every service, makes sure the bootstrap key exists,
+reloads the versions that were serving, optionally trains the demo models, and runs the
+routing-table refresh loop; it tears all of that down in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from fastapi import FastAPI
+
+from maas import __version__
+from maas.api import errors as api_errors
+from maas.api.routes import admin, health, inference
+from maas.artifacts import ArtifactStore
+from maas.auth import Authenticator, ensure_key
+from maas.config import Settings
+from maas.dataplane import DataPlane
+from maas.deployment import Deployer
+from maas.registry import db
+from maas.registry.service import Registry
+from maas.routing import Router
+from maas.services import Readiness, Services
+from maas.types import InferenceBackend, Scope
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[Settings], InferenceBackend]
+StartupHook = Callable[[Services], Coroutine[Any, Any, None]]
+
+
+def _default_backend(settings: Settings) -> InferenceBackend:
+    from maas.workers.inprocess import InProcessBackend
+
+    return InProcessBackend(torch_threads=settings.effective_torch_threads)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backend_factory: BackendFactory = _default_backend,
+    on_started: StartupHook | None = None,
+) -> FastAPI:
+    """Build the app. `on_started` runs in the background once serving starts (the demo)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = db.create_engine(settings.database_url)
+        store = ArtifactStore(settings.artifact_dir)
+        backend = backend_factory(settings)
+        readiness = Readiness(demo=on_started is None)
+        background: set[asyncio.Task[None]] = set()
+        deployer: Deployer | None = None
+        try:
+            await db.upgrade(engine)
+            readiness.migrated = True
+            await asyncio.to_thread(store.prepare)
+            registry = Registry(db.create_session_factory(engine))
+            router = Router(registry)
+            deployer = Deployer(registry, backend, store)
+            services = Services(
+                settings=settings,
+                registry=registry,
+                store=store,
+                backend=backend,
+                deployer=deployer,
+                router=router,
+                auth=Authenticator(registry),
+                dataplane=DataPlane(router, backend),
+                readiness=readiness,
+            )
+            if settings.bootstrap_admin_key:
+                await ensure_key(
+                    registry,
+                    name="bootstrap-admin",
+                    secret=settings.bootstrap_admin_key,
+                    scopes=[Scope.ADMIN.value],
+                )
+            readiness.bootstrap_key = True
+            await deployer.restore()
+            await router.refresh()
+            app.state.services = services
+            _own(background, _refresh_loop(router, settings.routing_refresh_s), "routing refresh")
+            if on_started is not None:
+                _own(background, _run_hook(on_started, services), "startup hook")
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            if deployer is not None:
+                await deployer.close()
+            await backend.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="maas",
+        version=__version__,
+        description="Model-as-a-service gateway for PyTorch models",
+        lifespan=lifespan,
+    )
+    api_errors.install(app)
+    app.include_router(health.router)
+    app.include_router(inference.router)
+    app.include_router(admin.router)
+    return app
+
+
+def _own(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None], name: str) -> None:
+    task = asyncio.create_task(coro, name=name)
+    tasks.add(task)
+
+    def _done(t: asyncio.Task[None]) -> None:
+        tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("background task %r failed", name, exc_info=t.exception())
+
+    task.add_done_callback(_done)
+
+
+async def _refresh_loop(router: Router, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await router.refresh()
+        except Exception:
+            log.warning("routing table refresh failed; keeping the last one", exc_info=True)
+
+
+async def _run_hook(hook: StartupHook, services: Services) -> None:
+    try:
+        await hook(services)
+    except Exception as exc:
+        services.readiness.reasons.append(f"startup hook failed: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        services.readiness.demo = True

@@ -1,0 +1,100 @@
+"""API keys: generation, hashing, and turning an Authorization header into a principal.
+
+Secrets are random 256-bit tokens, so a plain sha256 of each is a safe thing to store and to
+look keys up by (no salt or slow hash is needed against guessing 256 bits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from maas.errors import Forbidden, Unauthenticated
+from maas.registry.records import KeyRecord
+from maas.registry.service import Registry
+from maas.types import Scope
+
+SECRET_PREFIX = "maas_"
+_CACHE_TTL_S = 5.0
+
+
+def generate_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: int
+    name: str
+    scopes: frozenset[str]
+
+    def require(self, scope: Scope) -> None:
+        # An admin key may do everything an infer key may.
+        if scope.value not in self.scopes and Scope.ADMIN.value not in self.scopes:
+            raise Forbidden(f"key '{self.name}' lacks the '{scope.value}' scope")
+
+
+class Authenticator:
+    """Resolves bearer secrets to principals, with a short cache so inference stays off the DB."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        registry.on_change(self._cache.clear)
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise Unauthenticated("malformed Authorization header: expected 'Bearer <key>'")
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < _CACHE_TTL_S:
+            principal = cached[1]
+        else:
+            record = await self._registry.find_key(digest)
+            principal = _principal(record) if record else None
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now, principal)
+        if principal is None:
+            raise Unauthenticated("invalid API key")
+        return principal
+
+    async def require(self, authorization: str | None, scope: Scope) -> Principal:
+        principal = await self.authenticate(authorization)
+        principal.require(scope)
+        return principal
+
+
+def _principal(record: KeyRecord) -> Principal:
+    return Principal(key_id=record.id, name=record.name, scopes=frozenset(record.scopes))
+
+
+async def create_key(
+    registry: Registry, *, name: str, scopes: list[str], actor: str, secret: str | None = None
+) -> tuple[KeyRecord, str]:
+    """Create a key; returns its record and the secret, which is never stored."""
+    secret = secret or generate_secret()
+    record = await registry.create_key(
+        name=name, scopes=scopes, secret_hash=hash_secret(secret), actor=actor
+    )
+    return record, secret
+
+
+async def ensure_key(registry: Registry, *, name: str, secret: str, scopes: list[str]) -> KeyRecord:
+    """The bootstrap key: create it once for this secret, keep it on later starts."""
+    existing = await registry.find_key(hash_secret(secret))
+    if existing is not None:
+        return existing
+    record, _ = await create_key(registry, name=name, scopes=scopes, actor="system", secret=secret)
+    return record

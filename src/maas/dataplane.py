@@ -1,0 +1,71 @@
+"""The transport-free inference path: ref → ready version → validated batches → backend → JSON.
+
+REST routes (native today, Open Inference Protocol later) parse HTTP and call `predict`; nothing
+here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from maas.errors import DeadlineExceeded
+from maas.routing import Router
+from maas.signature import InstanceGroup, group_instances, scatter_outputs
+from maas.types import InferenceBackend, ModelRef
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    model: str
+    version: int
+    predictions: list[Any]
+
+
+class DataPlane:
+    def __init__(self, router: Router, backend: InferenceBackend) -> None:
+        self._router = router
+        self._backend = backend
+
+    async def predict(
+        self,
+        ref: ModelRef,
+        instances: Sequence[Any],
+        *,
+        timeout_s: float,
+        routing_key: str | None = None,
+    ) -> Prediction:
+        # The ref resolves once, at admission; the request finishes on that version even if
+        # its alias moves meanwhile.
+        version = await self._router.resolve(ref, routing_key=routing_key)
+        groups = _split(
+            group_instances(instances, version.inputs),
+            int(version.batching.get("max_batch_size", 32)),
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                results = await asyncio.gather(
+                    *(self._backend.infer(version.key, group.arrays) for group in groups)
+                )
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"deadline of {timeout_s * 1000:.0f} ms passed before inference finished"
+            ) from None
+        predictions = scatter_outputs(groups, results, version.outputs, len(instances))
+        return Prediction(model=version.model, version=version.version, predictions=predictions)
+
+
+def _split(groups: list[InstanceGroup], max_batch: int) -> list[InstanceGroup]:
+    """Cut groups larger than the version's max batch size; results are reassembled in order."""
+    out: list[InstanceGroup] = []
+    for group in groups:
+        for start in range(0, len(group.positions), max_batch):
+            out.append(
+                InstanceGroup(
+                    positions=group.positions[start : start + max_batch],
+                    arrays=[a[start : start + max_batch] for a in group.arrays],
+                )
+            )
+    return out

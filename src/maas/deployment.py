@@ -1,0 +1,105 @@
+"""Putting versions onto the backend and taking them off, keeping the registry's status true.
+
+`loading` → `ready` on success; `failed` with the error kept on any failure, and nothing else
+stops serving. Every load runs as a task this object owns; failures are logged, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from maas.artifacts import ArtifactStore
+from maas.errors import Conflict, MaasError
+from maas.registry.records import VersionRecord
+from maas.registry.service import Registry
+from maas.types import InferenceBackend, VersionKey, VersionStatus
+
+log = logging.getLogger(__name__)
+
+_LOADABLE = frozenset(
+    {
+        VersionStatus.REGISTERED,
+        VersionStatus.LOADING,
+        VersionStatus.READY,
+        VersionStatus.FAILED,
+        VersionStatus.UNLOADED,
+    }
+)
+
+
+class Deployer:
+    def __init__(self, registry: Registry, backend: InferenceBackend, store: ArtifactStore) -> None:
+        self._registry = registry
+        self._backend = backend
+        self._store = store
+        self._tasks: dict[VersionKey, asyncio.Task[None]] = {}
+
+    async def start_load(self, key: VersionKey) -> VersionRecord:
+        """Mark the version `loading` and load it in the background; returns the new record."""
+        record = await self._registry.set_status(key, VersionStatus.LOADING, only_from=_LOADABLE)
+        if record is None:
+            current = await self._registry.get_version(key)
+            raise Conflict(f"{key} is {current.status.value} and cannot be loaded")
+        self._spawn(record)
+        return record
+
+    def _spawn(self, record: VersionRecord) -> None:
+        previous = self._tasks.get(record.key)
+        if previous is not None and not previous.done():
+            return  # a load of this version is already running
+        task = asyncio.create_task(self._load(record), name=f"load {record.key}")
+        self._tasks[record.key] = task
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for key, owned in list(self._tasks.items()):
+            if owned is task:
+                del self._tasks[key]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("load task %s crashed", task.get_name(), exc_info=task.exception())
+
+    async def _load(self, record: VersionRecord) -> None:
+        spec = record.load_spec(str(self._store.path_for(record.sha256)))
+        try:
+            await self._backend.load(spec)
+        except MaasError as exc:
+            log.warning("loading %s failed: %s", record.key, exc.message)
+            await self._registry.set_status(
+                record.key, VersionStatus.FAILED, load_error=exc.message
+            )
+            return
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            log.exception("loading %s failed unexpectedly", record.key)
+            await self._registry.set_status(record.key, VersionStatus.FAILED, load_error=message)
+            return
+        done = await self._registry.set_status(
+            record.key, VersionStatus.READY, only_from=frozenset({VersionStatus.LOADING})
+        )
+        if done is None:  # unloaded or archived while it was loading
+            await self._backend.unload(record.key)
+
+    async def unload(self, key: VersionKey) -> VersionRecord:
+        record = await self._registry.get_version(key)
+        if record.status is VersionStatus.ARCHIVED:
+            return record
+        await self._backend.unload(key)
+        updated = await self._registry.set_status(key, VersionStatus.UNLOADED)
+        assert updated is not None
+        return updated
+
+    async def restore(self) -> None:
+        """At start: load again every version the registry says should be serving."""
+        for record in await self._registry.versions_to_restore():
+            await self._registry.set_status(record.key, VersionStatus.LOADING)
+            self._spawn(record)
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)

@@ -1,0 +1,123 @@
+"""Domain errors of maas. No HTTP here: `maas.api.errors` maps each class to a status.
+
+MaasError
+├── BadRequest                 the request itself is malformed (bad JSON, missing field)
+├── PayloadTooLarge            a body over its cap
+├── InvalidInput               instances that do not match the signature or domain
+├── InvalidArtifact            an upload whose meta or file cannot be a version
+├── AuthError
+│   ├── Unauthenticated        no key, or a key we do not know
+│   └── Forbidden              a key without the needed scope
+├── NotFound
+│   ├── ModelNotFound
+│   ├── VersionNotFound
+│   ├── AliasNotFound
+│   └── KeyNotFound
+├── Conflict
+│   ├── AlreadyExists
+│   ├── VersionNotReady
+│   ├── AliasInUse
+│   └── ConcurrentChange
+├── Overloaded                 queue full; carries retry_after seconds
+├── Unavailable                no ready backend, or the registry cannot take writes
+├── DeadlineExceeded           the request's deadline passed before inference
+└── ModelLoadError             a version could not be loaded (kept as its load error)
+"""
+
+from __future__ import annotations
+
+
+class MaasError(Exception):
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(MaasError):
+    code = "bad_request"
+
+
+class PayloadTooLarge(MaasError):
+    code = "payload_too_large"
+
+
+class InvalidInput(MaasError):
+    code = "invalid_input"
+
+
+class InvalidArtifact(MaasError):
+    code = "invalid_artifact"
+
+
+class AuthError(MaasError):
+    pass
+
+
+class Unauthenticated(AuthError):
+    code = "unauthenticated"
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+
+
+class NotFound(MaasError):
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+
+class Conflict(MaasError):
+    code = "conflict"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class VersionNotReady(Conflict):
+    code = "version_not_ready"
+
+
+class AliasInUse(Conflict):
+    code = "alias_in_use"
+
+
+class ConcurrentChange(Conflict):
+    code = "concurrent_change"
+
+
+class Overloaded(MaasError):
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(MaasError):
+    code = "unavailable"
+
+
+class DeadlineExceeded(MaasError):
+    code = "deadline_exceeded"
+
+
+class ModelLoadError(MaasError):
+    code = "model_load_error"

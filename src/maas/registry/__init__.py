@@ -1,0 +1,1 @@
+"""The SQL registry: models, versions, aliases, history, audit events and API keys."""

@@ -1,0 +1,187 @@
+"""Frozen views of registry rows: what the registry hands to the rest of maas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from maas.registry.tables import Alias, AliasHistory, ApiKey, AuditEvent, Model, ModelVersion
+from maas.types import (
+    ArtifactFormat,
+    GoldenExample,
+    LoadSpec,
+    TensorSpec,
+    VersionKey,
+    VersionStatus,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    version: int
+    weight: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"version": self.version, "weight": self.weight}
+
+
+def routes_json(routes: tuple[Route, ...] | list[Route] | None) -> list[dict[str, int]] | None:
+    return None if routes is None else [r.to_json() for r in routes]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    model: str
+    version: int
+    status: VersionStatus
+    format: ArtifactFormat
+    sha256: str
+    size: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batching: dict[str, Any]
+    device: str
+    replicas: int | None
+    metrics: dict[str, Any]
+    tags: dict[str, Any]
+    golden: tuple[GoldenExample, ...]
+    description: str
+    load_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    loaded_at: datetime | None
+
+    @property
+    def key(self) -> VersionKey:
+        return VersionKey(self.model, self.version)
+
+    @classmethod
+    def from_row(cls, row: ModelVersion, model_name: str) -> VersionRecord:
+        return cls(
+            model=model_name,
+            version=row.version,
+            status=VersionStatus(row.status),
+            format=ArtifactFormat(row.format),
+            sha256=row.sha256,
+            size=row.size,
+            inputs=tuple(TensorSpec.from_json(s) for s in row.inputs),
+            outputs=tuple(TensorSpec.from_json(s) for s in row.outputs),
+            batching=dict(row.batching),
+            device=row.device,
+            replicas=row.replicas,
+            metrics=dict(row.metrics),
+            tags=dict(row.tags),
+            golden=tuple(
+                GoldenExample(g["inputs"], g["outputs"], float(g.get("atol", 1e-4)))
+                for g in row.golden
+            ),
+            description=row.description,
+            load_error=row.load_error,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            loaded_at=row.loaded_at,
+        )
+
+    def load_spec(self, path: str) -> LoadSpec:
+        return LoadSpec(
+            key=self.key,
+            path=path,
+            sha256=self.sha256,
+            format=self.format,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            device=self.device,
+            max_batch_size=int(self.batching.get("max_batch_size", 32)),
+            golden=self.golden,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRecord:
+    model: str
+    alias: str
+    routes: tuple[Route, ...]
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Alias, model_name: str) -> AliasRecord:
+        return cls(
+            model=model_name,
+            alias=row.name,
+            routes=tuple(Route(r.version, r.weight) for r in row.routes),
+            updated_at=row.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    name: str
+    description: str
+    created_at: datetime
+    versions: tuple[VersionRecord, ...] = field(default_factory=tuple)
+    aliases: tuple[AliasRecord, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_row(cls, row: Model, *, with_children: bool = True) -> ModelRecord:
+        return cls(
+            name=row.name,
+            description=row.description,
+            created_at=row.created_at,
+            versions=tuple(VersionRecord.from_row(v, row.name) for v in row.versions)
+            if with_children
+            else (),
+            aliases=tuple(AliasRecord.from_row(a, row.name) for a in row.aliases)
+            if with_children
+            else (),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    alias: str
+    from_routes: tuple[Route, ...] | None
+    to_routes: tuple[Route, ...]
+    action: str
+    key: str | None
+    at: datetime
+
+    @classmethod
+    def from_row(cls, row: AliasHistory) -> HistoryRecord:
+        return cls(
+            alias=row.alias,
+            from_routes=None
+            if row.from_routes is None
+            else tuple(Route(r["version"], r["weight"]) for r in row.from_routes),
+            to_routes=tuple(Route(r["version"], r["weight"]) for r in row.to_routes),
+            action=row.action,
+            key=row.key_name,
+            at=row.at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: int
+    at: datetime
+    key: str | None
+    action: str
+    target: str
+    before: Any
+    after: Any
+
+    @classmethod
+    def from_row(cls, row: AuditEvent) -> EventRecord:
+        return cls(row.id, row.at, row.key_name, row.action, row.target, row.before, row.after)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: int
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ApiKey) -> KeyRecord:
+        return cls(row.id, row.name, tuple(row.scopes), row.created_at)

@@ -1,0 +1,134 @@
+"""Queries on the registry tables. Keyword-only functions over one AsyncSession; no commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from maas.errors import AliasNotFound, ModelNotFound, VersionNotFound
+from maas.registry.tables import Alias, AliasHistory, ApiKey, AuditEvent, Model, ModelVersion
+from maas.types import VersionStatus
+
+
+async def get_model(
+    session: AsyncSession, *, name: str, children: bool = False, lock: bool = False
+) -> Model:
+    query = select(Model).where(Model.name == name)
+    if children:
+        query = query.options(
+            selectinload(Model.versions), selectinload(Model.aliases).selectinload(Alias.routes)
+        )
+    if lock:
+        query = query.with_for_update()
+    model = (await session.execute(query)).scalar_one_or_none()
+    if model is None:
+        raise ModelNotFound(f"model '{name}' does not exist")
+    return model
+
+
+async def list_models(session: AsyncSession) -> Sequence[Model]:
+    query = (
+        select(Model)
+        .options(
+            selectinload(Model.versions), selectinload(Model.aliases).selectinload(Alias.routes)
+        )
+        .order_by(Model.name)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def next_version_number(session: AsyncSession, *, model_id: int) -> int:
+    """Atomically hand out the next number; numbers are never reused."""
+    result = await session.execute(
+        update(Model)
+        .where(Model.id == model_id)
+        .values(last_version=Model.last_version + 1)
+        .returning(Model.last_version)
+    )
+    return int(result.scalar_one())
+
+
+async def get_version(session: AsyncSession, *, model: Model, version: int) -> ModelVersion:
+    row = (
+        await session.execute(
+            select(ModelVersion).where(
+                ModelVersion.model_id == model.id, ModelVersion.version == version
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise VersionNotFound(f"model '{model.name}' has no version {version}")
+    return row
+
+
+async def versions_with_status(
+    session: AsyncSession, *, statuses: Sequence[VersionStatus]
+) -> Sequence[tuple[ModelVersion, str]]:
+    query = (
+        select(ModelVersion, Model.name)
+        .join(Model, Model.id == ModelVersion.model_id)
+        .where(ModelVersion.status.in_([s.value for s in statuses]))
+        .order_by(Model.name, ModelVersion.version)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+
+async def get_alias(session: AsyncSession, *, model: Model, name: str) -> Alias | None:
+    query = (
+        select(Alias)
+        .where(Alias.model_id == model.id, Alias.name == name)
+        .options(selectinload(Alias.routes))
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def require_alias(session: AsyncSession, *, model: Model, name: str) -> Alias:
+    alias = await get_alias(session, model=model, name=name)
+    if alias is None:
+        raise AliasNotFound(f"model '{model.name}' has no alias '{name}'")
+    return alias
+
+
+async def aliases_pointing_at(session: AsyncSession, *, version: ModelVersion) -> list[str]:
+    query = (
+        select(Alias).where(Alias.model_id == version.model_id).options(selectinload(Alias.routes))
+    )
+    return [
+        alias.name
+        for alias in (await session.execute(query)).scalars()
+        if any(route.version_id == version.id for route in alias.routes)
+    ]
+
+
+async def alias_history(
+    session: AsyncSession, *, model: Model, alias: str, limit: int
+) -> Sequence[AliasHistory]:
+    query = (
+        select(AliasHistory)
+        .where(AliasHistory.model_id == model.id, AliasHistory.alias == alias)
+        .order_by(AliasHistory.id.desc())
+        .limit(limit)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def audit_events(session: AsyncSession, *, limit: int) -> Sequence[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    return (await session.execute(query)).scalars().all()
+
+
+async def key_by_hash(session: AsyncSession, *, secret_hash: str) -> ApiKey | None:
+    query = select(ApiKey).where(ApiKey.secret_hash == secret_hash, ApiKey.revoked_at.is_(None))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def get_key(session: AsyncSession, *, key_id: int) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
+async def count_artifact_users(session: AsyncSession, *, sha256: str) -> int:
+    query = select(func.count()).select_from(ModelVersion).where(ModelVersion.sha256 == sha256)
+    return int((await session.execute(query)).scalar_one())

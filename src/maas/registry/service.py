@@ -1,0 +1,405 @@
+"""Registry operations: each one transaction, with its audit event and alias history row.
+
+Listeners registered with `on_change` hear about every committed change, so caches (the routing
+table, the key cache) can drop what they hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from maas.errors import (
+    AliasInUse,
+    AlreadyExists,
+    ConcurrentChange,
+    Conflict,
+    KeyNotFound,
+    Unavailable,
+    VersionNotReady,
+)
+from maas.registry import repository as repo
+from maas.registry.db import SessionFactory
+from maas.registry.records import (
+    AliasRecord,
+    EventRecord,
+    HistoryRecord,
+    KeyRecord,
+    ModelRecord,
+    Route,
+    VersionRecord,
+    routes_json,
+)
+from maas.registry.tables import (
+    Alias,
+    AliasHistory,
+    AliasRoute,
+    ApiKey,
+    AuditEvent,
+    Model,
+    ModelVersion,
+)
+from maas.types import AliasAction, VersionKey, VersionStatus
+
+log = logging.getLogger(__name__)
+
+UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """The parts of an upload's meta that the registry keeps."""
+
+    format: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    batching: dict[str, Any]
+    device: str = "auto"
+    replicas: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+    golden: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""
+
+
+class Registry:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    # models ---------------------------------------------------------------------------------
+
+    async def create_model(self, *, name: str, description: str, actor: str) -> ModelRecord:
+        try:
+            async with self._sessions.begin() as session:
+                model = Model(name=name, description=description, last_version=0)
+                session.add(model)
+                await session.flush()
+                _audit(session, actor, "model.create", name, None, {"description": description})
+                record = ModelRecord(model.name, model.description, model.created_at)
+        except IntegrityError:
+            raise AlreadyExists(f"model '{name}' already exists") from None
+        self._changed()
+        return record
+
+    async def list_models(self) -> list[ModelRecord]:
+        async with self._sessions() as session:
+            return [ModelRecord.from_row(m) for m in await repo.list_models(session)]
+
+    async def get_model(self, name: str) -> ModelRecord:
+        async with self._sessions() as session:
+            return ModelRecord.from_row(await repo.get_model(session, name=name, children=True))
+
+    # versions -------------------------------------------------------------------------------
+
+    async def add_version(
+        self,
+        *,
+        model: str,
+        sha256: str,
+        size: int,
+        meta: NewVersion,
+        status: VersionStatus,
+        actor: str,
+    ) -> VersionRecord:
+        async with self._sessions.begin() as session:
+            row = await repo.get_model(session, name=model)
+            number = await repo.next_version_number(session, model_id=row.id)
+            version = ModelVersion(
+                model_id=row.id,
+                version=number,
+                status=status.value,
+                format=meta.format,
+                sha256=sha256,
+                size=size,
+                inputs=meta.inputs,
+                outputs=meta.outputs,
+                batching=meta.batching,
+                device=meta.device,
+                replicas=meta.replicas,
+                metrics=meta.metrics,
+                tags=meta.tags,
+                golden=meta.golden,
+                description=meta.description,
+            )
+            session.add(version)
+            await session.flush()
+            _audit(
+                session,
+                actor,
+                "version.create",
+                f"{model}@{number}",
+                None,
+                {"sha256": sha256, "size": size, "format": meta.format},
+            )
+            record = VersionRecord.from_row(version, model)
+        self._changed()
+        return record
+
+    async def get_version(self, key: VersionKey) -> VersionRecord:
+        async with self._sessions() as session:
+            model = await repo.get_model(session, name=key.model)
+            return VersionRecord.from_row(
+                await repo.get_version(session, model=model, version=key.version), key.model
+            )
+
+    async def set_status(
+        self,
+        key: VersionKey,
+        status: VersionStatus,
+        *,
+        load_error: str | None = None,
+        only_from: frozenset[VersionStatus] | None = None,
+    ) -> VersionRecord | None:
+        """Move a version to `status`; with `only_from`, only if it is in one of those now."""
+        async with self._sessions.begin() as session:
+            model = await repo.get_model(session, name=key.model)
+            row = await repo.get_version(session, model=model, version=key.version)
+            if only_from is not None and VersionStatus(row.status) not in only_from:
+                return None
+            row.status = status.value
+            row.load_error = load_error
+            if status is VersionStatus.READY:
+                row.loaded_at = datetime.now(UTC)
+            await session.flush()
+            record = VersionRecord.from_row(row, key.model)
+        self._changed()
+        return record
+
+    async def update_version(
+        self,
+        key: VersionKey,
+        *,
+        actor: str,
+        batching: dict[str, Any] | None = None,
+        description: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> VersionRecord:
+        async with self._sessions.begin() as session:
+            model = await repo.get_model(session, name=key.model)
+            row = await repo.get_version(session, model=model, version=key.version)
+            before = {"batching": row.batching, "description": row.description, "tags": row.tags}
+            if batching is not None:
+                row.batching = {**row.batching, **batching}
+            if description is not None:
+                row.description = description
+            if tags is not None:
+                row.tags = tags
+            after = {"batching": row.batching, "description": row.description, "tags": row.tags}
+            if after != before:
+                _audit(session, actor, "version.update", str(key), before, after)
+            await session.flush()
+            record = VersionRecord.from_row(row, key.model)
+        self._changed()
+        return record
+
+    async def archive_version(self, key: VersionKey, *, actor: str) -> VersionRecord:
+        async with self._sessions.begin() as session:
+            model = await repo.get_model(session, name=key.model, lock=True)
+            row = await repo.get_version(session, model=model, version=key.version)
+            aliases = await repo.aliases_pointing_at(session, version=row)
+            if aliases:
+                raise AliasInUse(
+                    f"{key} is the target of alias(es) {', '.join(aliases)}; move them first"
+                )
+            before = row.status
+            row.status = VersionStatus.ARCHIVED.value
+            _audit(
+                session,
+                actor,
+                "version.archive",
+                str(key),
+                {"status": before},
+                {"status": row.status},
+            )
+            await session.flush()
+            record = VersionRecord.from_row(row, key.model)
+        self._changed()
+        return record
+
+    async def versions_to_restore(self) -> list[VersionRecord]:
+        """Versions that should be serving: what a fresh start must load again."""
+        async with self._sessions() as session:
+            rows = await repo.versions_with_status(
+                session, statuses=[VersionStatus.READY, VersionStatus.LOADING]
+            )
+            return [VersionRecord.from_row(row, name) for row, name in rows]
+
+    async def artifact_users(self, sha256: str) -> int:
+        async with self._sessions() as session:
+            return await repo.count_artifact_users(session, sha256=sha256)
+
+    # aliases --------------------------------------------------------------------------------
+
+    async def set_alias(
+        self,
+        *,
+        model: str,
+        alias: str,
+        routes: list[Route],
+        actor: str,
+        action: AliasAction = AliasAction.SET,
+        expected_current: Any = UNSET,
+    ) -> AliasRecord:
+        """Point `alias` at ready versions, atomically, recording history unless nothing moves."""
+        changed = False
+        async with self._sessions.begin() as session:
+            model_row = await repo.get_model(session, name=model, lock=True)
+            current = await repo.get_alias(session, model=model_row, name=alias)
+            _check_expected(current, expected_current)
+            targets = await _ready_targets(session, model_row, routes)
+            new_routes = tuple(sorted(routes, key=lambda r: r.version))
+            old_routes = (
+                tuple(Route(r.version, r.weight) for r in current.routes) if current else None
+            )
+            if current is not None and old_routes == new_routes:
+                return AliasRecord.from_row(current, model)
+            now = datetime.now(UTC)
+            if current is None:
+                current = Alias(model_id=model_row.id, name=alias, created_at=now, routes=[])
+                session.add(current)
+            current.updated_at = now
+            current.routes = [
+                AliasRoute(version_id=targets[r.version].id, version=r.version, weight=r.weight)
+                for r in new_routes
+            ]
+            session.add(
+                AliasHistory(
+                    model_id=model_row.id,
+                    alias=alias,
+                    action=action.value,
+                    from_routes=routes_json(old_routes),
+                    to_routes=routes_json(new_routes),
+                    key_name=actor,
+                    at=now,
+                )
+            )
+            _audit(
+                session,
+                actor,
+                f"alias.{action.value}",
+                f"{model}/{alias}",
+                routes_json(old_routes),
+                routes_json(new_routes),
+            )
+            await session.flush()
+            record = AliasRecord(model, alias, new_routes, now)
+            changed = True
+        if changed:
+            self._changed()
+        return record
+
+    async def previous_routes(self, *, model: str, alias: str) -> tuple[Route, ...]:
+        """What the alias pointed at before its last change (for a rollback)."""
+        async with self._sessions() as session:
+            model_row = await repo.get_model(session, name=model)
+            await repo.require_alias(session, model=model_row, name=alias)
+            last = await repo.alias_history(session, model=model_row, alias=alias, limit=1)
+            if not last or last[0].from_routes is None:
+                raise Conflict(f"alias '{alias}' of '{model}' has no earlier target to return to")
+            return tuple(Route(r["version"], r["weight"]) for r in last[0].from_routes)
+
+    async def get_alias(self, *, model: str, alias: str) -> AliasRecord:
+        async with self._sessions() as session:
+            model_row = await repo.get_model(session, name=model)
+            row = await repo.require_alias(session, model=model_row, name=alias)
+            return AliasRecord.from_row(row, model)
+
+    async def alias_history(self, *, model: str, alias: str, limit: int) -> list[HistoryRecord]:
+        async with self._sessions() as session:
+            model_row = await repo.get_model(session, name=model)
+            rows = await repo.alias_history(session, model=model_row, alias=alias, limit=limit)
+            return [HistoryRecord.from_row(r) for r in rows]
+
+    async def events(self, *, limit: int) -> list[EventRecord]:
+        async with self._sessions() as session:
+            return [EventRecord.from_row(r) for r in await repo.audit_events(session, limit=limit)]
+
+    # keys -----------------------------------------------------------------------------------
+
+    async def create_key(
+        self, *, name: str, scopes: list[str], secret_hash: str, actor: str
+    ) -> KeyRecord:
+        async with self._sessions.begin() as session:
+            row = ApiKey(name=name, scopes=sorted(set(scopes)), secret_hash=secret_hash)
+            session.add(row)
+            await session.flush()
+            _audit(
+                session,
+                actor,
+                "key.create",
+                f"key/{row.id}",
+                None,
+                {"name": name, "scopes": row.scopes},
+            )
+            record = KeyRecord.from_row(row)
+        return record
+
+    async def find_key(self, secret_hash: str) -> KeyRecord | None:
+        async with self._sessions() as session:
+            row = await repo.key_by_hash(session, secret_hash=secret_hash)
+            return KeyRecord.from_row(row) if row else None
+
+    async def revoke_key(self, key_id: int, *, actor: str) -> None:
+        async with self._sessions.begin() as session:
+            row = await repo.get_key(session, key_id=key_id)
+            if row is None or row.revoked_at is not None:
+                raise KeyNotFound(f"no active key with id {key_id}")
+            row.revoked_at = datetime.now(UTC)
+            _audit(session, actor, "key.revoke", f"key/{key_id}", {"name": row.name}, None)
+        self._changed()
+
+    async def ping(self) -> None:
+        try:
+            async with self._sessions() as session:
+                await session.execute(select(Model.id).limit(1))
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"registry unreachable: {type(exc).__name__}") from None
+
+
+def _audit(session: Any, actor: str, action: str, target: str, before: Any, after: Any) -> None:
+    session.add(
+        AuditEvent(key_name=actor, action=action, target=target, before=before, after=after)
+    )
+
+
+def _check_expected(current: Alias | None, expected: Any) -> None:
+    if expected is UNSET:
+        return
+    if expected is None:
+        if current is not None:
+            raise ConcurrentChange(f"alias '{current.name}' already exists")
+        return
+    targets = [r.version for r in current.routes] if current else []
+    if targets != [expected]:
+        raise ConcurrentChange(
+            f"alias moved: expected it at version {expected}, it points at {targets or 'nothing'}"
+        )
+
+
+async def _ready_targets(
+    session: Any, model: Model, routes: list[Route]
+) -> dict[int, ModelVersion]:
+    targets: dict[int, ModelVersion] = {}
+    for route in routes:
+        row = await repo.get_version(session, model=model, version=route.version)
+        if row.status != VersionStatus.READY.value:
+            raise VersionNotReady(
+                f"{model.name}@{route.version} is {row.status}; an alias may only point at "
+                "ready versions"
+            )
+        targets[route.version] = row
+    return targets

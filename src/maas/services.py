@@ -1,0 +1,54 @@
+"""The objects one gateway process is made of, built by `create_app`'s lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from maas.artifacts import ArtifactStore
+from maas.auth import Authenticator
+from maas.config import Settings
+from maas.dataplane import DataPlane
+from maas.deployment import Deployer
+from maas.registry.service import Registry
+from maas.routing import Router
+from maas.types import InferenceBackend, VersionKey
+
+
+@dataclass
+class Readiness:
+    """What /readyz checks besides loaded aliases; each flag is set once its step is done."""
+
+    migrated: bool = False
+    bootstrap_key: bool = False
+    demo: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: Registry
+    store: ArtifactStore
+    backend: InferenceBackend
+    deployer: Deployer
+    router: Router
+    auth: Authenticator
+    dataplane: DataPlane
+    readiness: Readiness
+
+    async def not_ready_reasons(self) -> list[str]:
+        reasons = []
+        if not self.readiness.migrated:
+            reasons.append("migrations have not run")
+        if not self.readiness.bootstrap_key:
+            reasons.append("bootstrap admin key not created")
+        if not self.readiness.demo:
+            reasons.append("demo models are still being trained and loaded")
+        reasons.extend(self.readiness.reasons)
+        snapshot = await self.router.current()
+        for name, entry in sorted(snapshot.models.items()):
+            for alias, routes in sorted(entry.aliases.items()):
+                for route in routes:
+                    if not self.backend.is_loaded(VersionKey(name, route.version)):
+                        reasons.append(f"{name}/{alias} -> version {route.version} is not loaded")
+        return reasons

@@ -1,0 +1,160 @@
+"""The vocabulary the rest of maas speaks: refs, statuses, tensor signatures, backends."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+ALIAS_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+DEFAULT_ALIAS = "production"
+
+
+class VersionStatus(StrEnum):
+    REGISTERED = "registered"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    UNLOADED = "unloaded"
+    ARCHIVED = "archived"
+
+
+class ArtifactFormat(StrEnum):
+    TORCHSCRIPT = "torchscript"
+    TORCH_EXPORT = "torch_export"
+
+
+class Scope(StrEnum):
+    INFER = "infer"
+    ADMIN = "admin"
+
+
+class AliasAction(StrEnum):
+    SET = "set"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+DTYPES = (
+    "float32",
+    "float64",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """What a client named: a model and, optionally, a version number or an alias."""
+
+    model: str
+    version: int | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        """`digits`, `digits@3` or `digits@production` (no validation of the names here)."""
+        name, sep, selector = text.partition("@")
+        if not sep:
+            return cls(model=name)
+        if selector.isdigit():
+            return cls(model=name, version=int(selector))
+        return cls(model=name, alias=selector)
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.model}@{self.version}"
+        return f"{self.model}@{self.alias or DEFAULT_ALIAS}"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionKey:
+    """One concrete version: the unit a backend loads and runs."""
+
+    model: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.model}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One named input or output of a version; `shape` excludes the batch axis, -1 is free."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    min: float | None = None
+    max: float | None = None
+    max_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TensorSpec:
+        max_shape = data.get("max_shape")
+        return cls(
+            name=data["name"],
+            dtype=data["dtype"],
+            shape=tuple(data["shape"]),
+            min=data.get("min"),
+            max=data.get("max"),
+            max_shape=tuple(max_shape) if max_shape is not None else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.min is not None:
+            out["min"] = self.min
+        if self.max is not None:
+            out["max"] = self.max
+        if self.max_shape is not None:
+            out["max_shape"] = list(self.max_shape)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenExample:
+    inputs: list[Any]
+    outputs: list[Any]
+    atol: float = 1e-4
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """Everything a backend needs to load one version, and nothing from the registry."""
+
+    key: VersionKey
+    path: str
+    sha256: str
+    format: ArtifactFormat
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    device: str = "auto"
+    max_batch_size: int = 32
+    golden: tuple[GoldenExample, ...] = field(default_factory=tuple)
+
+
+class InferenceBackend(Protocol):
+    """Where model execution happens: in-process today, worker processes behind the same seam.
+
+    `infer` takes one array per declared input, all stacked along a leading batch axis, and
+    returns one array per declared output with the same leading axis.
+    """
+
+    async def load(self, spec: LoadSpec) -> None: ...
+
+    async def unload(self, key: VersionKey) -> None: ...
+
+    def is_loaded(self, key: VersionKey) -> bool: ...
+
+    async def infer(self, key: VersionKey, inputs: list[Any]) -> list[Any]: ...
+
+    async def close(self) -> None: ...

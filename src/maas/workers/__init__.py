@@ -1,0 +1,1 @@
+"""Where models run. Only this package imports torch (lazily), so the gateway starts fast."""

@@ -1,0 +1,70 @@
+"""An inference backend that runs models in this process, on threads off the event loop.
+
+It stands behind `maas.types.InferenceBackend`, the seam the worker-process pool will fill;
+torch is imported only when the first model loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from maas.errors import Unavailable
+from maas.types import LoadSpec, VersionKey
+
+if TYPE_CHECKING:
+    from maas.workers.runtime import LoadedModel
+
+
+class InProcessBackend:
+    def __init__(self, *, torch_threads: int) -> None:
+        self._torch_threads = torch_threads
+        self._models: dict[VersionKey, LoadedModel] = {}
+        # One thread runs forwards (torch parallelises inside an op); loads get their own so a
+        # slow load never stalls traffic to versions already serving.
+        self._run_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-infer")
+        self._load_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-load")
+        self._torch_ready = False
+
+    def _init_torch(self) -> None:
+        if self._torch_ready:
+            return
+        os.environ.setdefault("OMP_NUM_THREADS", str(self._torch_threads))
+        import torch
+
+        torch.set_num_threads(self._torch_threads)
+        self._torch_ready = True
+
+    def _load_blocking(self, spec: LoadSpec) -> LoadedModel:
+        self._init_torch()
+        from maas.workers.runtime import load_model
+
+        return load_model(spec)
+
+    async def load(self, spec: LoadSpec) -> None:
+        loop = asyncio.get_running_loop()
+        model = await loop.run_in_executor(self._load_pool, self._load_blocking, spec)
+        self._models[spec.key] = model
+
+    async def unload(self, key: VersionKey) -> None:
+        self._models.pop(key, None)
+
+    def is_loaded(self, key: VersionKey) -> bool:
+        return key in self._models
+
+    def loaded(self) -> list[VersionKey]:
+        return list(self._models)
+
+    async def infer(self, key: VersionKey, inputs: list[Any]) -> list[Any]:
+        model = self._models.get(key)
+        if model is None:
+            raise Unavailable(f"{key} is not loaded on any worker")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._run_pool, model.run, inputs)
+
+    async def close(self) -> None:
+        self._models.clear()
+        self._run_pool.shutdown(wait=False, cancel_futures=True)
+        self._load_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,61 @@
+"""Small real artifacts for tests: a TorchScript and a torch.export MLP, built in memory."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+IN, OUT = 4, 3
+
+
+class TinyMLP(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(IN, 8)
+        self.fc2 = torch.nn.Linear(8, OUT)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def tiny_mlp(seed: int = 0) -> TinyMLP:
+    torch.manual_seed(seed)
+    return TinyMLP().eval()
+
+
+def torchscript_bytes(module: torch.nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(module), buffer)
+    return buffer.getvalue()
+
+
+def export_bytes(module: torch.nn.Module) -> bytes:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(
+        module, (torch.randn(2, IN),), dynamic_shapes={"x": {0: batch}}
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.pt2"
+        torch.export.save(program, str(path))
+        return path.read_bytes()
+
+
+def expected(module: torch.nn.Module, instances: list[list[float]]) -> list[list[float]]:
+    with torch.inference_mode():
+        out: list[list[float]] = module(torch.tensor(instances, dtype=torch.float32)).tolist()
+    return out
+
+
+def mlp_meta(fmt: str = "torchscript", **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "format": fmt,
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [IN]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [OUT]}],
+        "batching": {"max_batch_size": 8, "max_delay_ms": 2, "max_queue": 64},
+    }
+    meta.update(extra)
+    return meta

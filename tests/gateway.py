@@ -1,0 +1,91 @@
+"""A gateway app run in-process (lifespan entered, httpx over ASGITransport) and test helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from maas.app import StartupHook, create_app
+from maas.config import Settings
+
+ADMIN_SECRET = "test-admin-secret-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_SECRET}"}
+
+
+class Gateway:
+    def __init__(self, client: httpx.AsyncClient, app: Any) -> None:
+        self.client = client
+        self.app = app
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
+
+    async def create_model(self, name: str, description: str = "") -> httpx.Response:
+        return await self.client.post(
+            "/admin/models", json={"name": name, "description": description}, headers=ADMIN
+        )
+
+    async def upload(
+        self, name: str, artifact: bytes, meta: dict[str, Any] | str, **headers: str
+    ) -> httpx.Response:
+        meta_text = meta if isinstance(meta, str) else json.dumps(meta)
+        return await self.client.post(
+            f"/admin/models/{name}/versions",
+            files={"file": ("model.bin", artifact, "application/octet-stream")},
+            data={"meta": meta_text},
+            headers={**ADMIN, **headers},
+        )
+
+    async def wait_settled(self, name: str, version: int) -> dict[str, Any]:
+        """Poll the version until its load finished one way or the other."""
+        for _ in range(600):
+            response = await self.client.get(
+                f"/admin/models/{name}/versions/{version}", headers=ADMIN
+            )
+            body: dict[str, Any] = response.json()
+            if body["status"] not in ("loading", "registered"):
+                return body
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{name}@{version} still loading")
+
+    async def deploy(
+        self, name: str, artifact: bytes, meta: dict[str, Any], alias: str | None = "production"
+    ) -> int:
+        """Create (if needed), upload, wait until ready, and point `alias` at the version."""
+        created = await self.create_model(name)
+        assert created.status_code in (201, 409), created.text
+        uploaded = await self.upload(name, artifact, meta)
+        assert uploaded.status_code == 201, uploaded.text
+        version: int = uploaded.json()["version"]
+        settled = await self.wait_settled(name, version)
+        assert settled["status"] == "ready", settled
+        if alias is not None:
+            response = await self.client.put(
+                f"/admin/models/{name}/aliases/{alias}", json={"version": version}, headers=ADMIN
+            )
+            assert response.status_code == 200, response.text
+        return version
+
+    async def predict(self, path: str, body: Any, **headers: str) -> httpx.Response:
+        if isinstance(body, bytes | str):
+            return await self.client.post(
+                path, content=body, headers={"Content-Type": "application/json", **headers}
+            )
+        return await self.client.post(path, json=body, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: Settings, on_started: StartupHook | None = None
+) -> AsyncIterator[Gateway]:
+    app = create_app(settings, on_started=on_started)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://maas.test") as client:
+            yield Gateway(client, app)
