@@ -35,9 +35,7 @@ def torchscript_bytes(module: torch.nn.Module) -> bytes:
 
 def export_bytes(module: torch.nn.Module) -> bytes:
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.export.export(
-        module, (torch.randn(2, IN),), dynamic_shapes={"x": {0: batch}}
-    )
+    program = torch.export.export(module, (torch.randn(2, IN),), dynamic_shapes={"x": {0: batch}})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.pt2"
         torch.export.save(program, str(path))

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from gateway import ADMIN_SECRET, Gateway, running_gateway
-from pg import postgres_server, postgres_url  # noqa: F401
 
+from gateway import ADMIN_SECRET, Gateway, running_gateway
 from maas.config import Settings
+from pg import postgres_server, postgres_url  # noqa: F401
 
 
 @pytest.fixture

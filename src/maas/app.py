@@ -51,17 +51,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = db.create_engine(settings.database_url)
+        database = db.open_database(settings.database_url)
         store = ArtifactStore(settings.artifact_dir)
         backend = backend_factory(settings)
         readiness = Readiness(demo=on_started is None)
         background: set[asyncio.Task[None]] = set()
         deployer: Deployer | None = None
         try:
-            await db.upgrade(engine)
+            await db.upgrade(database.engine)
             readiness.migrated = True
             await asyncio.to_thread(store.prepare)
-            registry = Registry(db.create_session_factory(engine))
+            registry = Registry(database.reads, writes=database.writes)
             router = Router(registry)
             deployer = Deployer(registry, backend, store)
             services = Services(
@@ -97,7 +97,7 @@ def create_app(
             if deployer is not None:
                 await deployer.close()
             await backend.close()
-            await engine.dispose()
+            await database.dispose()
 
     app = FastAPI(
         title="maas",

@@ -110,10 +110,10 @@ def keys_create(name: str, scopes: tuple[str, ...]) -> None:
     settings = Settings.load()
 
     async def run() -> dict[str, Any]:
-        engine = registry_db.create_engine(settings.database_url)
+        database = registry_db.open_database(settings.database_url)
         try:
-            await registry_db.upgrade(engine)
-            registry = Registry(registry_db.create_session_factory(engine))
+            await registry_db.upgrade(database.engine)
+            registry = Registry(database.reads, writes=database.writes)
             record, secret = await create_key(registry, name=name, scopes=list(scopes), actor="cli")
             return {
                 "id": record.id,
@@ -122,7 +122,7 @@ def keys_create(name: str, scopes: tuple[str, ...]) -> None:
                 "secret": secret,
             }
         finally:
-            await engine.dispose()
+            await database.dispose()
 
     click.echo(json.dumps(asyncio.run(run()), indent=2))
 

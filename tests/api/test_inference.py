@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from artifacts import expected, export_bytes, mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import Gateway
 
@@ -69,5 +70,7 @@ async def test_request_larger_than_max_batch_is_split_in_order(gateway: Gateway)
     rows = [[float(i), float(-i), i / 10, 1.0] for i in range(21)]
     response = await gateway.predict("/v1/models/mlp:predict", {"instances": rows})
     assert response.status_code == 200
-    for got_row, want_row in zip(response.json()["predictions"], expected(module, rows), strict=True):
+    for got_row, want_row in zip(
+        response.json()["predictions"], expected(module, rows), strict=True
+    ):
         assert got_row == pytest.approx(want_row, abs=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,14 @@ from maas.config import async_database_url
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
-def create_engine(database_url: str) -> AsyncEngine:
-    """An async engine for `database_url`; SQLite gets WAL, a busy timeout and foreign keys."""
+def create_engine(database_url: str, *, for_writes: bool = False) -> AsyncEngine:
+    """An async engine for `database_url`; SQLite gets WAL, a busy timeout and foreign keys.
+
+    With `for_writes`, SQLite transactions start with BEGIN IMMEDIATE: a deferred transaction
+    that reads and then writes fails at once (SQLITE_BUSY) if another connection wrote in
+    between, while an immediate one waits its turn for the write lock. PostgreSQL needs none
+    of this (its writes lock the rows they read with FOR UPDATE).
+    """
     url = make_url(async_database_url(database_url))
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.get_backend_name() == "sqlite":
@@ -28,7 +35,23 @@ def create_engine(database_url: str) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if for_writes:
+            event.listen(engine.sync_engine, "connect", _sqlite_manual_transactions)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
     return engine
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.url.get_backend_name() == "sqlite"
+
+
+def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # Stop the driver from issuing its own BEGIN, so the "begin" hook below decides.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -78,3 +101,31 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     async with engine.begin() as conn:
         await conn.run_sync(_run, cfg, "downgrade", revision)
+
+
+@dataclass
+class Database:
+    """The registry's engines: one for reads, and (on SQLite) one whose transactions write."""
+
+    engine: AsyncEngine
+    write_engine: AsyncEngine
+
+    @property
+    def reads(self) -> SessionFactory:
+        return create_session_factory(self.engine)
+
+    @property
+    def writes(self) -> SessionFactory:
+        return create_session_factory(self.write_engine)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
+
+
+def open_database(database_url: str) -> Database:
+    engine = create_engine(database_url)
+    if is_sqlite(engine):
+        return Database(engine, create_engine(database_url, for_writes=True))
+    return Database(engine, engine)

@@ -69,8 +69,12 @@ class NewVersion:
 
 
 class Registry:
-    def __init__(self, sessions: SessionFactory) -> None:
+    """`writes` may be a separate session factory whose transactions take the write lock first
+    (SQLite); reads never wait for it."""
+
+    def __init__(self, sessions: SessionFactory, *, writes: SessionFactory | None = None) -> None:
         self._sessions = sessions
+        self._writes = writes or sessions
         self._listeners: list[Callable[[], None]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -84,7 +88,7 @@ class Registry:
 
     async def create_model(self, *, name: str, description: str, actor: str) -> ModelRecord:
         try:
-            async with self._sessions.begin() as session:
+            async with self._writes.begin() as session:
                 model = Model(name=name, description=description, last_version=0)
                 session.add(model)
                 await session.flush()
@@ -115,7 +119,7 @@ class Registry:
         status: VersionStatus,
         actor: str,
     ) -> VersionRecord:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await repo.get_model(session, name=model)
             number = await repo.next_version_number(session, model_id=row.id)
             version = ModelVersion(
@@ -165,7 +169,7 @@ class Registry:
         only_from: frozenset[VersionStatus] | None = None,
     ) -> VersionRecord | None:
         """Move a version to `status`; with `only_from`, only if it is in one of those now."""
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             model = await repo.get_model(session, name=key.model)
             row = await repo.get_version(session, model=model, version=key.version)
             if only_from is not None and VersionStatus(row.status) not in only_from:
@@ -188,7 +192,7 @@ class Registry:
         description: str | None = None,
         tags: dict[str, Any] | None = None,
     ) -> VersionRecord:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             model = await repo.get_model(session, name=key.model)
             row = await repo.get_version(session, model=model, version=key.version)
             before = {"batching": row.batching, "description": row.description, "tags": row.tags}
@@ -207,7 +211,7 @@ class Registry:
         return record
 
     async def archive_version(self, key: VersionKey, *, actor: str) -> VersionRecord:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             model = await repo.get_model(session, name=key.model, lock=True)
             row = await repo.get_version(session, model=model, version=key.version)
             aliases = await repo.aliases_pointing_at(session, version=row)
@@ -256,7 +260,7 @@ class Registry:
     ) -> AliasRecord:
         """Point `alias` at ready versions, atomically, recording history unless nothing moves."""
         changed = False
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.get_alias(session, model=model_row, name=alias)
             _check_expected(current, expected_current)
@@ -333,7 +337,7 @@ class Registry:
     async def create_key(
         self, *, name: str, scopes: list[str], secret_hash: str, actor: str
     ) -> KeyRecord:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = ApiKey(name=name, scopes=sorted(set(scopes)), secret_hash=secret_hash)
             session.add(row)
             await session.flush()
@@ -354,7 +358,7 @@ class Registry:
             return KeyRecord.from_row(row) if row else None
 
     async def revoke_key(self, key_id: int, *, actor: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await repo.get_key(session, key_id=key_id)
             if row is None or row.revoked_at is not None:
                 raise KeyNotFound(f"no active key with id {key_id}")

@@ -1,0 +1,3 @@
+from maas.cli import main
+
+main()

@@ -1,0 +1,152 @@
+"""Every client mistake on the inference path is a JSON error with CONTRACT's status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
+from gateway import ADMIN, Gateway
+from maas.config import Settings
+
+
+@pytest.fixture
+async def served(gateway: Gateway) -> Gateway:
+    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    return gateway
+
+
+def _error(response: Any, status: int, code: str | None = None) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code
+    message: str = error["message"]
+    return message
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/v1/models/ghost:predict", "model_not_found"),
+        ("/v1/models/mlp@99:predict", "version_not_found"),
+        ("/v1/models/mlp/versions/99:predict", "version_not_found"),
+        ("/v1/models/mlp@nosuchalias:predict", "alias_not_found"),
+        ("/v1/models/mlp/labels/nosuchalias:predict", "alias_not_found"),
+    ],
+)
+async def test_unknown_refs_are_404(served: Gateway, path: str, code: str) -> None:
+    _error(await served.predict(path, {"instances": [[0, 0, 0, 0]]}), 404, code)
+
+
+async def test_model_without_production_alias_is_404(served: Gateway) -> None:
+    await served.create_model("bare")
+    _error(await served.predict("/v1/models/bare:predict", {"instances": [[1]]}), 404)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        b'{"inputs": [[1,2,3,4]]}',
+        b'{"instances": []}',
+        b'{"instances": {"x": 1}}',
+        b'{"instances": [[1,2,3,4]]',
+        '{"instances": [NaN]}',
+    ],
+)
+async def test_malformed_bodies_are_400(served: Gateway, body: bytes | str) -> None:
+    _error(await served.predict("/v1/models/mlp:predict", body), 400, "bad_request")
+
+
+async def test_non_integer_version_path_is_400(served: Gateway) -> None:
+    response = await served.predict("/v1/models/mlp/versions/one:predict", {"instances": [[1]]})
+    _error(response, 400)
+
+
+@pytest.mark.parametrize(
+    ("instances", "fragment"),
+    [
+        ([[1, 2, 3]], "axis 0 must have length 4"),
+        ([[1, 2, 3, 4, 5]], "axis 0 must have length 4"),
+        ([1.0], "rank 1"),
+        ([[[1, 2, 3, 4]]], "rank 1"),
+        ([["a", "b", "c", "d"]], "float32"),
+        ([[1, [2], 3, 4]], "rectangular"),
+        ([[1, 2, 3, 4], [1, 2]], "instance 1"),
+        ([[True, False, True, False]], "float32"),
+        ([None], "float32"),
+        ([{"x": [1, 2, 3, 4], "extra": 1}], "unexpected"),
+    ],
+)
+async def test_wrong_dtype_or_shape_is_422(
+    served: Gateway, instances: list[Any], fragment: str
+) -> None:
+    response = await served.predict("/v1/models/mlp:predict", {"instances": instances})
+    assert fragment in _error(response, 422, "invalid_input")
+
+
+async def test_values_outside_declared_domain_are_422(gateway: Gateway) -> None:
+    meta = mlp_meta()
+    meta["inputs"][0].update({"min": 0, "max": 10})
+    await gateway.deploy("bounded", torchscript_bytes(tiny_mlp()), meta)
+    ok = await gateway.predict("/v1/models/bounded:predict", {"instances": [[0, 1, 2, 10]]})
+    assert ok.status_code == 200
+    response = await gateway.predict("/v1/models/bounded:predict", {"instances": [[0, 1, 2, 11]]})
+    assert "[0, 10]" in _error(response, 422, "invalid_input")
+
+
+async def test_oversized_body_is_413_json(tmp_path: Any) -> None:
+    from conftest import make_settings
+    from gateway import running_gateway
+
+    settings: Settings = make_settings(tmp_path, max_body_bytes=2048)
+    async with running_gateway(settings) as gw:
+        await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+        rows = [[0.5, 0.5, 0.5, 0.5]] * 200
+        _error(await gw.predict("/v1/models/mlp:predict", {"instances": rows}), 413)
+        small = await gw.predict("/v1/models/mlp:predict", {"instances": rows[:2]})
+        assert small.status_code == 200
+
+
+async def test_bad_timeout_header_is_400(served: Gateway) -> None:
+    response = await served.predict(
+        "/v1/models/mlp:predict",
+        {"instances": [[1, 2, 3, 4]]},
+        **{"X-Request-Timeout-Ms": "soon"},
+    )
+    _error(response, 400)
+
+
+async def test_inference_key_required_when_configured(tmp_path: Any) -> None:
+    from conftest import make_settings
+    from gateway import running_gateway
+
+    async with running_gateway(make_settings(tmp_path, require_infer_key=True)) as gw:
+        await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+        body = {"instances": [[1, 2, 3, 4]]}
+        _error(await gw.predict("/v1/models/mlp:predict", body), 401, "unauthenticated")
+        bad = await gw.predict("/v1/models/mlp:predict", body, Authorization="Bearer nope")
+        _error(bad, 401)
+        created = await gw.client.post(
+            "/admin/keys", json={"name": "app", "scopes": ["infer"]}, headers=ADMIN
+        )
+        secret = created.json()["secret"]
+        ok = await gw.predict("/v1/models/mlp:predict", body, Authorization=f"Bearer {secret}")
+        assert ok.status_code == 200
+        admin_ok = await gw.predict("/v1/models/mlp:predict", body, **ADMIN)
+        assert admin_ok.status_code == 200
+
+
+async def test_not_ready_version_is_409(gateway: Gateway) -> None:
+    await gateway.create_model("mlp")
+    uploaded = await gateway.upload("mlp", torchscript_bytes(tiny_mlp()), mlp_meta(load=False))
+    assert uploaded.json()["status"] == "registered"
+    response = await gateway.predict("/v1/models/mlp@1:predict", {"instances": [[1, 2, 3, 4]]})
+    _error(response, 409, "version_not_ready")

@@ -1,0 +1,163 @@
+"""Registry operations on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from maas.errors import (
+    AliasInUse,
+    AlreadyExists,
+    ConcurrentChange,
+    ModelNotFound,
+    VersionNotFound,
+    VersionNotReady,
+)
+from maas.registry import db
+from maas.registry.records import Route
+from maas.registry.service import NewVersion, Registry
+from maas.types import AliasAction, VersionKey, VersionStatus
+
+META = NewVersion(
+    format="torchscript",
+    inputs=[{"name": "x", "dtype": "float32", "shape": [4]}],
+    outputs=[{"name": "y", "dtype": "float32", "shape": [3]}],
+    batching={"max_batch_size": 8},
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/registry.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def registry(database_url: str) -> AsyncIterator[Registry]:
+    database = db.open_database(database_url)
+    await db.upgrade(database.engine)
+    try:
+        yield Registry(database.reads, writes=database.writes)
+    finally:
+        await database.dispose()
+
+
+async def _ready_version(registry: Registry, model: str) -> int:
+    record = await registry.add_version(
+        model=model,
+        sha256="a" * 64,
+        size=10,
+        meta=META,
+        status=VersionStatus.REGISTERED,
+        actor="t",
+    )
+    await registry.set_status(record.key, VersionStatus.READY)
+    return record.version
+
+
+async def test_models_and_versions(registry: Registry) -> None:
+    await registry.create_model(name="digits", description="d", actor="t")
+    with pytest.raises(AlreadyExists):
+        await registry.create_model(name="digits", description="", actor="t")
+    with pytest.raises(ModelNotFound):
+        await registry.get_model("nope")
+    v1 = await _ready_version(registry, "digits")
+    record = await registry.get_version(VersionKey("digits", v1))
+    assert record.status is VersionStatus.READY
+    assert record.loaded_at is not None
+    assert record.inputs[0].shape == (4,)
+    with pytest.raises(VersionNotFound):
+        await registry.get_version(VersionKey("digits", 42))
+    failed = await registry.set_status(
+        VersionKey("digits", v1), VersionStatus.FAILED, load_error="boom"
+    )
+    assert failed is not None
+    assert failed.load_error == "boom"
+
+
+async def test_concurrent_uploads_get_distinct_numbers(registry: Registry) -> None:
+    await registry.create_model(name="m", description="", actor="t")
+    records = await asyncio.gather(
+        *(
+            registry.add_version(
+                model="m",
+                sha256="b" * 64,
+                size=1,
+                meta=META,
+                status=VersionStatus.REGISTERED,
+                actor="t",
+            )
+            for _ in range(8)
+        )
+    )
+    assert sorted(r.version for r in records) == list(range(1, 9))
+
+
+async def test_alias_rules(registry: Registry) -> None:
+    await registry.create_model(name="m", description="", actor="t")
+    v1 = await _ready_version(registry, "m")
+    v2 = await _ready_version(registry, "m")
+    pending = await registry.add_version(
+        model="m", sha256="c" * 64, size=1, meta=META, status=VersionStatus.REGISTERED, actor="t"
+    )
+    with pytest.raises(VersionNotReady):
+        await registry.set_alias(
+            model="m", alias="production", routes=[Route(pending.version, 100)], actor="t"
+        )
+    await registry.set_alias(model="m", alias="production", routes=[Route(v1, 100)], actor="t")
+    with pytest.raises(ConcurrentChange):
+        await registry.set_alias(
+            model="m", alias="production", routes=[Route(v2, 100)], actor="t", expected_current=v2
+        )
+    split = await registry.set_alias(
+        model="m",
+        alias="production",
+        routes=[Route(v2, 10), Route(v1, 90)],
+        actor="ops",
+        action=AliasAction.PROMOTE,
+        expected_current=v1,
+    )
+    assert split.routes == (Route(v1, 90), Route(v2, 10))
+    with pytest.raises(AliasInUse):
+        await registry.archive_version(VersionKey("m", v2), actor="t")
+    history = await registry.alias_history(model="m", alias="production", limit=10)
+    assert [h.action for h in history] == ["promote", "set"]
+    assert history[0].key == "ops"
+    assert await registry.previous_routes(model="m", alias="production") == (Route(v1, 100),)
+
+
+async def test_concurrent_alias_changes_serialise(registry: Registry) -> None:
+    await registry.create_model(name="m", description="", actor="t")
+    versions = [await _ready_version(registry, "m") for _ in range(3)]
+    await registry.set_alias(model="m", alias="a", routes=[Route(versions[0], 100)], actor="t")
+    results = await asyncio.gather(
+        *(
+            registry.set_alias(
+                model="m",
+                alias="a",
+                routes=[Route(v, 100)],
+                actor="t",
+                expected_current=versions[0],
+            )
+            for v in versions[1:] * 4
+        ),
+        return_exceptions=True,
+    )
+    # Both saw version 1 as current; exactly one of them may win.
+    wins = [r for r in results if not isinstance(r, BaseException)]
+    assert len(wins) == 1
+    assert all(isinstance(r, ConcurrentChange) for r in results if isinstance(r, BaseException))
+
+
+async def test_keys(registry: Registry) -> None:
+    record = await registry.create_key(name="k", scopes=["infer"], secret_hash="d" * 64, actor="t")
+    found = await registry.find_key("d" * 64)
+    assert found is not None
+    assert found.scopes == ("infer",)
+    await registry.revoke_key(record.id, actor="t")
+    assert await registry.find_key("d" * 64) is None

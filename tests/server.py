@@ -1,0 +1,71 @@
+"""A real `maas serve` process on a free port, for tests that need real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def maas_server(
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/healthz",
+    wait_s: float = 60,
+) -> Iterator[str]:
+    port = free_port()
+    environ = {
+        **os.environ,
+        "MAAS_DATABASE_URL": f"sqlite:///{data_dir}/registry.db",
+        "MAAS_ARTIFACT_DIR": str(data_dir / "artifacts"),
+        "MAAS_DATA_DIR": str(data_dir),
+        "MAAS_TORCH_THREADS": "1",
+        **(env or {}),
+    }
+    log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "maas", "serve", "--port", str(port), *args],
+        env=environ,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited: {(data_dir / 'server.log').read_text()}")
+            try:
+                if httpx.get(url + ready_path, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not up: {(data_dir / 'server.log').read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
