@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,18 @@ from maas.config import Settings
 
 ADMIN_SECRET = "test-admin-secret-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_SECRET}"}
+
+
+def make_settings(tmp_path: Path, database_url: str | None = None, **extra: object) -> Settings:
+    return Settings(
+        database_url=database_url or f"sqlite:///{tmp_path}/registry.db",
+        artifact_dir=tmp_path / "artifacts",
+        data_dir=tmp_path,
+        bootstrap_admin_key=ADMIN_SECRET,
+        routing_refresh_s=60,
+        torch_threads=1,
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 class Gateway:
@@ -53,6 +66,15 @@ class Gateway:
                 return body
             await asyncio.sleep(0.05)
         raise AssertionError(f"{name}@{version} still loading")
+
+    async def wait_ready(self) -> httpx.Response:
+        """Poll /readyz until it answers 200 (or give up after ~20 s and return the last answer)."""
+        for _ in range(400):
+            response = await self.client.get("/readyz")
+            if response.status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        return response
 
     async def deploy(
         self, name: str, artifact: bytes, meta: dict[str, Any], alias: str | None = "production"

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from conftest import make_settings
-from gateway import ADMIN, Gateway, running_gateway
+from gateway import ADMIN, Gateway, make_settings, running_gateway
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 

@@ -103,8 +103,7 @@ async def test_values_outside_declared_domain_are_422(gateway: Gateway) -> None:
 
 
 async def test_oversized_body_is_413_json(tmp_path: Any) -> None:
-    from conftest import make_settings
-    from gateway import running_gateway
+    from gateway import make_settings, running_gateway
 
     settings: Settings = make_settings(tmp_path, max_body_bytes=2048)
     async with running_gateway(settings) as gw:
@@ -125,8 +124,7 @@ async def test_bad_timeout_header_is_400(served: Gateway) -> None:
 
 
 async def test_inference_key_required_when_configured(tmp_path: Any) -> None:
-    from conftest import make_settings
-    from gateway import running_gateway
+    from gateway import make_settings, running_gateway
 
     async with running_gateway(make_settings(tmp_path, require_infer_key=True)) as gw:
         await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
