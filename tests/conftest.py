@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import ADMIN_SECRET, Gateway, running_gateway
+from gateway import Gateway, make_settings, running_gateway
 from maas.config import Settings
+from maas.demo import digits, tokens
+from maas.demo.artifact import DemoModel
 from pg import postgres_server, postgres_url  # noqa: F401
 
 
@@ -17,19 +19,19 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
-def make_settings(tmp_path: Path, database_url: str | None = None, **extra: object) -> Settings:
-    return Settings(
-        database_url=database_url or f"sqlite:///{tmp_path}/registry.db",
-        artifact_dir=tmp_path / "artifacts",
-        data_dir=tmp_path,
-        bootstrap_admin_key=ADMIN_SECRET,
-        routing_refresh_s=60,
-        torch_threads=1,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture
 async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
     async with running_gateway(settings) as gw:
         yield gw
+
+
+@pytest.fixture(scope="session")
+def digits_demo() -> DemoModel:
+    """The digits demo, trained once per session (a few seconds)."""
+    return digits.train()
+
+
+@pytest.fixture(scope="session")
+def tokens_demo() -> DemoModel:
+    """The tokens demo, trained once per session (about 20 s on two cores)."""
+    return tokens.train()
