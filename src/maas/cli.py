@@ -26,22 +26,23 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on (MAAS_PORT).")
 @click.option("--workers", type=int, default=None, help="Local worker processes (MAAS_WORKERS).")
 @click.option("--gateways", type=int, default=None, help="Gateway processes (MAAS_GATEWAYS).")
+@click.option("--database-url", default=None, help="Registry database (MAAS_DATABASE_URL).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="MAAS_DATA_DIR.")
+@click.option(
+    "--artifact-dir", type=click.Path(path_type=Path), default=None, help="MAAS_ARTIFACT_DIR."
+)
+@click.option("--max-body-bytes", type=int, default=None, help="MAAS_MAX_BODY_BYTES.")
+@click.option("--request-timeout-ms", type=int, default=None, help="MAAS_REQUEST_TIMEOUT_MS.")
+@click.option("--bootstrap-admin-key", default=None, help="MAAS_BOOTSTRAP_ADMIN_KEY.")
 @click.option("--demo", is_flag=True, default=None, help="Train and serve the demo models.")
 @click.option("--log-level", default="info", show_default=True)
-def serve(
-    host: str | None,
-    port: int | None,
-    workers: int | None,
-    gateways: int | None,
-    demo: bool | None,
-    log_level: str,
-) -> None:
+def serve(log_level: str, **overrides: Any) -> None:
     """Run the gateway on the embedded SQLite default (or MAAS_DATABASE_URL)."""
     import uvicorn
 
     from maas.app import create_app
 
-    settings = Settings.load(host=host, port=port, workers=workers, gateways=gateways, demo=demo)
+    settings = Settings.load(**overrides)
     hook = None
     if settings.demo:
         from maas.demo.setup import install_demo
