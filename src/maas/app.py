@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -36,6 +37,11 @@ StartupHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def _default_backend(settings: Settings) -> InferenceBackend:
+    """Worker processes when `maas serve` gave us their addresses, else this process."""
+    if settings.worker_endpoints:
+        from maas.workers.pool import WorkerPool
+
+        return WorkerPool(list(settings.worker_endpoints))
     from maas.workers.inprocess import InProcessBackend
 
     return InProcessBackend(torch_threads=settings.effective_torch_threads)
@@ -64,6 +70,8 @@ def create_app(
             registry = Registry(database.reads, writes=database.writes)
             router = Router(registry)
             deployer = Deployer(registry, backend, store)
+            _resync_restarted_workers(backend, deployer)
+            await backend.start()
             services = Services(
                 settings=settings,
                 registry=registry,
@@ -83,7 +91,8 @@ def create_app(
                     scopes=[Scope.ADMIN.value],
                 )
             readiness.bootstrap_key = True
-            await deployer.restore()
+            if settings.gateway_index == 0:  # one gateway puts the registry's versions back
+                await deployer.restore()
             await router.refresh()
             app.state.services = services
             _own(background, _refresh_loop(router, settings.routing_refresh_s), "routing refresh")
@@ -141,3 +150,16 @@ async def _run_hook(hook: StartupHook, services: Services) -> None:
         raise
     finally:
         services.readiness.demo = True
+
+
+def _resync_restarted_workers(backend: InferenceBackend, deployer: Deployer) -> None:
+    from maas.workers.pool import WorkerLink, WorkerPool
+
+    if not isinstance(backend, WorkerPool):
+        return
+    pool = backend
+
+    async def on_boot(link: WorkerLink) -> None:
+        await deployer.resync(functools.partial(pool.load_on, link), link.name)
+
+    pool.on_worker_boot = on_boot

@@ -37,25 +37,52 @@ def main() -> None:
 @click.option("--demo", is_flag=True, default=None, help="Train and serve the demo models.")
 @click.option("--log-level", default="info", show_default=True)
 def serve(log_level: str, **overrides: Any) -> None:
-    """Run the gateway on the embedded SQLite default (or MAAS_DATABASE_URL)."""
-    import uvicorn
+    """Run G gateway processes and N workers (embedded SQLite unless MAAS_DATABASE_URL)."""
+    import logging
 
-    from maas.app import create_app
+    from maas.supervisor import Supervisor
 
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings.load(**overrides)
-    hook = None
-    if settings.demo:
-        from maas.demo.setup import install_demo
+    Supervisor(settings, demo=settings.demo, log_level=log_level).run()
 
-        hook = install_demo
-    app = create_app(settings, on_started=hook)
-    click.echo(f"maas: serving on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        timeout_graceful_shutdown=10,
+
+@main.command()
+@click.option(
+    "--listen",
+    required=True,
+    help="HOST:PORT (tcp) or a ZeroMQ endpoint such as ipc:///run/maas/w0.sock.",
+)
+@click.option("--id", "worker_id", default="w0", show_default=True)
+@click.option("--index", type=int, default=0, help="Picks the CUDA device round-robin.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: by --index).")
+@click.option("--threads", type=int, default=None, help="Torch intra-op threads.")
+@click.option("--restarts", type=int, default=0, hidden=True)
+@click.option("--log-level", default="info", show_default=True)
+def worker(
+    listen: str,
+    worker_id: str,
+    index: int,
+    device: str | None,
+    threads: int | None,
+    restarts: int,
+    log_level: str,
+) -> None:
+    """Run one worker process that loads versions and runs batches for gateways."""
+    import logging
+
+    from maas.workers.server import run_worker
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    endpoint = listen if "://" in listen else f"tcp://{listen}"
+    run_worker(
+        endpoint=endpoint,
+        worker_id=worker_id,
+        index=index,
+        device=device,
+        threads=threads or Settings.load().effective_torch_threads,
+        restarts=restarts,
     )
 
 

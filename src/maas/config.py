@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     bootstrap_admin_key: str | None = None
     demo: bool = False
     routing_refresh_s: float = Field(2.0, gt=0, le=3600)
+    # Set by `maas serve` for its gateway processes: where the workers listen (empty: run
+    # models in the gateway process itself, as tests do) and which gateway this one is.
+    worker_endpoints: tuple[str, ...] = ()
+    gateway_index: int = Field(0, ge=0)
 
     @field_validator("bootstrap_admin_key")
     @classmethod

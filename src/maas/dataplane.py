@@ -47,7 +47,10 @@ class DataPlane:
         try:
             async with asyncio.timeout(timeout_s):
                 results = await asyncio.gather(
-                    *(self._backend.infer(version.key, group.arrays) for group in groups)
+                    *(
+                        self._backend.infer(version.key, group.arrays, timeout_s=timeout_s)
+                        for group in groups
+                    )
                 )
         except TimeoutError:
             raise DeadlineExceeded(

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from maas.artifacts import ArtifactStore
-from maas.errors import Conflict, MaasError
+from maas.errors import Conflict, MaasError, WorkerCrashedLoading
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry
-from maas.types import InferenceBackend, VersionKey, VersionStatus
+from maas.types import InferenceBackend, LoadSpec, VersionKey, VersionStatus
 
 log = logging.getLogger(__name__)
+
+# A version whose load killed a worker this many times is marked failed, not tried again.
+CRASHES_BEFORE_FAILED = 2
 
 _LOADABLE = frozenset(
     {
@@ -34,6 +39,7 @@ class Deployer:
         self._backend = backend
         self._store = store
         self._tasks: dict[VersionKey, asyncio.Task[None]] = {}
+        self._crashes: Counter[VersionKey] = Counter()
 
     async def start_load(self, key: VersionKey) -> VersionRecord:
         """Mark the version `loading` and load it in the background; returns the new record."""
@@ -94,6 +100,29 @@ class Deployer:
         for record in await self._registry.versions_to_restore():
             await self._registry.set_status(record.key, VersionStatus.LOADING)
             self._spawn(record)
+
+    async def resync(self, load: Callable[[LoadSpec], Awaitable[None]], worker: str) -> None:
+        """A worker (re)started: load onto it every version the registry says is serving.
+
+        A version whose load kills the worker again and again ends `failed`, so one bad
+        artifact cannot keep a worker in a crash loop.
+        """
+        for record in await self._registry.versions_to_restore():
+            if record.status is not VersionStatus.READY:
+                continue
+            spec = record.load_spec(str(self._store.path_for(record.sha256)))
+            try:
+                await load(spec)
+            except WorkerCrashedLoading as exc:
+                self._crashes[record.key] += 1
+                if self._crashes[record.key] >= CRASHES_BEFORE_FAILED:
+                    log.error("%s keeps killing its worker; marking it failed", record.key)
+                    await self._registry.set_status(
+                        record.key, VersionStatus.FAILED, load_error=exc.message
+                    )
+                return  # the worker is gone; its next start syncs again
+            except MaasError as exc:
+                log.warning("reloading %s on worker %s failed: %s", record.key, worker, exc.message)
 
     async def wait_idle(self) -> None:
         while self._tasks:

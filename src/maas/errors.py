@@ -21,7 +21,9 @@ MaasError
 ├── Overloaded                 queue full; carries retry_after seconds
 ├── Unavailable                no ready backend, or the registry cannot take writes
 ├── DeadlineExceeded           the request's deadline passed before inference
+├── ClientDisconnected         the client hung up before its result was ready
 └── ModelLoadError             a version could not be loaded (kept as its load error)
+    └── WorkerCrashedLoading   the worker died while loading it
 """
 
 from __future__ import annotations
@@ -119,5 +121,13 @@ class DeadlineExceeded(MaasError):
     code = "deadline_exceeded"
 
 
+class ClientDisconnected(MaasError):
+    code = "client_disconnected"
+
+
 class ModelLoadError(MaasError):
+    code = "model_load_error"
+
+
+class WorkerCrashedLoading(ModelLoadError):
     code = "model_load_error"

@@ -140,14 +140,24 @@ class LoadSpec:
     device: str = "auto"
     max_batch_size: int = 32
     golden: tuple[GoldenExample, ...] = field(default_factory=tuple)
+    max_delay_ms: float = 5.0
+    max_queue: int = 1024
+    # With a pad value, instances whose variable axes differ are padded up to the next bucket
+    # (or the longest in the batch) so they share one forward; only for models that mask it.
+    pad_value: float | None = None
+    buckets: tuple[int, ...] = ()
+    replicas: int | None = None
 
 
 class InferenceBackend(Protocol):
     """Where model execution happens: in-process today, worker processes behind the same seam.
 
     `infer` takes one array per declared input, all stacked along a leading batch axis, and
-    returns one array per declared output with the same leading axis.
+    returns one array per declared output with the same leading axis; `timeout_s` is what is
+    left of the request's deadline, so work that would finish too late can be dropped.
     """
+
+    async def start(self) -> None: ...
 
     async def load(self, spec: LoadSpec) -> None: ...
 
@@ -155,6 +165,12 @@ class InferenceBackend(Protocol):
 
     def is_loaded(self, key: VersionKey) -> bool: ...
 
-    async def infer(self, key: VersionKey, inputs: list[Any]) -> list[Any]: ...
+    async def infer(
+        self, key: VersionKey, inputs: list[Any], *, timeout_s: float | None = None
+    ) -> list[Any]: ...
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One entry per worker, as `GET /admin/workers` shows it (CONTRACT)."""
+        ...
 
     async def close(self) -> None: ...

@@ -24,6 +24,7 @@ STATUS: dict[type[errors.MaasError], int] = {
     errors.InvalidInput: 422,
     errors.InvalidArtifact: 422,
     errors.Overloaded: 429,
+    errors.ClientDisconnected: 499,  # nginx's "client closed request": nobody reads it
     errors.Unavailable: 503,
     errors.DeadlineExceeded: 504,
     errors.ModelLoadError: 422,

@@ -40,6 +40,19 @@ async def install_demo(
         await _ensure_model(services, name, train)
 
 
+async def wait_for_demo(services: Services, poll_s: float = 0.5) -> None:
+    """For gateways other than the first: ready once the first one has installed the demo."""
+    names = [name for name, _ in demo_trainers()]
+    while True:
+        models = {m.name: m for m in await services.registry.list_models()}
+        if all(
+            name in models and any(a.alias == DEFAULT_ALIAS for a in models[name].aliases)
+            for name in names
+        ):
+            return
+        await asyncio.sleep(poll_s)
+
+
 async def ensure_admin_key_file(services: Services) -> Path:
     """On first start, create an admin key and keep its secret in a 0600 file."""
     path = services.settings.data_dir / ADMIN_KEY_FILE

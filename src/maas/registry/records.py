@@ -94,6 +94,11 @@ class VersionRecord:
             device=self.device,
             max_batch_size=int(self.batching.get("max_batch_size", 32)),
             golden=self.golden,
+            max_delay_ms=float(self.batching.get("max_delay_ms", 5.0)),
+            max_queue=int(self.batching.get("max_queue", 1024)),
+            pad_value=self.batching.get("pad_value"),
+            buckets=tuple(sorted(self.batching.get("buckets") or ())),
+            replicas=self.replicas,
         )
 
 

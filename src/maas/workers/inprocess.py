@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,9 @@ class InProcessBackend:
 
         return load_model(spec)
 
+    async def start(self) -> None:
+        return None
+
     async def load(self, spec: LoadSpec) -> None:
         loop = asyncio.get_running_loop()
         model = await loop.run_in_executor(self._load_pool, self._load_blocking, spec)
@@ -57,12 +61,28 @@ class InProcessBackend:
     def loaded(self) -> list[VersionKey]:
         return list(self._models)
 
-    async def infer(self, key: VersionKey, inputs: list[Any]) -> list[Any]:
+    async def infer(
+        self, key: VersionKey, inputs: list[Any], *, timeout_s: float | None = None
+    ) -> list[Any]:
         model = self._models.get(key)
         if model is None:
             raise Unavailable(f"{key} is not loaded on any worker")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._run_pool, model.run, inputs)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": "inprocess",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "device": "cpu",
+                "healthy": True,
+                "queue_depth": 0,
+                "versions": [str(k) for k in self._models],
+                "restarts": 0,
+            }
+        ]
 
     async def close(self) -> None:
         self._models.clear()

@@ -8,6 +8,7 @@ version's golden examples. Anything wrong raises ModelLoadError with a message f
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ class LoadedModel:
         self.spec = spec
         self.device = device
         self._module = module
+        # Seconds of a forward at max_batch_size, measured at warm-up: the first estimate of
+        # what a batch costs, before any traffic.
+        self.warmup_batch_s = 0.0
 
     def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         batch = len(inputs[0])
@@ -156,8 +160,10 @@ def _warm_up(model: LoadedModel) -> None:
     sizes = sorted({1, model.spec.max_batch_size})
     for size in sizes:
         inputs = [_synthetic(spec, size) for spec in model.spec.inputs]
+        started = time.perf_counter()
         try:
             model.run(inputs)
+            model.warmup_batch_s = time.perf_counter() - started
         except InvalidInput as exc:
             raise ModelLoadError(
                 f"warm-up forward with batch {size} failed: {exc.message}"

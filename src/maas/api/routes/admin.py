@@ -222,3 +222,8 @@ async def create_key(
 async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[str, Any]:
     await services.registry.revoke_key(key_id, actor=who.name)
     return {"id": key_id, "revoked": True}
+
+
+@router.get("/workers")
+async def workers(services: ServicesDep) -> dict[str, Any]:
+    return {"workers": services.backend.describe()}

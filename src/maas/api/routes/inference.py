@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
@@ -12,7 +14,7 @@ from starlette.responses import Response
 from maas.api.body import parse_json, read_capped
 from maas.api.errors import render
 from maas.auth import Principal
-from maas.errors import BadRequest, MaasError
+from maas.errors import BadRequest, ClientDisconnected, MaasError
 from maas.services import Services
 from maas.types import ModelRef, Scope
 
@@ -46,11 +48,14 @@ async def _predict(request: Request, ref: ModelRef) -> Response:
         timeout_s = _timeout(request, services.settings.request_timeout_ms)
         payload = parse_json(await read_capped(request, services.settings.max_body_bytes))
         instances = _instances(payload)
-        result = await services.dataplane.predict(
-            ref,
-            instances,
-            timeout_s=timeout_s,
-            routing_key=request.headers.get("x-routing-key"),
+        result = await _unless_disconnected(
+            request,
+            services.dataplane.predict(
+                ref,
+                instances,
+                timeout_s=timeout_s,
+                routing_key=request.headers.get("x-routing-key"),
+            ),
         )
     except MaasError as exc:
         return render(exc, {"X-Request-Id": request_id})
@@ -67,6 +72,35 @@ async def _predict(request: Request, ref: ModelRef) -> Response:
             "X-Request-Id": request_id,
         },
     )
+
+
+T = TypeVar("T")
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, cancelling it if the client hangs up first (its result would go nowhere).
+
+    Cancelling reaches the worker as a Cancel message, so a queued request is never computed.
+    """
+    task = asyncio.ensure_future(work)
+    listener = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, listener), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        listener.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientDisconnected("the client disconnected before the result was ready")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _instances(payload: Any) -> list[Any]:

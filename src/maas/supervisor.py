@@ -1,0 +1,236 @@
+"""`maas serve`: G gateway processes on one port and N worker processes, kept alive.
+
+The supervisor prepares the registry once (migrations, bootstrap key) so gateways do not race
+on it, binds the listening socket and hands it to every gateway (the kernel spreads
+connections), starts workers on `ipc://` sockets in a private run directory, and restarts any
+child that exits: a dead worker is noticed within `POLL_S` and restarted with its restart count,
+and the gateways load its versions onto the new process when it first answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from maas.config import Settings
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.1
+_BACKOFF_MAX_S = 5.0
+_STOP_GRACE_S = 10.0
+
+
+@dataclass
+class _Child:
+    name: str
+    restarts: int = 0
+    started: float = 0.0
+    next_start: float = 0.0
+    backoff_s: float = 0.0
+    process: subprocess.Popen[bytes] | BaseProcess | None = None
+
+    def alive(self) -> bool:
+        if self.process is None:
+            return False
+        if isinstance(self.process, subprocess.Popen):
+            return self.process.poll() is None
+        return self.process.is_alive()
+
+    def note_exit(self, now: float) -> None:
+        # A child that dies young is restarted after a growing pause (crash loops cost nothing).
+        quick = now - self.started < 10.0
+        self.backoff_s = min(_BACKOFF_MAX_S, max(0.2, self.backoff_s * 2)) if quick else 0.0
+        self.next_start = now + self.backoff_s
+        self.restarts += 1
+        self.process = None
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    demo: bool = False
+    log_level: str = "info"
+    run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="maas-")))
+    _stopping: bool = False
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [f"ipc://{self.run_dir}/worker-{i}.sock" for i in range(self.settings.workers)]
+
+    def run(self) -> None:
+        asyncio.run(prepare_registry(self.settings))
+        listener = _listen(self.settings.host, self.settings.port)
+        workers = [_Child(f"w{i}") for i in range(self.settings.workers)]
+        gateways = [_Child(f"g{i}") for i in range(self.settings.gateways)]
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        print(
+            f"maas: serving on http://{self.settings.host}:{self.settings.port} with "
+            f"{len(gateways)} gateway and {len(workers)} worker processes",
+            file=sys.stderr,
+        )
+        try:
+            while not self._stopping:
+                now = time.monotonic()
+                for index, child in enumerate(workers):
+                    self._keep(child, now, lambda c, i=index: self._start_worker(c, i))
+                for index, child in enumerate(gateways):
+                    self._keep(child, now, lambda c, i=index: self._start_gateway(c, i, listener))
+                time.sleep(POLL_S)
+        finally:
+            _stop_all(gateways)  # gateways first: they finish what they hold with the workers
+            _stop_all(workers)
+            listener.close()
+            for path in self.run_dir.glob("*"):
+                path.unlink(missing_ok=True)
+            self.run_dir.rmdir()
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        self._stopping = True
+
+    def _keep(self, child: _Child, now: float, start: Any) -> None:
+        if child.alive():
+            return
+        if child.process is not None:
+            code = _exit_code(child.process)
+            log.warning("%s exited (%s); restarting", child.name, code)
+            print(f"maas: {child.name} exited ({code}); restarting", file=sys.stderr)
+            child.note_exit(now)
+        if now >= child.next_start and not self._stopping:
+            child.started = now
+            start(child)
+
+    def _start_worker(self, child: _Child, index: int) -> None:
+        threads = self.settings.effective_torch_threads
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        command = [
+            sys.executable,
+            "-m",
+            "maas",
+            "worker",
+            "--listen",
+            self.endpoints[index],
+            "--id",
+            child.name,
+            "--index",
+            str(index),
+            "--threads",
+            str(threads),
+            "--restarts",
+            str(child.restarts),
+            "--log-level",
+            self.log_level,
+        ]
+        child.process = subprocess.Popen(command, env=env)
+
+    def _start_gateway(self, child: _Child, index: int, listener: socket.socket) -> None:
+        settings = self.settings.model_copy(
+            update={"worker_endpoints": tuple(self.endpoints), "gateway_index": index}
+        )
+        context = multiprocessing.get_context("spawn")
+        process = context.Process(
+            target=run_gateway,
+            args=(settings.model_dump(mode="json"), listener, self.demo, self.log_level),
+            name=f"maas-gateway-{index}",
+        )
+        process.start()
+        child.process = process
+
+
+async def prepare_registry(settings: Settings) -> None:
+    """Migrations and the bootstrap key, once, before any gateway starts."""
+    from maas.auth import ensure_key
+    from maas.registry import db
+    from maas.registry.service import Registry
+    from maas.types import Scope
+
+    database = db.open_database(settings.database_url)
+    try:
+        await db.upgrade(database.engine)
+        if settings.bootstrap_admin_key:
+            registry = Registry(database.reads, writes=database.writes)
+            await ensure_key(
+                registry,
+                name="bootstrap-admin",
+                secret=settings.bootstrap_admin_key,
+                scopes=[Scope.ADMIN.value],
+            )
+    finally:
+        await database.dispose()
+
+
+def run_gateway(
+    settings_data: dict[str, Any], listener: socket.socket, demo: bool, log_level: str
+) -> None:
+    """A gateway process: the FastAPI app under uvicorn, on the supervisor's socket."""
+    import uvicorn
+
+    from maas.app import create_app
+
+    settings = Settings(**settings_data)
+    hook = None
+    if demo:
+        from maas.demo.setup import install_demo, wait_for_demo
+
+        hook = install_demo if settings.gateway_index == 0 else wait_for_demo
+    app = create_app(settings, on_started=hook)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=int(_STOP_GRACE_S),
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _exit_code(process: subprocess.Popen[bytes] | BaseProcess) -> int | None:
+    if isinstance(process, subprocess.Popen):
+        return process.returncode
+    return process.exitcode
+
+
+def _stop_all(children: list[_Child]) -> None:
+    for child in children:
+        if child.alive() and child.process is not None:
+            child.process.terminate()
+    deadline = time.monotonic() + _STOP_GRACE_S
+    for child in children:
+        process = child.process
+        if process is None:
+            continue
+        remaining = max(0.1, deadline - time.monotonic())
+        if isinstance(process, subprocess.Popen):
+            try:
+                process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        else:
+            process.join(remaining)
+            if process.is_alive():
+                process.kill()
+                process.join()

@@ -1,0 +1,1 @@
+"""Gateway ↔ worker messages: msgspec headers plus raw tensor frames over ZeroMQ."""

@@ -1,0 +1,164 @@
+"""The typed messages gateways and workers exchange, and their encoding.
+
+A message travels as ZeroMQ multipart frames: one msgpack header (a tagged msgspec struct)
+followed by one raw frame per tensor, in the order the header's `arrays` lists them. Tensors
+never go through msgpack, JSON or pickle. Every request carries an `id` chosen by its sender;
+the reply to it carries the same `id`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from maas.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    MaasError,
+    ModelLoadError,
+    Overloaded,
+    Unavailable,
+)
+from maas.types import LoadSpec
+
+
+class ArrayMeta(msgspec.Struct, frozen=True, array_like=True):
+    dtype: str
+    shape: tuple[int, ...]
+
+
+# Gateway → worker.
+
+
+class Load(msgspec.Struct, frozen=True, tag="load"):
+    id: int
+    spec: LoadSpec
+
+
+class Unload(msgspec.Struct, frozen=True, tag="unload"):
+    id: int
+    model: str
+    version: int
+
+
+class Infer(msgspec.Struct, frozen=True, tag="infer"):
+    """One shape group of one request: every array has the same leading (instance) axis."""
+
+    id: int
+    model: str
+    version: int
+    timeout_ms: float
+    arrays: tuple[ArrayMeta, ...]
+
+
+class Cancel(msgspec.Struct, frozen=True, tag="cancel"):
+    """The caller of `id` is gone (disconnect, deadline): drop it if it has not run yet."""
+
+    id: int
+
+
+class Ping(msgspec.Struct, frozen=True, tag="ping"):
+    id: int
+
+
+# Worker → gateway.
+
+
+class Done(msgspec.Struct, frozen=True, tag="done"):
+    id: int
+    arrays: tuple[ArrayMeta, ...] = ()
+
+
+class Failed(msgspec.Struct, frozen=True, tag="failed"):
+    id: int
+    code: str
+    message: str
+    retry_after_s: float = 0.0
+
+
+class VersionStats(msgspec.Struct, frozen=True):
+    key: str
+    queue_depth: int
+    batches: int
+    instances: int
+    mean_batch_ms: float
+    padding_waste: float
+
+
+class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):
+    id: int
+    worker: str
+    pid: int
+    boot: str
+    host: str
+    device: str
+    restarts: int
+    versions: tuple[str, ...]
+    loading: tuple[str, ...]
+    queue_depth: int
+    gateways: int = 0
+    stats: tuple[VersionStats, ...] = ()
+
+
+Request = Load | Unload | Infer | Cancel | Ping
+Reply = Done | Failed | WorkerStatus
+
+_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(Request)
+_reply_decoder = msgspec.msgpack.Decoder(Reply)
+
+
+def encode(message: Request | Reply) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_request(header: bytes | memoryview) -> Request:
+    request: Request = _request_decoder.decode(header)
+    return request
+
+
+def decode_reply(header: bytes | memoryview) -> Reply:
+    reply: Reply = _reply_decoder.decode(header)
+    return reply
+
+
+def array_frames(
+    arrays: list[np.ndarray[Any, Any]],
+) -> tuple[tuple[ArrayMeta, ...], list[np.ndarray[Any, Any]]]:
+    """Metadata and C-contiguous buffers for `arrays`; ZeroMQ sends the buffers without a copy."""
+    contiguous = [np.ascontiguousarray(a) for a in arrays]
+    return tuple(ArrayMeta(str(a.dtype), tuple(a.shape)) for a in contiguous), contiguous
+
+
+def frames_to_arrays(metas: tuple[ArrayMeta, ...], frames: list[Any]) -> list[np.ndarray[Any, Any]]:
+    """Views on the received frames (read-only); raises InvalidInput when they do not match."""
+    if len(metas) != len(frames):
+        raise InvalidInput(f"header lists {len(metas)} tensors, message carries {len(frames)}")
+    arrays = []
+    for meta, frame in zip(metas, frames, strict=True):
+        buffer = frame.buffer if hasattr(frame, "buffer") else frame
+        try:
+            dtype = np.dtype(meta.dtype)
+            arrays.append(np.frombuffer(buffer, dtype=dtype).reshape(meta.shape))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"tensor frame does not match its header: {exc}") from None
+    return arrays
+
+
+_ERRORS: dict[str, type[MaasError]] = {
+    cls.code: cls for cls in (InvalidInput, DeadlineExceeded, Unavailable, ModelLoadError)
+}
+
+
+def failure(request_id: int, exc: MaasError) -> Failed:
+    retry = exc.retry_after if isinstance(exc, Overloaded) else 0.0
+    return Failed(request_id, exc.code, exc.message, retry)
+
+
+def raise_failure(reply: Failed) -> None:
+    """Turn a worker's Failed reply back into the domain error it stands for."""
+    if reply.code == Overloaded.code:
+        raise Overloaded(reply.message, retry_after=reply.retry_after_s)
+    raise _ERRORS.get(reply.code, Unavailable)(reply.message)

@@ -1,0 +1,328 @@
+"""The gateway's side of the workers: an `InferenceBackend` that talks to worker processes.
+
+One DEALER socket per worker. Every request carries an id; its reply resolves the future kept
+under that id, and a reply nobody waits for any more is dropped. A worker is healthy while it
+answers the heartbeat; when its connection drops (ZeroMQ's monitor says so at once) or it stays
+silent for `DEAD_AFTER_S`, every call it held fails, and an inference is retried once on another
+worker that holds the version. A worker seen with a new boot id (a restart, or the first sight
+of it) is handed to `on_worker_boot`, which loads what it should serve.
+
+No torch here: tensors arrive as numpy arrays and leave as raw frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from maas.errors import ModelLoadError, Unavailable, WorkerCrashedLoading
+from maas.transport import messages as msg
+from maas.types import LoadSpec, VersionKey
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 0.2
+DEAD_AFTER_S = 1.0
+_LOAD_WAIT_S = 60.0
+_NO_DEADLINE_S = 3600.0
+
+
+class WorkerLost(Unavailable):
+    """The worker holding a call went away before answering."""
+
+
+@dataclass(eq=False)
+class WorkerLink:
+    index: int
+    endpoint: str
+    socket: zmq.asyncio.Socket
+    status: msg.WorkerStatus | None = None
+    last_seen: float = 0.0
+    healthy: bool = False
+    pending: dict[int, asyncio.Future[tuple[msg.Reply, list[Any]]]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.status.worker if self.status else f"w{self.index}"
+
+    def holds(self, key: str) -> bool:
+        return self.healthy and self.status is not None and key in self.status.versions
+
+
+BootHook = Callable[[WorkerLink], Awaitable[None]]
+
+
+class WorkerPool:
+    def __init__(self, endpoints: list[str], *, on_worker_boot: BootHook | None = None) -> None:
+        self._endpoints = endpoints
+        self.on_worker_boot = on_worker_boot
+        self._context = zmq.asyncio.Context()
+        self._links: list[WorkerLink] = []
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+
+    # life cycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for index, endpoint in enumerate(self._endpoints):
+            sock = self._context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a worker that is not there
+            sock.setsockopt(zmq.RECONNECT_IVL, 50)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            sock.connect(endpoint)
+            link = WorkerLink(index, endpoint, sock)
+            self._links.append(link)
+            self._own(self._receive(link), f"receive {endpoint}")
+            self._own(self._watch(link, monitor), f"monitor {endpoint}")
+        self._own(self._heartbeat(), "heartbeat")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for link in self._links:
+            self._fail_pending(link, WorkerLost("the gateway is shutting down"))
+            link.socket.disable_monitor()
+            link.socket.close(linger=0)
+        self._context.term()
+
+    def _own(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("worker pool task %r failed", name, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    # InferenceBackend -----------------------------------------------------------------------
+
+    async def load(self, spec: LoadSpec) -> None:
+        """Load on every worker the version belongs on; fails if any of them cannot."""
+        await self._wait_for_a_worker()
+        targets = [link for link in self.targets(spec) if link.healthy]
+        if not targets:
+            raise ModelLoadError("no healthy worker to load it on")
+        await asyncio.gather(*(self.load_on(link, spec) for link in targets))
+
+    async def load_on(self, link: WorkerLink, spec: LoadSpec) -> None:
+        try:
+            reply, _ = await self._call(link, msg.Load(next(self._ids), spec))
+        except WorkerLost:
+            raise WorkerCrashedLoading(
+                f"worker {link.name} died while loading {spec.key}"
+            ) from None
+        if isinstance(reply, msg.Failed):
+            raise ModelLoadError(reply.message)
+        self._mark_loaded(link, str(spec.key))
+
+    async def unload(self, key: VersionKey) -> None:
+        calls = [
+            self._call(link, msg.Unload(next(self._ids), key.model, key.version))
+            for link in self._links
+            if link.healthy
+        ]
+        await asyncio.gather(*calls, return_exceptions=True)
+        for link in self._links:
+            if link.status is not None and str(key) in link.status.versions:
+                versions = tuple(v for v in link.status.versions if v != str(key))
+                link.status = _with_versions(link.status, versions)
+
+    def is_loaded(self, key: VersionKey) -> bool:
+        name = str(key)
+        return any(link.holds(name) for link in self._links)
+
+    async def infer(
+        self, key: VersionKey, inputs: list[Any], *, timeout_s: float | None = None
+    ) -> list[Any]:
+        metas, buffers = msg.array_frames(inputs)
+        tried: set[int] = set()
+        for _ in range(2):  # a worker lost mid-call gets one retry elsewhere
+            link = self._pick(str(key), tried)
+            budget_s = timeout_s if timeout_s is not None else _NO_DEADLINE_S
+            request = msg.Infer(next(self._ids), key.model, key.version, budget_s * 1000, metas)
+            try:
+                reply, frames = await self._call(link, request, buffers, cancellable=True)
+            except WorkerLost:
+                tried.add(link.index)
+                continue
+            if isinstance(reply, msg.Failed):
+                msg.raise_failure(reply)
+            assert isinstance(reply, msg.Done)
+            return msg.frames_to_arrays(reply.arrays, frames)
+        raise Unavailable(f"the workers holding {key} went away; try again")
+
+    # worker views ---------------------------------------------------------------------------
+
+    @property
+    def links(self) -> list[WorkerLink]:
+        return list(self._links)
+
+    def targets(self, spec: LoadSpec) -> list[WorkerLink]:
+        """The workers a version belongs on: all, or the first `replicas` of them."""
+        return self._links[: spec.replicas] if spec.replicas else list(self._links)
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for link in self._links:
+            status = link.status
+            out.append(
+                {
+                    "id": link.name,
+                    "pid": status.pid if status else None,
+                    "host": status.host if status else None,
+                    "device": status.device if status else None,
+                    "healthy": link.healthy,
+                    "queue_depth": status.queue_depth if status else 0,
+                    "versions": list(status.versions) if status else [],
+                    "restarts": status.restarts if status else 0,
+                    "endpoint": link.endpoint,
+                    "gateways": status.gateways if status else 0,
+                    "stats": [msgspec.to_builtins(s) for s in status.stats] if status else [],
+                }
+            )
+        return out
+
+    # internals ------------------------------------------------------------------------------
+
+    def _pick(self, key: str, exclude: set[int]) -> WorkerLink:
+        holders = [link for link in self._links if link.holds(key) and link.index not in exclude]
+        if not holders:
+            # The status may lag a load another gateway did; a healthy worker answers for itself.
+            holders = [link for link in self._links if link.healthy and link.index not in exclude]
+        if not holders:
+            raise Unavailable(f"no ready worker holds {key}")
+        return min(holders, key=lambda link: len(link.pending))
+
+    async def _call(
+        self,
+        link: WorkerLink,
+        request: msg.Request,
+        buffers: list[Any] | None = None,
+        *,
+        cancellable: bool = False,
+    ) -> tuple[msg.Reply, list[Any]]:
+        if not link.healthy:
+            raise WorkerLost(f"worker {link.name} is not available")
+        future: asyncio.Future[tuple[msg.Reply, list[Any]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        request_id = request.id
+        link.pending[request_id] = future
+        try:
+            try:
+                await link.socket.send_multipart(
+                    [msg.encode(request), *(buffers or [])], flags=zmq.NOBLOCK, copy=False
+                )
+            except zmq.Again:
+                raise WorkerLost(f"worker {link.name} is not connected") from None
+            try:
+                return await future
+            except asyncio.CancelledError:
+                if cancellable and link.healthy:  # the caller left: do not compute for nobody
+                    self._send_nowait(link, msg.Cancel(request_id))
+                raise
+        finally:
+            link.pending.pop(request_id, None)
+
+    def _send_nowait(self, link: WorkerLink, request: msg.Request) -> None:
+        sent = asyncio.ensure_future(
+            link.socket.send_multipart([msg.encode(request)], flags=zmq.NOBLOCK)
+        )
+        # Not connected (zmq.Again) is fine here: the heartbeat notices a lost worker.
+        sent.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _receive(self, link: WorkerLink) -> None:
+        while True:
+            frames = await link.socket.recv_multipart(copy=False)
+            try:
+                reply = msg.decode_reply(frames[0].buffer)
+            except Exception:
+                log.warning("dropped an undecodable reply from %s", link.endpoint)
+                continue
+            if isinstance(reply, msg.WorkerStatus):
+                self._on_status(link, reply)
+                continue
+            future = link.pending.get(reply.id)
+            if future is None or future.done():
+                log.debug("late reply %d from %s dropped", reply.id, link.name)
+                continue
+            future.set_result((reply, frames[1:]))
+
+    def _on_status(self, link: WorkerLink, status: msg.WorkerStatus) -> None:
+        rebooted = link.status is None or link.status.boot != status.boot
+        if rebooted and link.status is not None:
+            # A new process answers on the old address: what the old one held is gone.
+            self._fail_pending(link, WorkerLost(f"worker {link.name} restarted"))
+        link.status = status
+        link.last_seen = time.monotonic()
+        if not link.healthy or rebooted:
+            link.healthy = True
+            self._changed.set()
+            if rebooted and self.on_worker_boot is not None:
+                self._own(self.on_worker_boot(link), f"sync {status.worker}")
+
+    async def _watch(self, link: WorkerLink, monitor: zmq.asyncio.Socket) -> None:
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())
+                if event["event"] == zmq.EVENT_DISCONNECTED:
+                    self._lose(link, "its connection closed")
+        finally:
+            monitor.close(linger=0)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            now = time.monotonic()
+            for link in self._links:
+                if link.healthy and now - link.last_seen > DEAD_AFTER_S:
+                    self._lose(link, f"it was silent for {DEAD_AFTER_S:.0f} s")
+                self._send_nowait(link, msg.Ping(0))
+            await asyncio.sleep(HEARTBEAT_S)
+
+    def _lose(self, link: WorkerLink, why: str) -> None:
+        if link.healthy:
+            log.warning("worker %s lost: %s", link.name, why)
+        link.healthy = False
+        self._fail_pending(link, WorkerLost(f"worker {link.name} was lost: {why}"))
+
+    def _fail_pending(self, link: WorkerLink, exc: Exception) -> None:
+        for future in link.pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        link.pending.clear()
+
+    def _mark_loaded(self, link: WorkerLink, key: str) -> None:
+        if link.status is not None and key not in link.status.versions:
+            link.status = _with_versions(link.status, (*link.status.versions, key))
+
+    async def _wait_for_a_worker(self) -> None:
+        deadline = time.monotonic() + _LOAD_WAIT_S
+        while not any(link.healthy for link in self._links):
+            if time.monotonic() > deadline:
+                raise ModelLoadError("no worker came up to load it on")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=1.0)
+
+
+def _with_versions(status: msg.WorkerStatus, versions: tuple[str, ...]) -> msg.WorkerStatus:
+    return msgspec.structs.replace(status, versions=versions)

@@ -1,0 +1,359 @@
+"""A worker process: one device, the versions loaded on it, a batcher each, one ZeroMQ socket.
+
+Gateways connect DEALER sockets to the worker's ROUTER (`ipc://` locally, `tcp://` across
+hosts). The loop reads every message that is waiting before it forms batches — a loop that ran
+a forward per message would make batches of one — then runs due batches inline: the forward
+is the only thing this process does, and a thread hop costs more than a small forward. Loads
+run on a thread so traffic to loaded versions goes on meanwhile.
+
+Torch is imported here only after the thread settings are in the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import zmq
+
+from maas.errors import DeadlineExceeded, InvalidInput, MaasError, ModelLoadError, Unavailable
+from maas.transport import messages as msg
+from maas.types import LoadSpec, VersionKey
+from maas.workers.batcher import Batch, Batcher, Pending
+
+if TYPE_CHECKING:
+    from maas.workers.runtime import LoadedModel
+
+log = logging.getLogger(__name__)
+
+# Forwards expected to take longer than this run on a thread; quicker ones inline (a thread
+# hop costs about 0.15 ms, more than a small model's whole forward).
+INLINE_FORWARD_MAX_S = 0.003
+
+
+@dataclasses.dataclass(slots=True)
+class _Version:
+    model: LoadedModel
+    batcher: Batcher
+
+
+class WorkerServer:
+    def __init__(self, *, endpoint: str, worker_id: str, device: str, restarts: int = 0) -> None:
+        self.endpoint = endpoint
+        self.worker_id = worker_id
+        self.device = device
+        self.restarts = restarts
+        self.boot = uuid.uuid4().hex
+        self._versions: dict[VersionKey, _Version] = {}
+        self._loading: dict[VersionKey, list[tuple[bytes, int]]] = {}
+        self._peers: dict[bytes, float] = {}  # gateway socket → when it last pinged
+        self._socket: zmq.Socket[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._run_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped: asyncio.Event | None = None
+        self._busy = False
+        self._forwards = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-forward")
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stopped = asyncio.Event()
+        context = zmq.Context()
+        sock = context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.bind(self.endpoint)
+        self._socket = sock
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopped.set)
+        loop.add_reader(sock.fileno(), self._on_readable)
+        self._on_readable()  # the descriptor is edge-triggered: read what came before
+        log.info("worker %s serving on %s (%s)", self.worker_id, self.endpoint, self.device)
+        try:
+            await self._stopped.wait()
+        finally:
+            loop.remove_reader(sock.fileno())
+            sock.close(linger=0)
+            context.term()
+
+    # receiving ------------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        self._drain()
+        self._schedule_run()
+
+    def _drain(self) -> None:
+        sock = self._socket
+        assert sock is not None
+        while _readable(sock):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self._handle(frames)
+
+    def _handle(self, frames: list[Any]) -> None:
+        if len(frames) < 2:
+            return
+        identity = frames[0].bytes
+        try:
+            request = msg.decode_request(frames[1].buffer)
+        except Exception:  # msgspec raises its own types for junk; a bad peer is not fatal
+            log.warning("dropped an undecodable message from a gateway")
+            return
+        match request:
+            case msg.Infer():
+                self._on_infer(identity, request, frames[2:])
+            case msg.Cancel():
+                for version in self._versions.values():
+                    if version.batcher.cancel(request.id):
+                        break
+            case msg.Ping():
+                self._peers[identity] = time.monotonic()
+                self._send(identity, self.status(request.id))
+            case msg.Load():
+                self._on_load(identity, request)
+            case msg.Unload():
+                self._on_unload(identity, request)
+
+    def _on_infer(self, identity: bytes, request: msg.Infer, frames: list[Any]) -> None:
+        version = self._versions.get(VersionKey(request.model, request.version))
+        try:
+            if version is None:
+                raise Unavailable(
+                    f"{request.model}@{request.version} is not loaded on worker {self.worker_id}"
+                )
+            arrays = msg.frames_to_arrays(request.arrays, frames)
+            now = time.monotonic()
+            version.batcher.submit(
+                Pending(
+                    request_id=request.id,
+                    reply_to=identity,
+                    arrays=arrays,
+                    arrived=now,
+                    deadline=now + request.timeout_ms / 1000.0,
+                )
+            )
+        except MaasError as exc:
+            self._send(identity, msg.failure(request.id, exc))
+
+    def _on_load(self, identity: bytes, request: msg.Load) -> None:
+        spec = request.spec
+        if spec.key in self._versions:
+            self._send(identity, msg.Done(request.id))
+            return
+        waiters = self._loading.get(spec.key)
+        if waiters is not None:  # several gateways asked: one load answers them all
+            waiters.append((identity, request.id))
+            return
+        self._loading[spec.key] = [(identity, request.id)]
+        if spec.device == "auto":
+            spec = dataclasses.replace(spec, device=self.device)
+        assert self._loop is not None
+        task = self._loop.create_task(self._load(spec), name=f"load {spec.key}")
+        task.add_done_callback(_log_crash)
+
+    async def _load(self, spec: LoadSpec) -> None:
+        from maas.workers.runtime import load_model
+
+        reply: msg.Done | msg.Failed
+        try:
+            model = await asyncio.to_thread(load_model, spec)
+        except MaasError as exc:
+            reply = msg.failure(0, exc)
+        except Exception as exc:
+            reply = msg.failure(0, ModelLoadError(f"{type(exc).__name__}: {exc}"))
+        else:
+            batcher = Batcher(spec)
+            batcher.stats.mean_batch_s = model.warmup_batch_s or batcher.stats.mean_batch_s
+            self._versions[spec.key] = _Version(model, batcher)
+            reply = msg.Done(0)
+            log.info("worker %s loaded %s", self.worker_id, spec.key)
+        for identity, request_id in self._loading.pop(spec.key, []):
+            self._send(identity, msgspec.structs.replace(reply, id=request_id))
+
+    def _on_unload(self, identity: bytes, request: msg.Unload) -> None:
+        version = self._versions.pop(VersionKey(request.model, request.version), None)
+        if version is not None:
+            gone = Unavailable(f"{request.model}@{request.version} was unloaded")
+            for item in version.batcher.drain():
+                self._send(item.reply_to, msg.failure(item.request_id, gone))
+        self._send(identity, msg.Done(request.id))
+
+    # running --------------------------------------------------------------------------------
+
+    def _schedule_run(self) -> None:
+        if not self._run_scheduled and self._loop is not None:
+            self._run_scheduled = True
+            self._loop.call_soon(self._run_due)
+
+    def _run_due(self) -> None:
+        """Run every due batch, reading what arrived during each forward before the next.
+
+        Quick forwards run inline; slow ones on the forward thread, so the loop keeps reading
+        and answering heartbeats meanwhile. One forward at a time either way: what arrives
+        during it waits and forms the next batch.
+        """
+        self._run_scheduled = False
+        if self._busy:
+            return  # the threaded forward schedules the next run when it ends
+        ran = True
+        while ran:
+            ran = False
+            for version in list(self._versions.values()):
+                taken = version.batcher.take(time.monotonic())
+                for item in taken.expired:
+                    self._fail(item, DeadlineExceeded("deadline passed while queued"))
+                if taken.batch is None:
+                    continue
+                if version.batcher.stats.mean_batch_s > INLINE_FORWARD_MAX_S:
+                    self._busy = True
+                    assert self._loop is not None
+                    task = self._loop.create_task(self._run_threaded(version, taken.batch))
+                    task.add_done_callback(_log_crash)
+                    return
+                started = time.perf_counter()
+                outcome = _forward(version, taken.batch)
+                self._deliver(version, taken.batch, outcome, time.perf_counter() - started)
+                ran = True
+                self._drain()
+        self._arm_timer()
+
+    async def _run_threaded(self, version: _Version, batch: Batch) -> None:
+        assert self._loop is not None
+        started = time.perf_counter()
+        try:
+            outcome = await self._loop.run_in_executor(self._forwards, _forward, version, batch)
+            self._deliver(version, batch, outcome, time.perf_counter() - started)
+        finally:
+            self._busy = False
+            self._schedule_run()
+
+    def _deliver(
+        self, version: _Version, batch: Batch, outcome: list[Any] | MaasError, seconds: float
+    ) -> None:
+        if isinstance(outcome, MaasError):
+            for item in batch.items:
+                self._fail(item, outcome)
+            return
+        version.batcher.record(batch, seconds)
+        for item, rows in zip(batch.items, batch.slices(), strict=True):
+            metas, buffers = msg.array_frames([out[rows] for out in outcome])
+            self._send(item.reply_to, msg.Done(item.request_id, metas), buffers)
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        wakeups = [w for v in self._versions.values() if (w := v.batcher.next_wakeup())]
+        if wakeups and self._loop is not None:
+            delay = max(0.0, min(wakeups) - time.monotonic())
+            self._timer = self._loop.call_later(delay, self._schedule_run)
+
+    # replying -------------------------------------------------------------------------------
+
+    def _fail(self, item: Pending, exc: MaasError) -> None:
+        self._send(item.reply_to, msg.failure(item.request_id, exc))
+
+    def _send(self, identity: bytes, reply: msg.Reply, buffers: list[Any] | None = None) -> None:
+        sock = self._socket
+        assert sock is not None
+        try:
+            sock.send_multipart([identity, msg.encode(reply), *(buffers or [])], copy=False)
+        except zmq.ZMQError as exc:  # the gateway went away; its caller is gone too
+            log.debug("reply to a gone gateway dropped: %s", exc)
+        # Sending can consume the descriptor's edge: look again for waiting messages.
+        if _readable(sock):
+            self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon(self._on_readable)
+
+    def status(self, request_id: int) -> msg.WorkerStatus:
+        stats = tuple(
+            msg.VersionStats(
+                key=str(key),
+                queue_depth=v.batcher.depth,
+                batches=v.batcher.stats.batches,
+                instances=v.batcher.stats.instances,
+                mean_batch_ms=v.batcher.stats.mean_batch_s * 1000,
+                padding_waste=v.batcher.stats.padding_waste,
+            )
+            for key, v in self._versions.items()
+        )
+        return msg.WorkerStatus(
+            id=request_id,
+            worker=self.worker_id,
+            pid=os.getpid(),
+            boot=self.boot,
+            host=socket.gethostname(),
+            device=self.device,
+            restarts=self.restarts,
+            versions=tuple(str(k) for k in self._versions),
+            loading=tuple(str(k) for k in self._loading),
+            queue_depth=sum(v.batcher.depth for v in self._versions.values()),
+            gateways=sum(1 for seen in self._peers.values() if time.monotonic() - seen < 2.0),
+            stats=stats,
+        )
+
+
+def _forward(version: _Version, batch: Batch) -> list[Any] | MaasError:
+    """One forward; an error is returned for every caller of the batch, never raised."""
+    try:
+        return version.model.run(batch.inputs)
+    except MaasError as exc:
+        return exc
+    except Exception as exc:  # the model misbehaved: its callers hear of it, the worker goes on
+        log.exception("forward of %s failed", version.model.spec.key)
+        return InvalidInput(f"the model failed on this batch: {type(exc).__name__}")
+
+
+def _readable(sock: zmq.Socket[bytes]) -> bool:
+    return bool(int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("worker task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+def choose_device(index: int) -> str:
+    """CUDA devices round-robin over local workers when there are any, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return f"cuda:{index % torch.cuda.device_count()}"
+    return "cpu"
+
+
+def run_worker(
+    *, endpoint: str, worker_id: str, index: int, device: str | None, threads: int, restarts: int
+) -> None:
+    """Process entry point (`maas worker`): thread settings first, then torch, then serve."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # settable once per process
+        torch.set_num_interop_threads(1)
+    server = WorkerServer(
+        endpoint=endpoint,
+        worker_id=worker_id,
+        device=device or choose_device(index),
+        restarts=restarts,
+    )
+    asyncio.run(server.serve())

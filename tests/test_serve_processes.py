@@ -1,0 +1,127 @@
+"""`maas serve` as real processes: G gateways on one port share workers; a dead one returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from artifacts import expected, mlp_meta, tiny_mlp, torchscript_bytes
+from gateway import ADMIN, ADMIN_SECRET
+from server import maas_server
+
+
+def _wait(url: str, check: Any, timeout_s: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body: dict[str, Any] = httpx.get(url + "/admin/workers", headers=ADMIN).json()
+        if check(body["workers"]):
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workers never reached the expected state: {body}")
+        time.sleep(0.1)
+
+
+def _deploy(url: str) -> None:
+    assert httpx.post(url + "/admin/models", json={"name": "m"}, headers=ADMIN).status_code == 201
+    uploaded = httpx.post(
+        url + "/admin/models/m/versions",
+        files={"file": ("m.pt", torchscript_bytes(tiny_mlp()))},
+        data={"meta": json.dumps(mlp_meta())},
+        headers=ADMIN,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    for _ in range(300):
+        status = httpx.get(url + "/admin/models/m/versions/1", headers=ADMIN).json()["status"]
+        if status != "loading":
+            break
+        time.sleep(0.05)
+    assert status == "ready"
+    alias = httpx.put(
+        url + "/admin/models/m/aliases/production", json={"version": 1}, headers=ADMIN
+    )
+    assert alias.status_code == 200
+
+
+def _predict_many(url: str, count: int) -> None:
+    instances = [[float(i), 1.0, 2.0, 3.0] for i in range(4)]
+    want = expected(tiny_mlp(), instances)
+    for _ in range(count):
+        # A new connection each time, so the kernel spreads them over the gateway processes.
+        with httpx.Client(base_url=url) as client:
+            response = client.post("/v1/models/m:predict", json={"instances": instances})
+        assert response.status_code == 200, response.text
+        got = response.json()["predictions"]
+        assert np.allclose(got, want, atol=1e-5)
+
+
+def test_two_gateways_share_one_worker_and_a_killed_worker_comes_back(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(tmp_path, "--gateways", "2", "--workers", "1", env=env) as url:
+        _deploy(url)
+        body = _wait(url, lambda ws: ws and ws[0]["healthy"] and ws[0]["gateways"] == 2)
+        (worker,) = body["workers"]
+        assert worker["versions"] == ["m@1"]
+        assert worker["device"] == "cpu"
+        assert worker["restarts"] == 0
+        _predict_many(url, 20)
+
+        os.kill(worker["pid"], signal.SIGKILL)
+        restarted = _wait(
+            url,
+            lambda ws: ws[0]["healthy"] and ws[0]["restarts"] == 1 and ws[0]["versions"] == ["m@1"],
+        )
+        assert restarted["workers"][0]["pid"] != worker["pid"]
+        _predict_many(url, 20)
+        ready = httpx.get(url + "/readyz")
+        assert ready.status_code == 200, ready.text
+
+
+def test_gateway_processes_do_not_import_torch(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(tmp_path, "--gateways", "1", "--workers", "1", env=env) as url:
+        _deploy(url)
+        (worker,) = _wait(url, lambda ws: ws and ws[0]["healthy"])["workers"]
+        server_pids = _children_of(os.getpid())
+        gateways = [
+            pid for pid in _descendants(server_pids) if pid != worker["pid"] and _is_python(pid)
+        ]
+        assert gateways
+        for pid in gateways:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "libtorch" not in maps, f"gateway {pid} loaded torch"
+        assert "libtorch" in Path(f"/proc/{worker['pid']}/maps").read_text()
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _descendants(pids: list[int]) -> list[int]:
+    out: list[int] = []
+    for pid in pids:
+        out.append(pid)
+        out.extend(_descendants(_children_of(pid)))
+    return out
+
+
+def _is_python(pid: int) -> bool:
+    try:
+        return "python" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False

@@ -1,0 +1,150 @@
+"""A real worker process behind the gateway's WorkerPool: batching, deadlines, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from worker_proc import (
+    SlowMLP,
+    connected_pool,
+    load_spec,
+    wait_healthy,
+    worker_process,
+    write_artifact,
+)
+
+from maas.errors import DeadlineExceeded, ModelLoadError, Overloaded, Unavailable
+from maas.types import VersionKey
+from maas.workers.pool import WorkerLink
+
+KEY = VersionKey("m", 1)
+
+
+def stats_of(pool, key: VersionKey = KEY) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    (worker,) = pool.describe()
+    return next(s for s in worker["stats"] if s["key"] == str(key))
+
+
+async def refreshed_stats(pool) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    before = pool.links[0].status
+    for _ in range(200):  # the next heartbeat brings a fresh status
+        await asyncio.sleep(0.02)
+        if pool.links[0].status is not before:
+            break
+    return stats_of(pool)
+
+
+async def test_concurrent_distinct_requests_each_get_their_own_result(tmp_path: Path) -> None:
+    module = SlowMLP()
+    path, digest = write_artifact(tmp_path, module)
+    endpoint = f"ipc://{tmp_path}/w.sock"
+    with worker_process(endpoint):
+        async with connected_pool([endpoint]) as pool:
+            await wait_healthy(pool)
+            await pool.load(load_spec(path, digest, max_batch_size=8, max_delay_ms=50))
+            assert pool.is_loaded(KEY)
+            rng = np.random.default_rng(0)
+            inputs = [
+                rng.standard_normal((int(rng.integers(1, 4)), 4)).astype(np.float32)
+                for _ in range(120)
+            ]
+            results = await asyncio.gather(*(pool.infer(KEY, [x]) for x in inputs))
+            with torch.inference_mode():
+                for x, (y,) in zip(inputs, results, strict=True):
+                    expected = module(torch.from_numpy(x)).numpy()
+                    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+            stats = await refreshed_stats(pool)
+            assert stats["instances"] == sum(len(x) for x in inputs)
+            assert stats["batches"] < len(inputs)  # requests from one burst shared forwards
+
+
+async def test_unknown_version_and_bad_artifact_are_clear_errors(tmp_path: Path) -> None:
+    path, digest = write_artifact(tmp_path, SlowMLP())
+    endpoint = f"ipc://{tmp_path}/w.sock"
+    with worker_process(endpoint):
+        async with connected_pool([endpoint]) as pool:
+            await wait_healthy(pool)
+            with pytest.raises(Unavailable, match="not loaded"):
+                await pool.infer(KEY, [np.zeros((1, 4), np.float32)])
+            with pytest.raises(ModelLoadError, match="sha256"):
+                await pool.load(load_spec(path, "0" * 64))
+            corrupt = tmp_path / "corrupt.pt"
+            corrupt.write_bytes(b"not a model")
+            import hashlib
+
+            with pytest.raises(ModelLoadError):
+                await pool.load(load_spec(corrupt, hashlib.sha256(b"not a model").hexdigest()))
+            await pool.load(load_spec(path, digest))  # the worker is still fine
+            (y,) = await pool.infer(KEY, [np.zeros((2, 4), np.float32)])
+            assert y.shape == (2, 3)
+
+
+async def test_work_past_its_deadline_is_dropped_not_computed(tmp_path: Path) -> None:
+    path, digest = write_artifact(tmp_path, SlowMLP())
+    endpoint = f"ipc://{tmp_path}/w.sock"
+    with worker_process(endpoint):
+        async with connected_pool([endpoint]) as pool:
+            await wait_healthy(pool)
+            await pool.load(load_spec(path, digest))
+            with pytest.raises(DeadlineExceeded):
+                await pool.infer(KEY, [np.zeros((1, 4), np.float32)], timeout_s=0)
+            await pool.infer(KEY, [np.zeros((1, 4), np.float32)], timeout_s=10)
+            assert (await refreshed_stats(pool))["instances"] == 1
+
+
+async def test_full_queue_answers_overloaded_and_cancelled_work_is_skipped(
+    tmp_path: Path,
+) -> None:
+    path, digest = write_artifact(tmp_path, SlowMLP(rounds=400))
+    endpoint = f"ipc://{tmp_path}/w.sock"
+    one = np.zeros((1, 4), np.float32)
+    with worker_process(endpoint):
+        async with connected_pool([endpoint]) as pool:
+            await wait_healthy(pool)
+            await pool.load(load_spec(path, digest, max_batch_size=1, max_queue=3))
+            busy = asyncio.ensure_future(pool.infer(KEY, [one]))
+            await asyncio.sleep(0.05)  # the worker is inside that slow forward now
+            queued = [asyncio.ensure_future(pool.infer(KEY, [one])) for _ in range(2)]
+            cancelled = asyncio.ensure_future(pool.infer(KEY, [one]))
+            await asyncio.sleep(0.01)
+            cancelled.cancel()  # its caller leaves while it waits in the queue
+            with pytest.raises(Overloaded) as refused:  # 3 instances queued: full
+                await pool.infer(KEY, [one])
+            assert refused.value.retry_after > 0
+            await asyncio.gather(busy, *queued)
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            # 1 + 2 ran; the refused and the cancelled ones never reached the model.
+            assert (await refreshed_stats(pool))["instances"] == 3
+
+
+async def test_a_killed_worker_fails_its_calls_fast_and_is_used_again_after_restart(
+    tmp_path: Path,
+) -> None:
+    path, digest = write_artifact(tmp_path, SlowMLP(rounds=2000))
+    endpoint = f"ipc://{tmp_path}/w.sock"
+    booted: list[WorkerLink] = []
+    async with connected_pool([endpoint], booted) as pool:
+        with worker_process(endpoint) as first:
+            await wait_healthy(pool)
+            await pool.load(load_spec(path, digest))
+            pending = asyncio.ensure_future(pool.infer(KEY, [np.zeros((1, 4), np.float32)]))
+            await asyncio.sleep(0.05)
+            os.kill(first.pid, signal.SIGKILL)
+            with pytest.raises(Unavailable):
+                await asyncio.wait_for(pending, timeout=5)  # fails fast, never hangs
+            await wait_healthy(pool, healthy=False)
+            assert not pool.is_loaded(KEY)
+        with worker_process(endpoint):
+            await wait_healthy(pool)
+            assert len(booted) == 2  # first sight, then the restart: both handed to the hook
+            assert booted[0].status is not None
+            await pool.load_on(pool.links[0], load_spec(path, digest))
+            (y,) = await pool.infer(KEY, [np.zeros((1, 4), np.float32)])
+            assert y.shape == (1, 3)

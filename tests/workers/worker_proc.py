@@ -1,0 +1,107 @@
+"""A real worker process (`maas worker`) and a WorkerPool connected to it, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
+from maas.workers.pool import WorkerLink, WorkerPool
+
+
+class SlowMLP(torch.nn.Module):
+    """An MLP that burns `rounds` square matmuls per forward: keeps a worker busy on purpose."""
+
+    def __init__(self, rounds: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(4, 3)
+        self.burn = torch.nn.Parameter(torch.eye(384), requires_grad=False)
+        self.rounds = rounds
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc = self.burn
+        for _ in range(self.rounds):
+            acc = torch.matmul(acc, self.burn)
+        return self.fc(x) + acc[0, 0] - 1.0
+
+
+def write_artifact(directory: Path, module: torch.nn.Module) -> tuple[Path, str]:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(module.eval()), buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    path = directory / f"{digest}.pt"
+    path.write_bytes(data)
+    return path, digest
+
+
+def load_spec(path: Path, digest: str, name: str = "m", **batching: Any) -> LoadSpec:
+    return LoadSpec(
+        key=VersionKey(name, 1),
+        path=str(path),
+        sha256=digest,
+        format=ArtifactFormat.TORCHSCRIPT,
+        inputs=(TensorSpec("x", "float32", (4,)),),
+        outputs=(TensorSpec("y", "float32", (3,)),),
+        device="cpu",
+        **batching,
+    )
+
+
+@contextlib.contextmanager
+def worker_process(endpoint: str, worker_id: str = "w0") -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "maas",
+            "worker",
+            "--listen",
+            endpoint,
+            "--id",
+            worker_id,
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def wait_healthy(pool: WorkerPool, healthy: bool = True, timeout_s: float = 60) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if all(link.healthy == healthy for link in pool.links):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"workers did not become healthy={healthy}: {pool.describe()}")
+
+
+@contextlib.asynccontextmanager
+async def connected_pool(
+    endpoints: list[str], booted: list[WorkerLink] | None = None
+) -> AsyncIterator[WorkerPool]:
+    async def on_boot(link: WorkerLink) -> None:
+        if booted is not None:
+            booted.append(link)
+
+    pool = WorkerPool(endpoints, on_worker_boot=on_boot)
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.close()
