@@ -22,6 +22,23 @@ class TinyMLP(torch.nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
+class SlowMLP(torch.nn.Module):
+    """An MLP that burns `rounds` square matmuls per forward: keeps a worker busy on purpose."""
+
+    def __init__(self, rounds: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(4, 3)
+        self.burn = torch.nn.Parameter(torch.eye(384), requires_grad=False)
+        self.rounds = rounds
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc = self.burn
+        for _ in range(self.rounds):
+            acc = torch.matmul(acc, self.burn)
+        return self.fc(x) + acc[0, 0] - 1.0
+
+
 def tiny_mlp(seed: int = 0) -> TinyMLP:
     torch.manual_seed(seed)
     return TinyMLP().eval()

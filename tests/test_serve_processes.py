@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from artifacts import expected, mlp_meta, tiny_mlp, torchscript_bytes
+from artifacts import SlowMLP, expected, mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, ADMIN_SECRET
 from server import maas_server
 
@@ -28,12 +29,12 @@ def _wait(url: str, check: Any, timeout_s: float = 30) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def _deploy(url: str) -> None:
+def _deploy(url: str, artifact: bytes | None = None, meta: dict[str, Any] | None = None) -> None:
     assert httpx.post(url + "/admin/models", json={"name": "m"}, headers=ADMIN).status_code == 201
     uploaded = httpx.post(
         url + "/admin/models/m/versions",
-        files={"file": ("m.pt", torchscript_bytes(tiny_mlp()))},
-        data={"meta": json.dumps(mlp_meta())},
+        files={"file": ("m.pt", artifact or torchscript_bytes(tiny_mlp()))},
+        data={"meta": json.dumps(meta or mlp_meta())},
         headers=ADMIN,
     )
     assert uploaded.status_code == 201, uploaded.text
@@ -125,3 +126,28 @@ def _is_python(pid: int) -> bool:
         return "python" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
+
+
+def test_a_request_whose_client_hangs_up_is_not_computed(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(tmp_path, "--gateways", "1", "--workers", "1", env=env) as url:
+        meta = mlp_meta(batching={"max_batch_size": 1, "max_delay_ms": 0, "max_queue": 8})
+        _deploy(url, torchscript_bytes(SlowMLP(rounds=1500)), meta)
+        host, port = url.removeprefix("http://").split(":")
+        body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]}).encode()
+        request = (
+            f"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        with httpx.Client(base_url=url, timeout=60) as client:
+            with socket.create_connection((host, int(port))) as busy:
+                busy.sendall(request)  # occupies the worker with one slow forward
+                time.sleep(0.1)
+                with socket.create_connection((host, int(port))) as gone:
+                    gone.sendall(request)
+                    time.sleep(0.1)
+                # `gone` hung up while queued behind `busy`; `busy` waits for its answer.
+                assert b"200 OK" in busy.recv(65536)
+            assert client.post("/v1/models/m:predict", json={"instances": [[0.0] * 4]}).is_success
+        stats = _wait(url, lambda ws: ws[0]["stats"] and ws[0]["stats"][0]["instances"] >= 2)
+        assert stats["workers"][0]["stats"][0]["instances"] == 2  # busy + the last; not `gone`

@@ -46,12 +46,19 @@ class DataPlane:
         )
         try:
             async with asyncio.timeout(timeout_s):
-                results = await asyncio.gather(
-                    *(
-                        self._backend.infer(version.key, group.arrays, timeout_s=timeout_s)
-                        for group in groups
+                if len(groups) == 1:  # the common case: no task per group
+                    results = [
+                        await self._backend.infer(
+                            version.key, groups[0].arrays, timeout_s=timeout_s
+                        )
+                    ]
+                else:
+                    results = await asyncio.gather(
+                        *(
+                            self._backend.infer(version.key, group.arrays, timeout_s=timeout_s)
+                            for group in groups
+                        )
                     )
-                )
         except TimeoutError:
             raise DeadlineExceeded(
                 f"deadline of {timeout_s * 1000:.0f} ms passed before inference finished"

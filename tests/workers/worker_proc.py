@@ -14,25 +14,11 @@ from typing import Any
 
 import torch
 
+from artifacts import SlowMLP
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
 from maas.workers.pool import WorkerLink, WorkerPool
 
-
-class SlowMLP(torch.nn.Module):
-    """An MLP that burns `rounds` square matmuls per forward: keeps a worker busy on purpose."""
-
-    def __init__(self, rounds: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(4, 3)
-        self.burn = torch.nn.Parameter(torch.eye(384), requires_grad=False)
-        self.rounds = rounds
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acc = self.burn
-        for _ in range(self.rounds):
-            acc = torch.matmul(acc, self.burn)
-        return self.fc(x) + acc[0, 0] - 1.0
+__all__ = ["SlowMLP"]
 
 
 def write_artifact(directory: Path, module: torch.nn.Module) -> tuple[Path, str]:

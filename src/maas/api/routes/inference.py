@@ -82,19 +82,21 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
     Cancelling reaches the worker as a Cancel message, so a queued request is never computed.
     """
-    task = asyncio.ensure_future(work)
+    this = asyncio.current_task()
+    assert this is not None
     listener = asyncio.ensure_future(_disconnected(request))
+    # One extra task per request, not two: the listener cancels this one when the client goes.
+    listener.add_done_callback(lambda t: t.cancelled() or this.cancel())
     try:
-        await asyncio.wait((task, listener), return_when=asyncio.FIRST_COMPLETED)
+        return await work
     except asyncio.CancelledError:
-        task.cancel()
+        if listener.done() and not listener.cancelled():
+            raise ClientDisconnected(
+                "the client disconnected before the result was ready"
+            ) from None
         raise
     finally:
         listener.cancel()
-    if not task.done():
-        task.cancel()
-        raise ClientDisconnected("the client disconnected before the result was ready")
-    return task.result()
 
 
 async def _disconnected(request: Request) -> None:
