@@ -64,7 +64,8 @@ def create_app(
         background: set[asyncio.Task[None]] = set()
         deployer: Deployer | None = None
         try:
-            await db.upgrade(database.engine)
+            if settings.migrate_on_start:
+                await db.upgrade(database.engine)
             readiness.migrated = True
             await asyncio.to_thread(store.prepare)
             registry = Registry(database.reads, writes=database.writes)
@@ -117,6 +118,7 @@ def create_app(
     api_errors.install(app)
     app.include_router(health.router)
     app.include_router(inference.router)
+    app.router.routes[0:0] = inference.routes
     app.include_router(admin.router)
     return app
 

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # models in the gateway process itself, as tests do) and which gateway this one is.
     worker_endpoints: tuple[str, ...] = ()
     gateway_index: int = Field(0, ge=0)
+    migrate_on_start: bool = True  # off for gateways whose supervisor migrated already
 
     @field_validator("bootstrap_admin_key")
     @classmethod

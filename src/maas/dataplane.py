@@ -14,7 +14,7 @@ from typing import Any
 from maas.errors import DeadlineExceeded
 from maas.routing import Router
 from maas.signature import InstanceGroup, group_instances, scatter_outputs
-from maas.types import InferenceBackend, ModelRef
+from maas.types import InferenceBackend, ModelRef, VersionKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,26 +45,29 @@ class DataPlane:
             int(version.batching.get("max_batch_size", 32)),
         )
         try:
-            async with asyncio.timeout(timeout_s):
-                if len(groups) == 1:  # the common case: no task per group
-                    results = [
-                        await self._backend.infer(
-                            version.key, groups[0].arrays, timeout_s=timeout_s
-                        )
-                    ]
-                else:
-                    results = await asyncio.gather(
-                        *(
-                            self._backend.infer(version.key, group.arrays, timeout_s=timeout_s)
-                            for group in groups
-                        )
-                    )
+            if self._backend.enforces_deadlines:
+                results = await _gather_groups(self._backend, version.key, groups, timeout_s)
+            else:
+                async with asyncio.timeout(timeout_s):
+                    results = await _gather_groups(self._backend, version.key, groups, timeout_s)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"deadline of {timeout_s * 1000:.0f} ms passed before inference finished"
             ) from None
         predictions = scatter_outputs(groups, results, version.outputs, len(instances))
         return Prediction(model=version.model, version=version.version, predictions=predictions)
+
+
+async def _gather_groups(
+    backend: InferenceBackend, key: VersionKey, groups: list[InstanceGroup], timeout_s: float
+) -> list[list[Any]]:
+    if len(groups) == 1:  # the common case: no task per group
+        return [await backend.infer(key, groups[0].arrays, timeout_s=timeout_s)]
+    return list(
+        await asyncio.gather(
+            *(backend.infer(key, group.arrays, timeout_s=timeout_s) for group in groups)
+        )
+    )
 
 
 def _split(groups: list[InstanceGroup], max_batch: int) -> list[InstanceGroup]:

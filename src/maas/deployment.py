@@ -80,11 +80,17 @@ class Deployer:
             log.exception("loading %s failed unexpectedly", record.key)
             await self._registry.set_status(record.key, VersionStatus.FAILED, load_error=message)
             return
+        # Another gateway may have loaded the same version meanwhile and marked it ready
+        # already: that is success too. Only an unload or archive meanwhile undoes the load.
         done = await self._registry.set_status(
-            record.key, VersionStatus.READY, only_from=frozenset({VersionStatus.LOADING})
+            record.key,
+            VersionStatus.READY,
+            only_from=frozenset({VersionStatus.LOADING, VersionStatus.READY}),
         )
-        if done is None:  # unloaded or archived while it was loading
-            await self._backend.unload(record.key)
+        if done is None:
+            current = await self._registry.get_version(record.key)
+            if current.status in (VersionStatus.UNLOADED, VersionStatus.ARCHIVED):
+                await self._backend.unload(record.key)
 
     async def unload(self, key: VersionKey) -> VersionRecord:
         record = await self._registry.get_version(key)

@@ -7,6 +7,7 @@ mismatch is an `InvalidInput` that says what was expected.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ _NUMPY_DTYPE = {"bfloat16": "float32"}
 _INT_KINDS = "iu"
 
 
+@functools.cache
 def numpy_dtype(dtype: str) -> np.dtype[Any]:
     return np.dtype(_NUMPY_DTYPE.get(dtype, dtype))
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.1
 _BACKOFF_MAX_S = 5.0
 _STOP_GRACE_S = 10.0
+_GATEWAY_CRASHES = 5
 
 
 @dataclass
@@ -106,6 +107,14 @@ class Supervisor:
             return
         if child.process is not None:
             code = _exit_code(child.process)
+            if (
+                child.name.startswith("g")
+                and child.restarts >= _GATEWAY_CRASHES
+                and (now - child.started < 10.0)
+            ):
+                # A gateway that cannot even start (bad settings, broken install) would crash
+                # forever; better to stop and say so than to look alive.
+                raise SystemExit(f"maas: gateway {child.name} keeps exiting ({code}); giving up")
             log.warning("%s exited (%s); restarting", child.name, code)
             print(f"maas: {child.name} exited ({code}); restarting", file=sys.stderr)
             child.note_exit(now)
@@ -138,7 +147,12 @@ class Supervisor:
 
     def _start_gateway(self, child: _Child, index: int, listener: socket.socket) -> None:
         settings = self.settings.model_copy(
-            update={"worker_endpoints": tuple(self.endpoints), "gateway_index": index}
+            update={
+                "worker_endpoints": tuple(self.endpoints),
+                "gateway_index": index,
+                "migrate_on_start": False,
+                "bootstrap_admin_key": None,  # created once, above, not raced by G processes
+            }
         )
         context = multiprocessing.get_context("spawn")
         process = context.Process(

@@ -157,6 +157,10 @@ class InferenceBackend(Protocol):
     left of the request's deadline, so work that would finish too late can be dropped.
     """
 
+    # True when `infer` itself answers DeadlineExceeded once `timeout_s` has passed, so the
+    # caller needs no timer of its own.
+    enforces_deadlines: bool
+
     async def start(self) -> None: ...
 
     async def load(self, spec: LoadSpec) -> None: ...

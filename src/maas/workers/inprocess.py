@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 class InProcessBackend:
+    enforces_deadlines = False
+
     def __init__(self, *, torch_threads: int) -> None:
         self._torch_threads = torch_threads
         self._models: dict[VersionKey, LoadedModel] = {}
