@@ -200,7 +200,7 @@ def run_gateway(
         from maas.demo.setup import install_demo, wait_for_demo
 
         hook = install_demo if settings.gateway_index == 0 else wait_for_demo
-    app = create_app(settings, on_started=hook)
+    app = create_app(settings, on_started=hook, calm_gc=True)
     config = uvicorn.Config(
         app,
         log_level=log_level,

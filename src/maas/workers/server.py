@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -176,6 +177,8 @@ class WorkerServer:
         except Exception as exc:
             reply = msg.failure(0, ModelLoadError(f"{type(exc).__name__}: {exc}"))
         else:
+            gc.collect()
+            gc.freeze()  # the model's objects leave every later collection (see maas.app)
             batcher = Batcher(spec)
             batcher.stats.mean_batch_s = model.warmup_batch_s or batcher.stats.mean_batch_s
             self._versions[spec.key] = _Version(model, batcher)
@@ -350,6 +353,7 @@ def run_worker(
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # settable once per process
         torch.set_num_interop_threads(1)
+    gc.set_threshold(20_000, 20, 50)
     server = WorkerServer(
         endpoint=endpoint,
         worker_id=worker_id,
