@@ -119,6 +119,9 @@ def create_app(
         version=__version__,
         description="Model-as-a-service gateway for PyTorch models",
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry hook asks the OTel providers (and the environment)
+        # on every request; maas exposes Prometheus metrics instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api_errors.install(app)
     app.include_router(health.router)

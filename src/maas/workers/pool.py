@@ -259,7 +259,7 @@ class WorkerPool:
         self, link: WorkerLink, request: msg.Request, buffers: list[Any] | None = None
     ) -> None:
         try:
-            link.socket.send_multipart([msg.encode(request), *(buffers or [])], flags=zmq.NOBLOCK)
+            link.socket.send_multipart([msg.encode(request), *(buffers or [])], flags=_NOBLOCK)
         except zmq.Again:
             raise WorkerLost(f"worker {link.name} is not connected") from None
         finally:
@@ -275,7 +275,7 @@ class WorkerPool:
         sock = link.socket
         while _readable(sock):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = sock.recv_multipart(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
             self._dispatch(link, frames)
@@ -362,8 +362,12 @@ class WorkerPool:
                 await asyncio.wait_for(self._changed.wait(), timeout=1.0)
 
 
+# Plain ints: pyzmq's enum constants cost an enum construction per use on the hot path.
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+
+
 def _readable(sock: zmq.Socket[bytes]) -> bool:
-    return bool(int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+    return bool(sock.getsockopt(_EVENTS) & _POLLIN)  # type: ignore[operator]
 
 
 def _with_versions(status: msg.WorkerStatus, versions: tuple[str, ...]) -> msg.WorkerStatus:
