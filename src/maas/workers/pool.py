@@ -54,6 +54,7 @@ class WorkerLink:
     healthy: bool = False
     pending: dict[int, asyncio.Future[tuple[msg.Reply, list[Any]]]] = field(default_factory=dict)
     deadlines: dict[int, float] = field(default_factory=dict)
+    drain_scheduled: bool = False
 
     @property
     def name(self) -> str:
@@ -263,8 +264,10 @@ class WorkerPool:
         except zmq.Again:
             raise WorkerLost(f"worker {link.name} is not connected") from None
         finally:
-            # Sending can consume the descriptor's edge: read anything already waiting.
-            if _readable(link.socket):
+            # Sending can consume the descriptor's edge: read what is waiting once this loop
+            # iteration's sends are done (one check for many sends, not one per send).
+            if not link.drain_scheduled:
+                link.drain_scheduled = True
                 asyncio.get_running_loop().call_soon(self._on_readable, link)
 
     def _send_nowait(self, link: WorkerLink, request: msg.Request) -> None:
@@ -272,6 +275,7 @@ class WorkerPool:
             self._send(link, request)
 
     def _on_readable(self, link: WorkerLink) -> None:
+        link.drain_scheduled = False
         sock = link.socket
         while _readable(sock):
             try:
