@@ -1,0 +1,1 @@
+"""`make bench`: the load benchmark of maas (see bench/README.md)."""

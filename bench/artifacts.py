@@ -1,0 +1,65 @@
+"""Build the benchmarked models as TorchScript archives plus their upload meta (imports torch).
+
+`small` and `wide` are fixed-seed MLPs (untrained: only their cost matters); `tokens` is the
+demo transformer from `maas.demo.tokens.train()` (about 20 s of training on one thread).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.specs import mlp_meta
+
+# Hidden widths per MLP; the input width is in bench.specs.MLP_INPUTS, the output is 10 logits.
+_LAYERS: dict[str, list[int]] = {
+    "small": [64, 256, 256, 10],
+    "wide": [784, 2048, 2048, 2048, 10],
+}
+
+
+def mlp(name: str, seed: int = 0) -> torch.nn.Module:
+    """The `small` (64→256→256→10) or `wide` (784→2048→2048→2048→10, ~10M params) MLP."""
+    torch.manual_seed(seed)
+    widths = _LAYERS[name]
+    layers: list[torch.nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+        layers.append(torch.nn.Linear(fan_in, fan_out))
+        if i < len(widths) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers).eval()
+
+
+def _script(module: torch.nn.Module) -> bytes:
+    from maas.demo.artifact import script_to_bytes
+
+    return script_to_bytes(module)
+
+
+def build(name: str) -> tuple[bytes, dict[str, Any]]:
+    """The TorchScript bytes and the upload meta (batching on) of model `name`."""
+    if name == "tokens":
+        from maas.demo.tokens import train
+
+        demo = train()
+        return demo.artifact, dict(demo.meta)
+    return _script(mlp(name)), mlp_meta(name)
+
+
+def write(name: str, directory: Path) -> tuple[Path, Path, float]:
+    """Build `name` into `directory` as `<name>.pt` + `<name>.meta.json`.
+
+    Returns both paths and the seconds the build took."""
+    started = time.perf_counter()
+    artifact, meta = build(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    artifact_path = directory / f"{name}.pt"
+    meta_path = directory / f"{name}.meta.json"
+    artifact_path.write_bytes(artifact)
+    meta_path.write_text(json.dumps(meta))
+    return artifact_path, meta_path, time.perf_counter() - started

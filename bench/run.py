@@ -1,0 +1,287 @@
+"""`make bench`: raw torch ceiling, bare FastAPI ceiling, then maas under load; see README.md.
+
+python -m bench.run [--quick] [--models small,wide,tokens] [--concurrency 1,16,64] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from bench import procstats, report, specs
+from bench.measure import run_point
+from bench.register import RegistrationFailed, admin_client, register, wait_servable
+from bench.server import (
+    ManagedProcess,
+    ProcessFailed,
+    free_port,
+    python_module,
+    start_bare,
+    start_maas,
+)
+
+BARE_CONCURRENCY = (64, 1)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    cores = os.cpu_count() or 1
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--duration", type=float, help="measured seconds per row (5; --quick 1)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per row (1; --quick 0.3)")
+    p.add_argument("--models", default=",".join(specs.MODELS), help="subset of small,wide,tokens")
+    p.add_argument("--concurrency", default="1,16,64", help="connections, comma-separated")
+    p.add_argument("--gateways", type=int, default=cores, help=f"maas --gateways ({cores})")
+    p.add_argument("--workers", type=int, default=1, help="maas --workers (1)")
+    p.add_argument("--quick", action="store_true", help="short periods: a smoke check")
+    p.add_argument("--skip-bare", action="store_true", help="no bare FastAPI ceiling")
+    p.add_argument("--skip-raw", action="store_true", help="no raw torch timing (still builds)")
+    p.add_argument("--raw-seconds", type=float, help="timing per raw batch size (1; --quick 0.2)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, registry)")
+    p.add_argument("--out", type=Path, help="JSON path (bench/results/latest.json)")
+    args = p.parse_args(argv)
+    args.duration = args.duration or (1.0 if args.quick else 5.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
+    args.raw_seconds = args.raw_seconds or (0.2 if args.quick else 1.0)
+    args.model_list = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = set(args.model_list) - set(specs.MODELS)
+    if unknown or not args.model_list:
+        p.error(f"--models takes a subset of {','.join(specs.MODELS)}")
+    args.c_list = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if not args.c_list or min(args.c_list) < 1 or args.gateways < 1 or args.workers < 1:
+        p.error("--concurrency, --gateways and --workers take positive integers")
+    return args
+
+
+def _say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def build_and_time_raw(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Artifacts + raw ceiling, in a child process with one torch thread from the start."""
+    _say("building artifacts" + ("" if args.skip_raw else " and timing raw torch (1 thread)"))
+    cli = ["--out", str(work / "models"), "--models", ",".join(args.model_list)]
+    cli += ["--seconds", str(args.raw_seconds)] + (["--no-measure"] if args.skip_raw else [])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = ManagedProcess(
+        "bench.raw",
+        python_module("bench.raw", *cli),
+        log_path=work / "raw.log",
+        env=env,
+        stdout_pipe=True,
+    )
+    with proc:
+        assert proc.popen.stdout is not None
+        out = proc.popen.stdout.read()
+        code = proc.popen.wait()
+    if code != 0 or not out.strip():
+        raise ProcessFailed(f"bench.raw exited with {code}:\n{proc.log_tail()}")
+    raw: dict[str, Any] = json.loads(out)
+    return raw
+
+
+def write_bodies(work: Path, models: list[str]) -> dict[str, Path]:
+    paths = {}
+    for name in models:
+        paths[name] = work / f"body-{name}.json"
+        paths[name].write_bytes(specs.predict_body(name))
+    return paths
+
+
+def bench_bare(
+    args: argparse.Namespace, work: Path, body: Path, rows: list[dict[str, Any]]
+) -> None:
+    """Bare FastAPI in 1 and G processes at each of BARE_CONCURRENCY; appends to `rows`."""
+    for processes in sorted({1, args.gateways}):
+        port = free_port()
+        _say(f"bare FastAPI, {processes} process(es) on :{port}")
+        with start_bare(port, processes, work) as server:
+            for c in BARE_CONCURRENCY:
+                row = run_point(
+                    port=port,
+                    path="/v1/models/bare:predict",
+                    body_file=body,
+                    concurrency=c,
+                    warmup_s=args.warmup,
+                    duration_s=args.duration,
+                    server=server,
+                    log_dir=work,
+                    label=f"bare{processes}-c{c}",
+                )
+                rows.append({"system": "bare", "processes": processes, **row})
+                _say(f"  C={c}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms")
+
+
+def bench_maas(
+    args: argparse.Namespace,
+    work: Path,
+    raw: dict[str, Any],
+    bodies: dict[str, Path],
+    rows: list[dict[str, Any]],
+    info: dict[str, Any],
+) -> None:
+    """Start maas, register every model twice (batching on, off) and load each at every C.
+
+    Rows are appended to `rows` as they are measured and the server's processes and log go
+    into `info`, so a failure part-way still leaves what was measured.
+    """
+    port = free_port()
+    secret = secrets.token_hex(16)  # 32 characters
+    data_dir = work / "maas-data"
+    data_dir.mkdir()
+    _say(f"maas serve --workers {args.workers} --gateways {args.gateways} on :{port}")
+    log_lines: dict[str, int] = {}
+    info["log_lines"] = log_lines
+    with start_maas(
+        port, workers=args.workers, gateways=args.gateways, data_dir=data_dir, secret=secret
+    ) as server:
+        try:
+            log_lines["start"] = len(server.log_since(0))
+            _load_all(args, server, port, secret, raw, bodies, rows, info)
+        finally:
+            at_end = server.log_size()
+            server.stop()
+            log_lines["shutdown"] = len(server.log_since(at_end))
+            info["log"] = server.log_since(0)[-400:]
+
+
+def _load_all(
+    args: argparse.Namespace,
+    server: ManagedProcess,
+    port: int,
+    secret: str,
+    raw: dict[str, Any],
+    bodies: dict[str, Path],
+    rows: list[dict[str, Any]],
+    info: dict[str, Any],
+) -> None:
+    base = f"http://127.0.0.1:{port}"
+    variants = [specs.Variant(m, b) for m in args.model_list for b in (True, False)]
+    with admin_client(base, secret) as client:
+        for v in variants:
+            entry = raw["models"][v.base]
+            meta = specs.variant_meta(json.loads(Path(entry["meta"]).read_text()), v.batched)
+            version = register(client, v.name, Path(entry["artifact"]).read_bytes(), meta)
+            _say(f"  registered {v.name}@{version} (production)")
+    unservable: dict[str, str] = {}
+    info["unservable"] = unservable
+    for v in variants:
+        try:
+            wait_servable(base, v.name, v.base, hits=2 * args.gateways, timeout_s=30)
+        except RegistrationFailed as exc:  # measure the others; the run still fails at the end
+            unservable[v.name] = str(exc)
+            _say(f"  skipping {v.name}: {exc}")
+    info["log_lines"]["registration"] = len(server.log_since(0)) - info["log_lines"]["start"]
+    info["processes"] = _server_processes(server)
+    for v in (v for v in variants if v.name not in unservable):
+        for c in args.c_list:
+            row = run_point(
+                port=port,
+                path=f"/v1/models/{v.name}:predict",
+                body_file=bodies[v.base],
+                concurrency=c,
+                warmup_s=args.warmup,
+                duration_s=args.duration,
+                server=server,
+                log_dir=server.log_path.parent,
+                label=f"{v.name}-c{c}",
+            )
+            rows.append({"system": "maas", "model": v.base, "batching": v.batched, **row})
+            _say(
+                f"  {v.name} C={c}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
+                f"errors {row['non_2xx']}/{row['conn_errors']}"
+            )
+            if not server.alive():
+                raise ProcessFailed(
+                    f"maas serve exited with {server.popen.returncode}:\n" + server.log_tail()
+                )
+
+
+def _server_processes(server: ManagedProcess) -> list[dict[str, Any]]:
+    samples = procstats.snapshot(server.pid)
+    return [
+        {"pid": s.pid, "role": procstats.role(s, server.pid), "cmdline": s.cmdline[:120]}
+        for s in samples.values()
+    ]
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so every `with` stops its children on the way out."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="maas-bench-"))
+    results: dict[str, Any] = {
+        "meta": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "models": args.model_list,
+            "concurrency": args.c_list,
+            "gateways": args.gateways,
+            "workers": args.workers,
+            "quick": args.quick,
+            "argv": sys.argv[1:] if argv is None else argv,
+        }
+    }
+    results["bare"], results["maas"], results["server"] = [], [], {}
+    failure: str | None = None
+    try:
+        with _terminate_as_interrupt():
+            raw = build_and_time_raw(args, work)
+            results["raw"] = raw
+            bodies = write_bodies(work, args.model_list)
+            if not args.skip_bare:
+                bare_body = bodies.get("small") or next(iter(bodies.values()))
+                bench_bare(args, work, bare_body, results["bare"])
+            bench_maas(args, work, raw, bodies, results["maas"], results["server"])
+    except KeyboardInterrupt:
+        _say("interrupted; children stopped")
+        return 130
+    except (ProcessFailed, RegistrationFailed, RuntimeError, httpx.HTTPError) as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+        _say(f"failed: {failure}")
+    finally:
+        if args.keep:
+            _say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    results["failure"] = failure
+    report.derive(results)
+    print(report.render(results))
+    path = report.write_json(results, args.out)
+    _say(f"wrote {path}")
+    failed = [r for r in results["maas"] if r["non_2xx"] or r["conn_errors"] or not r["requests"]]
+    unservable = results["server"].get("unservable")
+    return 1 if failure or failed or unservable or not results["maas"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

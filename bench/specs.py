@@ -1,0 +1,67 @@
+"""The benchmarked models as data: names, upload meta and one request instance each.
+
+No torch here: the orchestrator and the load generator import this; only `bench.artifacts`
+and `bench.raw` (run in their own process) build and time the modules.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+MODELS: tuple[str, ...] = ("small", "wide", "tokens")
+TOKENS_LENGTH = 32  # ids per `tokens` instance, in raw timing and in requests alike
+TOKENS_VOCAB = 1000
+BATCHED: dict[str, Any] = {"max_batch_size": 32, "max_delay_ms": 5, "max_queue": 4096}
+# Suffix of the batching-off variant of each model: the same artifact at max_batch_size 1.
+UNBATCHED_SUFFIX = "-b1"
+
+# Input width per MLP (the `tokens` instance is TOKENS_LENGTH ids instead).
+MLP_INPUTS: dict[str, int] = {"small": 64, "wide": 784}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One registered model: `base` is the artifact, `batched` says which batching meta."""
+
+    base: str
+    batched: bool
+
+    @property
+    def name(self) -> str:
+        return self.base if self.batched else self.base + UNBATCHED_SUFFIX
+
+
+def mlp_meta(name: str) -> dict[str, Any]:
+    """Upload meta of an MLP artifact, batching on (see `variant_meta` for off)."""
+    return {
+        "format": "torchscript",
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [MLP_INPUTS[name]]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [10]}],
+        "batching": dict(BATCHED),
+    }
+
+
+def variant_meta(base_meta: dict[str, Any], batched: bool) -> dict[str, Any]:
+    """`base_meta` with the bench's queue bound, and max_batch_size 1 when batching is off."""
+    meta: dict[str, Any] = json.loads(json.dumps(base_meta))
+    batching = {**meta.get("batching", {}), "max_queue": BATCHED["max_queue"]}
+    if not batched:
+        batching["max_batch_size"] = 1
+    meta["batching"] = batching
+    return meta
+
+
+def instance(name: str, seed: int = 0) -> list[Any]:
+    """One request instance for model `name` (fixed by `seed`)."""
+    rng = random.Random(seed)
+    if name == "tokens":
+        return [rng.randrange(TOKENS_VOCAB) for _ in range(TOKENS_LENGTH)]
+    return [round(rng.gauss(0.0, 1.0), 4) for _ in range(MLP_INPUTS[name])]
+
+
+def predict_body(name: str) -> bytes:
+    """The request body: `{"instances": [<one instance>]}`."""
+    return json.dumps({"instances": [instance(name)]}, separators=(",", ":")).encode()
