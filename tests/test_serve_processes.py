@@ -151,3 +151,11 @@ def test_a_request_whose_client_hangs_up_is_not_computed(tmp_path: Path) -> None
             assert client.post("/v1/models/m:predict", json={"instances": [[0.0] * 4]}).is_success
         stats = _wait(url, lambda ws: ws[0]["stats"] and ws[0]["stats"][0]["instances"] >= 2)
         assert stats["workers"][0]["stats"][0]["instances"] == 2  # busy + the last; not `gone`
+
+
+def test_after_a_restart_ready_means_servable(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(tmp_path, "--gateways", "2", env=env) as url:
+        _deploy(url)
+    with maas_server(tmp_path, "--gateways", "2", env=env, ready_path="/readyz") as url:
+        _predict_many(url, 10)  # no 409 "loading" from either gateway once /readyz says ready

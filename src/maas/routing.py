@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from dataclasses import dataclass
 
 from maas.errors import (
@@ -22,6 +23,8 @@ from maas.errors import (
 from maas.registry.records import Route, VersionRecord
 from maas.registry.service import Registry
 from maas.types import DEFAULT_ALIAS, ModelRef, VersionStatus
+
+STALE_READY_RECHECK_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class Router:
         self._registry = registry
         self._snapshot = Snapshot(models={})
         self._dirty = True
+        self._refreshed_at = 0.0
         self._lock = asyncio.Lock()
         registry.on_change(self.invalidate)
 
@@ -53,6 +57,7 @@ class Router:
     async def refresh(self) -> Snapshot:
         async with self._lock:
             self._dirty = False
+            self._refreshed_at = time.monotonic()
             models = await self._registry.list_models()
             self._snapshot = Snapshot(
                 models={
@@ -76,6 +81,12 @@ class Router:
             return _resolve(await self.current(), ref, routing_key)
         except (ModelNotFound, VersionNotFound, AliasNotFound):
             # Perhaps created by another process since the last refresh.
+            return _resolve(await self.refresh(), ref, routing_key)
+        except VersionNotReady:
+            # Perhaps made ready by another gateway process; asked of the registry at most
+            # every STALE_READY_RECHECK_S, so clients calling a failed version cost no query.
+            if time.monotonic() - self._refreshed_at < STALE_READY_RECHECK_S:
+                raise
             return _resolve(await self.refresh(), ref, routing_key)
 
 

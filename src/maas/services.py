@@ -11,7 +11,7 @@ from maas.dataplane import DataPlane
 from maas.deployment import Deployer
 from maas.registry.service import Registry
 from maas.routing import Router
-from maas.types import InferenceBackend, VersionKey
+from maas.types import InferenceBackend, VersionKey, VersionStatus
 
 
 @dataclass
@@ -49,6 +49,11 @@ class Services:
         for name, entry in sorted(snapshot.models.items()):
             for alias, routes in sorted(entry.aliases.items()):
                 for route in routes:
-                    if not self.backend.is_loaded(VersionKey(name, route.version)):
+                    version = entry.versions.get(route.version)
+                    if version is not None and version.status is not VersionStatus.READY:
+                        reasons.append(
+                            f"{name}/{alias} -> version {route.version} is {version.status.value}"
+                        )
+                    elif not self.backend.is_loaded(VersionKey(name, route.version)):
                         reasons.append(f"{name}/{alias} -> version {route.version} is not loaded")
         return reasons
