@@ -159,3 +159,48 @@ def test_after_a_restart_ready_means_servable(tmp_path: Path) -> None:
         _deploy(url)
     with maas_server(tmp_path, "--gateways", "2", env=env, ready_path="/readyz") as url:
         _predict_many(url, 10)  # no 409 "loading" from either gateway once /readyz says ready
+
+
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(tmp_path, "--gateways", "1", env=env) as url:
+        meta = mlp_meta(batching={"max_batch_size": 1, "max_delay_ms": 0, "max_queue": 1})
+        _deploy(url, torchscript_bytes(SlowMLP(rounds=1500)), meta)
+        host, port = url.removeprefix("http://").split(":")
+        body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]}).encode()
+        request = (
+            f"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        with (
+            socket.create_connection((host, int(port))) as running,
+            socket.create_connection((host, int(port))) as queued,
+        ):
+            running.sendall(request)  # the worker's one slow forward
+            time.sleep(0.1)
+            queued.sendall(request)  # fills the queue of one
+            time.sleep(0.1)
+            refused = httpx.post(url + "/v1/models/m:predict", json={"instances": [[0.0] * 4]})
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "queue_full"
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert b"200 OK" in running.recv(65536)
+            assert b"200 OK" in queued.recv(65536)
+
+
+def test_every_worker_loads_a_version_unless_replicas_limits_it(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(tmp_path, "--gateways", "1", "--workers", "2", env=env) as url:
+        _deploy(url)
+        _wait(url, lambda ws: len(ws) == 2 and all(w["versions"] == ["m@1"] for w in ws))
+        _predict_many(url, 10)
+        uploaded = httpx.post(
+            url + "/admin/models/m/versions",
+            files={"file": ("m.pt", torchscript_bytes(tiny_mlp(seed=1)))},
+            data={"meta": json.dumps(mlp_meta(replicas=1))},
+            headers=ADMIN,
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        body = _wait(url, lambda ws: sum("m@2" in w["versions"] for w in ws) == 1)
+        assert sorted(w["id"] for w in body["workers"]) == ["w0", "w1"]
+        assert [w["id"] for w in body["workers"] if "m@2" in w["versions"]] == ["w0"]
