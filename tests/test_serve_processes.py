@@ -50,6 +50,17 @@ def _deploy(url: str, artifact: bytes | None = None, meta: dict[str, Any] | None
     assert alias.status_code == 200
 
 
+def _raw_predict(url: str) -> tuple[str, int, bytes]:
+    """Host, port and the bytes of one predict request, for tests that hang up or hold on."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]}).encode()
+    head = (
+        "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return host, int(port), head.encode() + body
+
+
 def _predict_many(url: str, count: int) -> None:
     instances = [[float(i), 1.0, 2.0, 3.0] for i in range(4)]
     want = expected(tiny_mlp(), instances)
@@ -133,17 +144,12 @@ def test_a_request_whose_client_hangs_up_is_not_computed(tmp_path: Path) -> None
     with maas_server(tmp_path, "--gateways", "1", "--workers", "1", env=env) as url:
         meta = mlp_meta(batching={"max_batch_size": 1, "max_delay_ms": 0, "max_queue": 8})
         _deploy(url, torchscript_bytes(SlowMLP(rounds=1500)), meta)
-        host, port = url.removeprefix("http://").split(":")
-        body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]}).encode()
-        request = (
-            f"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+        host, port, request = _raw_predict(url)
         with httpx.Client(base_url=url, timeout=60) as client:
-            with socket.create_connection((host, int(port))) as busy:
+            with socket.create_connection((host, port)) as busy:
                 busy.sendall(request)  # occupies the worker with one slow forward
                 time.sleep(0.1)
-                with socket.create_connection((host, int(port))) as gone:
+                with socket.create_connection((host, port)) as gone:
                     gone.sendall(request)
                     time.sleep(0.1)
                 # `gone` hung up while queued behind `busy`; `busy` waits for its answer.
@@ -166,15 +172,10 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     with maas_server(tmp_path, "--gateways", "1", env=env) as url:
         meta = mlp_meta(batching={"max_batch_size": 1, "max_delay_ms": 0, "max_queue": 1})
         _deploy(url, torchscript_bytes(SlowMLP(rounds=1500)), meta)
-        host, port = url.removeprefix("http://").split(":")
-        body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]}).encode()
-        request = (
-            f"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+        host, port, request = _raw_predict(url)
         with (
-            socket.create_connection((host, int(port))) as running,
-            socket.create_connection((host, int(port))) as queued,
+            socket.create_connection((host, port)) as running,
+            socket.create_connection((host, port)) as queued,
         ):
             running.sendall(request)  # the worker's one slow forward
             time.sleep(0.1)
