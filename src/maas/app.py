@@ -170,7 +170,11 @@ def _resync_restarted_workers(backend: InferenceBackend, deployer: Deployer) -> 
     pool = backend
 
     async def on_boot(link: WorkerLink) -> None:
-        await deployer.resync(functools.partial(pool.load_on, link), link.name)
+        await deployer.resync(
+            functools.partial(pool.load_on, link),
+            link.name,
+            belongs=lambda spec: link in pool.targets(spec),
+        )
 
     pool.on_worker_boot = on_boot
 

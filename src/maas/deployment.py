@@ -107,16 +107,23 @@ class Deployer:
             await self._registry.set_status(record.key, VersionStatus.LOADING)
             self._spawn(record)
 
-    async def resync(self, load: Callable[[LoadSpec], Awaitable[None]], worker: str) -> None:
-        """A worker (re)started: load onto it every version the registry says is serving.
+    async def resync(
+        self,
+        load: Callable[[LoadSpec], Awaitable[None]],
+        worker: str,
+        belongs: Callable[[LoadSpec], bool] = lambda spec: True,
+    ) -> None:
+        """A worker (re)started: load onto it every version the registry says is serving or
+        being loaded.
 
         A version whose load kills the worker again and again ends `failed`, so one bad
         artifact cannot keep a worker in a crash loop.
         """
+        # `loading` ones too: a load that started before this worker answered did not reach it.
         for record in await self._registry.versions_to_restore():
-            if record.status is not VersionStatus.READY:
-                continue
             spec = record.load_spec(str(self._store.path_for(record.sha256)))
+            if not belongs(spec):  # `replicas` keeps it on other workers
+                continue
             try:
                 await load(spec)
             except WorkerCrashedLoading as exc:
