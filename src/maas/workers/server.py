@@ -64,6 +64,7 @@ class WorkerServer:
         self._timer: asyncio.TimerHandle | None = None
         self._stopped: asyncio.Event | None = None
         self._busy = False
+        self._drain_scheduled = False
         self._forwards = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-forward")
 
     async def serve(self) -> None:
@@ -92,6 +93,7 @@ class WorkerServer:
     # receiving ------------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        self._drain_scheduled = False
         self._drain()
         self._schedule_run()
 
@@ -277,12 +279,10 @@ class WorkerServer:
             sock.send_multipart([identity, msg.encode(reply), *(buffers or [])], copy=False)
         except zmq.ZMQError as exc:  # the gateway went away; its caller is gone too
             log.debug("reply to a gone gateway dropped: %s", exc)
-        # Sending can consume the descriptor's edge: look again for waiting messages.
-        if _readable(sock):
-            self._schedule_drain()
-
-    def _schedule_drain(self) -> None:
-        if self._loop is not None:
+        # Sending can consume the descriptor's edge: look again for waiting messages once
+        # this round of replies is out (one look for a whole batch, not one per reply).
+        if not self._drain_scheduled and self._loop is not None:
+            self._drain_scheduled = True
             self._loop.call_soon(self._on_readable)
 
     def status(self, request_id: int) -> msg.WorkerStatus:
