@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -65,7 +66,8 @@ class Supervisor:
     demo: bool = False
     log_level: str = "info"
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="maas-")))
-    _stopping: bool = False
+    # Set by SIGTERM/SIGINT; the poll loop waits on it, so a stop is acted on at once.
+    _stop_requested: threading.Event = field(default_factory=threading.Event)
 
     @property
     def endpoints(self) -> list[str]:
@@ -84,13 +86,13 @@ class Supervisor:
             file=sys.stderr,
         )
         try:
-            while not self._stopping:
+            while not self._stop_requested.is_set():
                 now = time.monotonic()
                 for index, child in enumerate(workers):
                     self._keep(child, now, lambda c, i=index: self._start_worker(c, i))
                 for index, child in enumerate(gateways):
                     self._keep(child, now, lambda c, i=index: self._start_gateway(c, i, listener))
-                time.sleep(POLL_S)
+                self._stop_requested.wait(POLL_S)
         finally:
             _stop_all(gateways)  # gateways first: they finish what they hold with the workers
             _stop_all(workers)
@@ -100,7 +102,7 @@ class Supervisor:
             self.run_dir.rmdir()
 
     def _stop(self, signum: int, frame: Any) -> None:
-        self._stopping = True
+        self._stop_requested.set()
 
     def _keep(self, child: _Child, now: float, start: Any) -> None:
         if child.alive():
@@ -118,7 +120,7 @@ class Supervisor:
             log.warning("%s exited (%s); restarting", child.name, code)
             print(f"maas: {child.name} exited ({code}); restarting", file=sys.stderr)
             child.note_exit(now)
-        if now >= child.next_start and not self._stopping:
+        if now >= child.next_start and not self._stop_requested.is_set():
             child.started = now
             start(child)
 
