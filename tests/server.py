@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -11,8 +12,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from gateway import ADMIN
 
 
 def free_port() -> int:
@@ -69,3 +73,27 @@ def maas_server(
             process.kill()
             process.wait()
         log.close()
+
+
+def deploy(
+    url: str, artifact: bytes, meta: dict[str, Any], name: str = "m", admin: dict[str, str] = ADMIN
+) -> None:
+    """Create `name`, upload version 1, wait until it is ready and alias it `production`."""
+    assert httpx.post(url + "/admin/models", json={"name": name}, headers=admin).status_code == 201
+    uploaded = httpx.post(
+        f"{url}/admin/models/{name}/versions",
+        files={"file": ("model.pt", artifact)},
+        data={"meta": json.dumps(meta)},
+        headers=admin,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    for _ in range(300):
+        status = httpx.get(f"{url}/admin/models/{name}/versions/1", headers=admin).json()["status"]
+        if status != "loading":
+            break
+        time.sleep(0.05)
+    assert status == "ready"
+    alias = httpx.put(
+        f"{url}/admin/models/{name}/aliases/production", json={"version": 1}, headers=admin
+    )
+    assert alias.status_code == 200

@@ -12,7 +12,7 @@ import httpx
 
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN_SECRET
-from server import maas_server
+from server import deploy, maas_server
 
 
 def _maas(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -98,6 +98,8 @@ def test_serve_flags_override_the_environment(tmp_path: Path) -> None:
             url + "/admin/models", headers={"Authorization": f"Bearer {ADMIN_SECRET}"}
         )
         assert env_key.status_code == 401
+        admin = {"Authorization": f"Bearer {flag_key}"}
+        deploy(url, torchscript_bytes(tiny_mlp()), mlp_meta(), name="x", admin=admin)
         big = httpx.post(url + "/v1/models/x:predict", json={"instances": [[0.0] * 600]})
         assert big.status_code == 413
         assert big.json()["error"]["code"] == "payload_too_large"

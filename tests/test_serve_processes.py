@@ -15,7 +15,8 @@ import numpy as np
 
 from artifacts import SlowMLP, expected, mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, ADMIN_SECRET
-from server import maas_server
+from prom import CONTRACT_FAMILIES, Sample, parse, value
+from server import deploy, maas_server
 
 
 def _wait(url: str, check: Any, timeout_s: float = 30) -> dict[str, Any]:
@@ -27,27 +28,6 @@ def _wait(url: str, check: Any, timeout_s: float = 30) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise AssertionError(f"workers never reached the expected state: {body}")
         time.sleep(0.1)
-
-
-def _deploy(url: str, artifact: bytes | None = None, meta: dict[str, Any] | None = None) -> None:
-    assert httpx.post(url + "/admin/models", json={"name": "m"}, headers=ADMIN).status_code == 201
-    uploaded = httpx.post(
-        url + "/admin/models/m/versions",
-        files={"file": ("m.pt", artifact or torchscript_bytes(tiny_mlp()))},
-        data={"meta": json.dumps(meta or mlp_meta())},
-        headers=ADMIN,
-    )
-    assert uploaded.status_code == 201, uploaded.text
-    for _ in range(300):
-        status = httpx.get(url + "/admin/models/m/versions/1", headers=ADMIN).json()["status"]
-        if status != "loading":
-            break
-        time.sleep(0.05)
-    assert status == "ready"
-    alias = httpx.put(
-        url + "/admin/models/m/aliases/production", json={"version": 1}, headers=ADMIN
-    )
-    assert alias.status_code == 200
 
 
 def _raw_predict(url: str) -> tuple[str, int, bytes]:
@@ -76,7 +56,7 @@ def _predict_many(url: str, count: int) -> None:
 def test_two_gateways_share_one_worker_and_a_killed_worker_comes_back(tmp_path: Path) -> None:
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with maas_server(tmp_path, "--gateways", "2", "--workers", "1", env=env) as url:
-        _deploy(url)
+        deploy(url, torchscript_bytes(tiny_mlp()), mlp_meta())
         body = _wait(url, lambda ws: ws and ws[0]["healthy"] and ws[0]["gateways"] == 2)
         (worker,) = body["workers"]
         assert worker["versions"] == ["m@1"]
@@ -93,12 +73,61 @@ def test_two_gateways_share_one_worker_and_a_killed_worker_comes_back(tmp_path: 
         _predict_many(url, 20)
         ready = httpx.get(url + "/readyz")
         assert ready.status_code == 200, ready.text
+        samples = _scrape_until(
+            url, lambda s: value(s, "maas_worker_restarts_total", worker="w0") == 1
+        )
+        assert value(samples, "maas_worker_up", worker="w0") == 1
+
+
+def _scrape_until(url: str, check: Any, timeout_s: float = 10) -> dict[Sample, float]:
+    """Scrape over new connections (so over every gateway) until `check` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        families, samples = parse(httpx.get(url + "/metrics").text)
+        assert families >= CONTRACT_FAMILIES
+        if check(samples):
+            return samples
+        if time.monotonic() > deadline:
+            raise AssertionError(f"metrics never reached the expected state: {samples}")
+        time.sleep(0.1)
+
+
+def test_metrics_add_up_over_every_gateway_process(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(tmp_path, "--gateways", "2", "--workers", "1", env=env) as url:
+        deploy(url, torchscript_bytes(tiny_mlp()), mlp_meta())
+        _wait(url, lambda ws: ws and ws[0]["healthy"] and ws[0]["gateways"] == 2)
+        _predict_many(url, 30)
+        for _ in range(5):
+            with httpx.Client(base_url=url) as client:
+                assert client.post("/v1/models/nope:predict", json={}).status_code == 404
+        for _ in range(12):  # new connections: the kernel spreads them over both gateways
+            samples = _scrape_until(
+                url,
+                lambda s: value(s, "maas_queue_wait_seconds_count", model="m", version="1") == 30,
+            )
+            ok = {"model": "m", "version": "1", "protocol": "v1", "code": "200"}
+            assert value(samples, "maas_requests_total", **ok) == 30
+            junk = {"model": "_unknown", "version": "_", "protocol": "v1", "code": "404"}
+            assert value(samples, "maas_requests_total", **junk) == 5
+            assert value(samples, "maas_batch_size_sum", model="m", version="1") == 30 * 4
+            assert (
+                value(samples, "maas_request_duration_seconds_count", model="m", version="1") == 30
+            )
+            assert (
+                value(samples, "maas_model_version_status", model="m", version="1", status="ready")
+                == 1
+            )
+            assert (
+                value(samples, "maas_alias_target", model="m", alias="production", version="1") == 1
+            )
+            assert value(samples, "maas_worker_up", worker="w0") == 1
 
 
 def test_gateway_processes_do_not_import_torch(tmp_path: Path) -> None:
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with maas_server(tmp_path, "--gateways", "1", "--workers", "1", env=env) as url:
-        _deploy(url)
+        deploy(url, torchscript_bytes(tiny_mlp()), mlp_meta())
         (worker,) = _wait(url, lambda ws: ws and ws[0]["healthy"])["workers"]
         server_pids = _children_of(os.getpid())
         gateways = [
@@ -143,7 +172,7 @@ def test_a_request_whose_client_hangs_up_is_not_computed(tmp_path: Path) -> None
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with maas_server(tmp_path, "--gateways", "1", "--workers", "1", env=env) as url:
         meta = mlp_meta(batching={"max_batch_size": 1, "max_delay_ms": 0, "max_queue": 8})
-        _deploy(url, torchscript_bytes(SlowMLP(rounds=1500)), meta)
+        deploy(url, torchscript_bytes(SlowMLP(rounds=1500)), meta)
         host, port, request = _raw_predict(url)
         with httpx.Client(base_url=url, timeout=60) as client:
             with socket.create_connection((host, port)) as busy:
@@ -162,7 +191,7 @@ def test_a_request_whose_client_hangs_up_is_not_computed(tmp_path: Path) -> None
 def test_after_a_restart_ready_means_servable(tmp_path: Path) -> None:
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with maas_server(tmp_path, "--gateways", "2", env=env) as url:
-        _deploy(url)
+        deploy(url, torchscript_bytes(tiny_mlp()), mlp_meta())
     with maas_server(tmp_path, "--gateways", "2", env=env, ready_path="/readyz") as url:
         _predict_many(url, 10)  # no 409 "loading" from either gateway once /readyz says ready
 
@@ -171,7 +200,7 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with maas_server(tmp_path, "--gateways", "1", env=env) as url:
         meta = mlp_meta(batching={"max_batch_size": 1, "max_delay_ms": 0, "max_queue": 1})
-        _deploy(url, torchscript_bytes(SlowMLP(rounds=1500)), meta)
+        deploy(url, torchscript_bytes(SlowMLP(rounds=1500)), meta)
         host, port, request = _raw_predict(url)
         with (
             socket.create_connection((host, port)) as running,
@@ -192,7 +221,7 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
 def test_every_worker_loads_a_version_unless_replicas_limits_it(tmp_path: Path) -> None:
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with maas_server(tmp_path, "--gateways", "1", "--workers", "2", env=env) as url:
-        _deploy(url)
+        deploy(url, torchscript_bytes(tiny_mlp()), mlp_meta())
         _wait(url, lambda ws: len(ws) == 2 and all(w["versions"] == ["m@1"] for w in ws))
         _predict_many(url, 10)
         uploaded = httpx.post(
@@ -205,3 +234,63 @@ def test_every_worker_loads_a_version_unless_replicas_limits_it(tmp_path: Path) 
         body = _wait(url, lambda ws: sum("m@2" in w["versions"] for w in ws) == 1)
         assert sorted(w["id"] for w in body["workers"]) == ["w0", "w1"]
         assert [w["id"] for w in body["workers"] if "m@2" in w["versions"]] == ["w0"]
+
+
+def _version(url: str, name: str, number: int) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(
+        f"{url}/admin/models/{name}/versions/{number}", headers=ADMIN
+    ).json()
+    return body
+
+
+def _kill_while_loading(url: str, key: str, restarts: int) -> None:
+    """SIGKILL the worker while it loads `key`, as the kernel's OOM killer would."""
+    body = _wait(url, lambda ws: ws[0]["restarts"] == restarts and key in ws[0]["loading"])
+    os.kill(body["workers"][0]["pid"], signal.SIGKILL)
+
+
+def test_a_load_that_keeps_killing_its_worker_ends_failed(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    # Each warm-up forward of this model takes a good part of a second: time to kill it.
+    slow = torchscript_bytes(SlowMLP(rounds=500))
+    meta = json.dumps(mlp_meta(batching={"max_batch_size": 2}))
+    with maas_server(tmp_path, "--gateways", "1", "--workers", "1", env=env) as url:
+        assert httpx.post(url + "/admin/models", json={"name": "s"}, headers=ADMIN).is_success
+
+        def upload() -> None:
+            files = {"file": ("s.pt", slow)}
+            response = httpx.post(
+                url + "/admin/models/s/versions", files=files, data={"meta": meta}, headers=ADMIN
+            )
+            assert response.status_code == 201, response.text
+
+        # One death while loading is not held against the version: the worker comes back and
+        # loads it again.
+        upload()
+        _kill_while_loading(url, "s@1", restarts=0)
+        _wait(url, lambda ws: ws[0]["restarts"] == 1 and ws[0]["versions"] == ["s@1"])
+        assert _version(url, "s", 1)["status"] == "ready"
+
+        # A version that kills the worker at every load ends failed after the second death,
+        # and the restarted worker does not try it again.
+        upload()
+        _kill_while_loading(url, "s@2", restarts=1)
+        _kill_while_loading(url, "s@2", restarts=2)
+        deadline = time.monotonic() + 10
+        while (version := _version(url, "s", 2))["status"] != "failed":
+            assert time.monotonic() < deadline, version
+            time.sleep(0.1)
+        assert "died while loading" in version["load_error"]
+        body = _wait(url, lambda ws: ws[0]["restarts"] == 3 and ws[0]["versions"] == ["s@1"])
+        time.sleep(0.5)  # the resync loads one version after the other: s@2 would be next
+        worker = _wait(url, lambda ws: True)["workers"][0]
+        assert worker["pid"] == body["workers"][0]["pid"]
+        assert worker["versions"] == ["s@1"]
+        assert worker["loading"] == []
+        assert _version(url, "s", 1)["status"] == "ready"
+        samples = _scrape_until(url, lambda s: True)
+        assert value(samples, "maas_worker_restarts_total", worker="w0") == 3
+        assert (
+            value(samples, "maas_model_version_status", model="s", version="2", status="failed")
+            == 1
+        )

@@ -19,12 +19,13 @@ from fastapi import FastAPI
 
 from maas import __version__
 from maas.api import errors as api_errors
-from maas.api.routes import admin, health, inference
+from maas.api.routes import admin, health, inference, metrics
 from maas.artifacts import ArtifactStore
 from maas.auth import Authenticator, ensure_key
 from maas.config import Settings
 from maas.dataplane import DataPlane
 from maas.deployment import Deployer
+from maas.metrics import RequestMetrics
 from maas.registry import db
 from maas.registry.service import Registry
 from maas.routing import Router
@@ -86,6 +87,7 @@ def create_app(
                 auth=Authenticator(registry),
                 dataplane=DataPlane(router, backend),
                 readiness=readiness,
+                metrics=RequestMetrics(),
             )
             if settings.bootstrap_admin_key:
                 await ensure_key(
@@ -125,6 +127,7 @@ def create_app(
     )
     api_errors.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(inference.router)
     app.router.routes[0:0] = inference.routes
     app.include_router(admin.router)

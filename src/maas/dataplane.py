@@ -1,7 +1,7 @@
-"""The transport-free inference path: ref → ready version → validated batches → backend → JSON.
+"""The transport-free inference path: ref → ready version → validated batches → backend.
 
-REST routes (native today, Open Inference Protocol later) parse HTTP and call `predict`; nothing
-here knows about HTTP.
+REST routes (native today, Open Inference Protocol later) parse HTTP, `resolve` the ref, then
+`predict` on the version it resolved to; nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maas.errors import DeadlineExceeded
+from maas.registry.records import VersionRecord
 from maas.routing import Router
 from maas.signature import InstanceGroup, group_instances, scatter_outputs
 from maas.types import InferenceBackend, ModelRef, VersionKey
@@ -29,17 +30,14 @@ class DataPlane:
         self._router = router
         self._backend = backend
 
+    async def resolve(self, ref: ModelRef, *, routing_key: str | None = None) -> VersionRecord:
+        """The ready version a request runs on. A ref resolves once, at admission: the request
+        finishes on that version even if its alias moves meanwhile."""
+        return await self._router.resolve(ref, routing_key=routing_key)
+
     async def predict(
-        self,
-        ref: ModelRef,
-        instances: Sequence[Any],
-        *,
-        timeout_s: float,
-        routing_key: str | None = None,
+        self, version: VersionRecord, instances: Sequence[Any], *, timeout_s: float
     ) -> Prediction:
-        # The ref resolves once, at admission; the request finishes on that version even if
-        # its alias moves meanwhile.
-        version = await self._router.resolve(ref, routing_key=routing_key)
         groups = _split(
             group_instances(instances, version.inputs),
             int(version.batching.get("max_batch_size", 32)),

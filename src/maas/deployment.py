@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from maas.artifacts import ArtifactStore
@@ -39,7 +39,9 @@ class Deployer:
         self._backend = backend
         self._store = store
         self._tasks: dict[VersionKey, asyncio.Task[None]] = {}
-        self._crashes: Counter[VersionKey] = Counter()
+        # The worker deaths seen while loading each version (a death is counted once, however
+        # many load calls it ended).
+        self._crashes: dict[VersionKey, set[str]] = defaultdict(set)
 
     async def start_load(self, key: VersionKey) -> VersionRecord:
         """Mark the version `loading` and load it in the background; returns the new record."""
@@ -69,6 +71,11 @@ class Deployer:
         spec = record.load_spec(str(self._store.path_for(record.sha256)))
         try:
             await self._backend.load(spec)
+        except WorkerCrashedLoading as exc:
+            # The worker comes back and `resync` loads the version again, unless this was
+            # one death too many.
+            await self._note_crash(record.key, exc)
+            return
         except MaasError as exc:
             log.warning("loading %s failed: %s", record.key, exc.message)
             await self._registry.set_status(
@@ -114,11 +121,7 @@ class Deployer:
         belongs: Callable[[LoadSpec], bool] = lambda spec: True,
     ) -> None:
         """A worker (re)started: load onto it every version the registry says is serving or
-        being loaded.
-
-        A version whose load kills the worker again and again ends `failed`, so one bad
-        artifact cannot keep a worker in a crash loop.
-        """
+        being loaded; a version whose load keeps killing the worker ends `failed`."""
         # `loading` ones too: a load that started before this worker answered did not reach it.
         for record in await self._registry.versions_to_restore():
             spec = record.load_spec(str(self._store.path_for(record.sha256)))
@@ -127,15 +130,32 @@ class Deployer:
             try:
                 await load(spec)
             except WorkerCrashedLoading as exc:
-                self._crashes[record.key] += 1
-                if self._crashes[record.key] >= CRASHES_BEFORE_FAILED:
-                    log.error("%s keeps killing its worker; marking it failed", record.key)
-                    await self._registry.set_status(
-                        record.key, VersionStatus.FAILED, load_error=exc.message
-                    )
+                await self._note_crash(record.key, exc)
                 return  # the worker is gone; its next start syncs again
             except MaasError as exc:
                 log.warning("reloading %s on worker %s failed: %s", record.key, worker, exc.message)
+                continue
+            if record.status is VersionStatus.LOADING:
+                # The load that began it may have died with a worker; this one finished it.
+                await self._registry.set_status(
+                    record.key, VersionStatus.READY, only_from=frozenset({VersionStatus.LOADING})
+                )
+
+    async def _note_crash(self, key: VersionKey, exc: WorkerCrashedLoading) -> None:
+        """A worker died while loading `key`: after CRASHES_BEFORE_FAILED deaths the version
+        is marked failed, so one bad artifact cannot keep a worker in a crash loop."""
+        deaths = self._crashes[key]
+        deaths.add(exc.death)
+        if len(deaths) < CRASHES_BEFORE_FAILED:
+            log.warning("%s; loading it again once the worker is back", exc.message)
+            return
+        log.error("%s keeps killing its worker; marking it failed", key)
+        await self._registry.set_status(
+            key,
+            VersionStatus.FAILED,
+            load_error=f"{exc.message} ({len(deaths)} times)",
+            only_from=frozenset({VersionStatus.LOADING, VersionStatus.READY}),
+        )
 
     async def wait_idle(self) -> None:
         while self._tasks:

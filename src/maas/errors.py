@@ -96,6 +96,11 @@ class AlreadyExists(Conflict):
 class VersionNotReady(Conflict):
     code = "version_not_ready"
 
+    def __init__(self, message: str, *, model: str | None = None, version: int | None = None):
+        super().__init__(message)
+        self.model = model  # the version the ref resolved to, when there is one
+        self.version = version
+
 
 class AliasInUse(Conflict):
     code = "alias_in_use"
@@ -131,3 +136,7 @@ class ModelLoadError(MaasError):
 
 class WorkerCrashedLoading(ModelLoadError):
     code = "model_load_error"
+
+    def __init__(self, message: str, *, death: str) -> None:
+        super().__init__(message)
+        self.death = death  # names the process that died: two calls it held are one death

@@ -107,7 +107,11 @@ def _resolve(snapshot: Snapshot, ref: ModelRef, routing_key: str | None) -> Vers
         raise VersionNotFound(f"model '{ref.model}' has no version {number}")
     if version.status is not VersionStatus.READY:
         detail = f": {version.load_error}" if version.load_error else ""
-        raise VersionNotReady(f"{ref.model}@{number} is {version.status.value}, not ready{detail}")
+        raise VersionNotReady(
+            f"{ref.model}@{number} is {version.status.value}, not ready{detail}",
+            model=ref.model,
+            version=number,
+        )
     return version
 
 

@@ -9,6 +9,7 @@ from maas.auth import Authenticator
 from maas.config import Settings
 from maas.dataplane import DataPlane
 from maas.deployment import Deployer
+from maas.metrics import RequestMetrics
 from maas.registry.service import Registry
 from maas.routing import Router
 from maas.types import InferenceBackend, VersionKey, VersionStatus
@@ -35,6 +36,7 @@ class Services:
     auth: Authenticator
     dataplane: DataPlane
     readiness: Readiness
+    metrics: RequestMetrics
 
     async def not_ready_reasons(self) -> list[str]:
         reasons = []

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +76,11 @@ class Supervisor:
 
     def run(self) -> None:
         asyncio.run(prepare_registry(self.settings))
+        # The gateways count requests into files here; a scrape on any of them adds them up,
+        # and a restarted gateway's predecessor still counts (see maas.metrics).
+        metrics_dir = self.run_dir / "metrics"
+        metrics_dir.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         listener = _listen(self.settings.host, self.settings.port)
         workers = [_Child(f"w{i}") for i in range(self.settings.workers)]
         gateways = [_Child(f"g{i}") for i in range(self.settings.gateways)]
@@ -97,9 +103,7 @@ class Supervisor:
             _stop_all(gateways)  # gateways first: they finish what they hold with the workers
             _stop_all(workers)
             listener.close()
-            for path in self.run_dir.glob("*"):
-                path.unlink(missing_ok=True)
-            self.run_dir.rmdir()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _stop(self, signum: int, frame: Any) -> None:
         self._stop_requested.set()

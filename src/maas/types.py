@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from maas.telemetry import BackendTelemetry
+
 MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 DEFAULT_ALIAS = "production"
@@ -175,6 +177,10 @@ class InferenceBackend(Protocol):
 
     def describe(self) -> list[dict[str, Any]]:
         """One entry per worker, as `GET /admin/workers` shows it (CONTRACT)."""
+        ...
+
+    def telemetry(self) -> BackendTelemetry:
+        """Worker health and per-version figures, for `/metrics`."""
         ...
 
     async def close(self) -> None: ...

@@ -21,6 +21,7 @@ from maas.errors import (
     Overloaded,
     Unavailable,
 )
+from maas.telemetry import VersionTelemetry
 from maas.types import LoadSpec
 
 
@@ -85,6 +86,7 @@ class VersionStats(msgspec.Struct, frozen=True):
     instances: int
     mean_batch_ms: float
     padding_waste: float
+    telemetry: VersionTelemetry | None = None
 
 
 class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):

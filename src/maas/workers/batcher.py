@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from maas.errors import Overloaded
+from maas.telemetry import VersionTelemetry
 from maas.types import LoadSpec
 
 _DEFAULT_BATCH_S = 0.001
@@ -68,6 +69,7 @@ class BatchStats:
     padded_elements: int = 0
     input_elements: int = 0
     mean_batch_s: float = _DEFAULT_BATCH_S
+    telemetry: VersionTelemetry = field(default_factory=VersionTelemetry)
 
     @property
     def padding_waste(self) -> float:
@@ -160,6 +162,8 @@ class Batcher:
         self._last_dispatch = now
         self._last_count = total
         self._last_group = oldest.group
+        for item in chosen:
+            self.stats.telemetry.queue_wait.observe(now - item.arrived)
         taken.batch = Batch(chosen, self._stack(chosen, oldest.group), total)
         return taken
 
@@ -175,6 +179,8 @@ class Batcher:
         stats.batches += 1
         stats.instances += batch.count
         stats.busy_s += seconds
+        stats.telemetry.inference.observe(seconds)
+        stats.telemetry.batch_size.observe(batch.count)
         # An exponential average follows a changing load without keeping a history.
         stats.mean_batch_s = (
             seconds if stats.batches == 1 else 0.8 * stats.mean_batch_s + 0.2 * seconds

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from maas.errors import Unavailable
+from maas.telemetry import BackendTelemetry, VersionTelemetry, WorkerHealth
 from maas.types import LoadSpec, VersionKey
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ class InProcessBackend:
     def __init__(self, *, torch_threads: int) -> None:
         self._torch_threads = torch_threads
         self._models: dict[VersionKey, LoadedModel] = {}
+        self._telemetry: dict[VersionKey, VersionTelemetry] = {}
         # One thread runs forwards (torch parallelises inside an op); loads get their own so a
         # slow load never stalls traffic to versions already serving.
         self._run_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-infer")
@@ -53,9 +56,11 @@ class InProcessBackend:
         loop = asyncio.get_running_loop()
         model = await loop.run_in_executor(self._load_pool, self._load_blocking, spec)
         self._models[spec.key] = model
+        self._telemetry[spec.key] = VersionTelemetry()
 
     async def unload(self, key: VersionKey) -> None:
         self._models.pop(key, None)
+        self._telemetry.pop(key, None)
 
     def is_loaded(self, key: VersionKey) -> bool:
         return key in self._models
@@ -69,8 +74,25 @@ class InProcessBackend:
         model = self._models.get(key)
         if model is None:
             raise Unavailable(f"{key} is not loaded on any worker")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._run_pool, model.run, inputs)
+        telemetry = self._telemetry[key]
+        queued = time.perf_counter()
+
+        def run() -> list[Any]:
+            started = time.perf_counter()
+            try:
+                return model.run(inputs)
+            finally:
+                telemetry.queue_wait.observe(started - queued)
+                telemetry.inference.observe(time.perf_counter() - started)
+                telemetry.batch_size.observe(len(inputs[0]) if inputs else 0)
+
+        return await asyncio.get_running_loop().run_in_executor(self._run_pool, run)
+
+    def telemetry(self) -> BackendTelemetry:
+        return BackendTelemetry(
+            workers=[WorkerHealth("inprocess", True, 0)],
+            versions={str(key): t for key, t in self._telemetry.items()},
+        )
 
     def describe(self) -> list[dict[str, Any]]:
         return [

@@ -28,6 +28,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from maas.errors import DeadlineExceeded, ModelLoadError, Unavailable, WorkerCrashedLoading
+from maas.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport import messages as msg
 from maas.types import LoadSpec, VersionKey
 
@@ -136,11 +137,12 @@ class WorkerPool:
         await asyncio.gather(*(self.load_on(link, spec) for link in targets))
 
     async def load_on(self, link: WorkerLink, spec: LoadSpec) -> None:
+        boot = link.status.boot if link.status else link.endpoint
         try:
             reply, _ = await self._call(link, msg.Load(next(self._ids), spec))
         except WorkerLost:
             raise WorkerCrashedLoading(
-                f"worker {link.name} died while loading {spec.key}"
+                f"worker {link.name} died while loading {spec.key}", death=f"{link.name}:{boot}"
             ) from None
         if isinstance(reply, msg.Failed):
             raise ModelLoadError(reply.message)
@@ -207,12 +209,27 @@ class WorkerPool:
                     "healthy": link.healthy,
                     "queue_depth": status.queue_depth if status else 0,
                     "versions": list(status.versions) if status else [],
+                    "loading": list(status.loading) if status else [],
                     "restarts": status.restarts if status else 0,
                     "endpoint": link.endpoint,
                     "gateways": status.gateways if status else 0,
-                    "stats": [msgspec.to_builtins(s) for s in status.stats] if status else [],
+                    "stats": [_stats_view(s) for s in status.stats] if status else [],
                 }
             )
+        return out
+
+    def telemetry(self) -> BackendTelemetry:
+        out = BackendTelemetry()
+        for link in self._links:
+            status = link.status
+            out.workers.append(
+                WorkerHealth(link.name, link.healthy, status.restarts if status else 0)
+            )
+            if status is None or not link.healthy:
+                continue
+            for stats in status.stats:
+                if stats.telemetry is not None:
+                    out.merge(stats.key, stats.telemetry)
         return out
 
     # internals ------------------------------------------------------------------------------
@@ -372,6 +389,12 @@ _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 def _readable(sock: zmq.Socket[bytes]) -> bool:
     return bool(sock.getsockopt(_EVENTS) & _POLLIN)  # type: ignore[operator]
+
+
+def _stats_view(stats: msg.VersionStats) -> dict[str, Any]:
+    view: dict[str, Any] = msgspec.to_builtins(stats)
+    view.pop("telemetry", None)  # histograms are for /metrics
+    return view
 
 
 def _with_versions(status: msg.WorkerStatus, versions: tuple[str, ...]) -> msg.WorkerStatus:

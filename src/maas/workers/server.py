@@ -294,6 +294,11 @@ class WorkerServer:
                 instances=v.batcher.stats.instances,
                 mean_batch_ms=v.batcher.stats.mean_batch_s * 1000,
                 padding_waste=v.batcher.stats.padding_waste,
+                telemetry=msgspec.structs.replace(
+                    v.batcher.stats.telemetry,
+                    queue_depth=v.batcher.depth,
+                    padding_waste=v.batcher.stats.padding_waste,
+                ),
             )
             for key, v in self._versions.items()
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -16,7 +17,9 @@ from starlette.routing import Route
 from maas.api.body import parse_json, read_capped
 from maas.api.errors import render
 from maas.auth import Principal
-from maas.errors import BadRequest, ClientDisconnected, MaasError
+from maas.dataplane import Prediction
+from maas.errors import BadRequest, ClientDisconnected, MaasError, VersionNotReady
+from maas.metrics import PROTOCOL_V1, UNKNOWN_MODEL, UNKNOWN_VERSION
 from maas.services import Services
 from maas.types import ModelRef, Scope
 
@@ -39,28 +42,47 @@ _BODY_DOC: dict[str, Any] = {
 
 
 async def _predict(request: Request, ref: ModelRef) -> Response:
+    """auth → resolve the ref → read the body → batcher and worker → answer; every request
+    that reaches here is counted under the version it resolved to."""
+    started = time.perf_counter()
     services: Services = request.app.state.services
     request_id = request.headers.get("x-request-id") or _new_request_id()
+    model, version = UNKNOWN_MODEL, UNKNOWN_VERSION
     try:
-        if services.settings.require_infer_key:
-            principal: Principal = await services.auth.require(
-                request.headers.get("authorization"), Scope.INFER
+        try:
+            if services.settings.require_infer_key:
+                principal: Principal = await services.auth.require(
+                    request.headers.get("authorization"), Scope.INFER
+                )
+                request.state.principal = principal
+            record = await services.dataplane.resolve(
+                ref, routing_key=request.headers.get("x-routing-key")
             )
-            request.state.principal = principal
-        timeout_s = _timeout(request, services.settings.request_timeout_ms)
-        payload = parse_json(await read_capped(request, services.settings.max_body_bytes))
-        instances = _instances(payload)
-        result = await _unless_disconnected(
-            request,
-            services.dataplane.predict(
-                ref,
-                instances,
-                timeout_s=timeout_s,
-                routing_key=request.headers.get("x-routing-key"),
-            ),
-        )
-    except MaasError as exc:
-        return render(exc, {"X-Request-Id": request_id})
+            model, version = record.model, str(record.version)
+            timeout_s = _timeout(request, services.settings.request_timeout_ms)
+            payload = parse_json(await read_capped(request, services.settings.max_body_bytes))
+            result = await _unless_disconnected(
+                request,
+                services.dataplane.predict(record, _instances(payload), timeout_s=timeout_s),
+            )
+        except VersionNotReady as exc:
+            if exc.model is not None:
+                model, version = exc.model, str(exc.version)
+            response = render(exc, {"X-Request-Id": request_id})
+        except MaasError as exc:
+            response = render(exc, {"X-Request-Id": request_id})
+        else:
+            response = _answer(result, request_id)
+    except Exception:
+        services.metrics.observe(model, version, PROTOCOL_V1, 500, time.perf_counter() - started)
+        raise
+    services.metrics.observe(
+        model, version, PROTOCOL_V1, response.status_code, time.perf_counter() - started
+    )
+    return response
+
+
+def _answer(result: Prediction, request_id: str) -> Response:
     body = orjson.dumps(
         {"predictions": result.predictions, "model": result.model, "version": result.version},
         option=orjson.OPT_SERIALIZE_NUMPY,

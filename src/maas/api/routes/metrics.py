@@ -1,0 +1,21 @@
+"""`GET /metrics` for Prometheus (what it holds: `maas.metrics`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from maas.api.deps import ServicesDep
+from maas.metrics import CONTENT_TYPE, Scrape
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(services: ServicesDep) -> Response:
+    snapshot = await services.router.refresh()  # statuses set by other gateways too
+    scrape = Scrape(models=snapshot.models, backend=services.backend.telemetry())
+    body = await asyncio.to_thread(services.metrics.render, scrape)
+    return Response(body, media_type=CONTENT_TYPE)

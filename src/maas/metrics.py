@@ -1,0 +1,208 @@
+"""`GET /metrics`: what a gateway counts itself, and what it gathers when the scrape comes.
+
+Request counts and durations are counted by the gateway process that answered. `maas serve`
+runs several; it gives them one `PROMETHEUS_MULTIPROC_DIR`, where each keeps its figures in a
+file of its own, and a scrape on any of them adds up all the files (prometheus_client's
+multiprocess mode, as under gunicorn). Alone, a gateway keeps them in memory.
+
+Everything else is read at scrape time: the workers' figures (queue wait, forward time, batch
+sizes, queue depth) from their latest heartbeats, worker health and restarts from the pool, and
+version statuses and alias targets from the registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
+
+from maas import telemetry
+from maas.routing import ModelEntry
+from maas.types import VersionStatus
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client chooses how it stores values when it is imported; so do we.
+_MULTIPROCESS_DIR = os.environ.get(MULTIPROCESS_DIR_ENV) or None
+
+# A request whose ref resolves to nothing: junk names must not create series.
+UNKNOWN_MODEL, UNKNOWN_VERSION = "_unknown", "_"
+# The `protocol` label: KServe's v1 (TF Serving's REST), and the Open Inference Protocol.
+PROTOCOL_V1, PROTOCOL_V2 = "v1", "v2"
+
+
+class RequestMetrics:
+    """The request counters of one gateway process; `observe` is on the hot path."""
+
+    def __init__(self) -> None:
+        self._own_registry = None if _MULTIPROCESS_DIR else CollectorRegistry()
+        self._requests = Counter(
+            "maas_requests",
+            "Inference requests answered, by resolved version, protocol and HTTP status.",
+            ["model", "version", "protocol", "code"],
+            registry=self._own_registry,
+        )
+        self._duration = Histogram(
+            "maas_request_duration_seconds",
+            "Time from a request's arrival at the route to its answer.",
+            ["model", "version"],
+            buckets=telemetry.SECONDS_BOUNDS,
+            registry=self._own_registry,
+        )
+        # Label lookups cost more than the increments; each series is looked up once.
+        self._counters: dict[tuple[str, str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    def observe(self, model: str, version: str, protocol: str, code: int, seconds: float) -> None:
+        self._counter(model, version, protocol, code).inc()
+        self._timer(model, version).observe(seconds)
+
+    def _counter(self, model: str, version: str, protocol: str, code: int) -> Any:
+        key = (model, version, protocol, code)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self._requests.labels(model, version, protocol, code)
+        return counter
+
+    def _timer(self, model: str, version: str) -> Any:
+        timer = self._timers.get((model, version))
+        if timer is None:
+            timer = self._timers[(model, version)] = self._duration.labels(model, version)
+        return timer
+
+    def render(self, scrape: Scrape) -> bytes:
+        """The exposition text; reads files in multiprocess mode, so call it off the loop."""
+        for name, entry in scrape.models.items():
+            for number, version in entry.versions.items():
+                if version.status is VersionStatus.READY:  # its series exist from the start
+                    self._counter(name, str(number), PROTOCOL_V1, 200)
+                    self._timer(name, str(number))
+        counted: Any = self._own_registry
+        if counted is None:
+            counted = CollectorRegistry()
+            MultiProcessCollector(counted, path=_MULTIPROCESS_DIR)  # type: ignore[no-untyped-call]
+        registry = CollectorRegistry()
+        registry.register(_Counted(counted, (self._requests, self._duration)))
+        registry.register(scrape)
+        return generate_latest(registry)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Scrape:
+    """What the registry and the backend said when a scrape came, as metric families."""
+
+    models: dict[str, ModelEntry]
+    backend: telemetry.BackendTelemetry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry_families()
+        yield from self._worker_families()
+        yield from self._version_families()
+
+    def _registry_families(self) -> Iterator[Metric]:
+        status = GaugeMetricFamily(
+            "maas_model_version_status",
+            "1 for the status each version is in, 0 for the others.",
+            labels=["model", "version", "status"],
+        )
+        target = GaugeMetricFamily(
+            "maas_alias_target",
+            "Share of an alias's traffic each version gets (1 when it points at one version).",
+            labels=["model", "alias", "version"],
+        )
+        for name, entry in sorted(self.models.items()):
+            for number, version in sorted(entry.versions.items()):
+                for state in VersionStatus:
+                    status.add_metric(
+                        [name, str(number), state.value], 1.0 if version.status is state else 0.0
+                    )
+            for alias, routes in sorted(entry.aliases.items()):
+                total = sum(route.weight for route in routes) or 1
+                for route in routes:
+                    target.add_metric([name, alias, str(route.version)], route.weight / total)
+        yield status
+        yield target
+
+    def _worker_families(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("maas_worker_up", "1 while a worker answers.", labels=["worker"])
+        restarts = CounterMetricFamily(
+            "maas_worker_restarts", "Times a worker process was restarted.", labels=["worker"]
+        )
+        for worker in self.backend.workers:
+            up.add_metric([worker.name], 1.0 if worker.up else 0.0)
+            restarts.add_metric([worker.name], worker.restarts)
+        yield up
+        yield restarts
+
+    def _version_families(self) -> Iterator[Metric]:
+        labels = ["model", "version"]
+        queue_wait = HistogramMetricFamily(
+            "maas_queue_wait_seconds",
+            "Time a request waited in its version's batch queue.",
+            labels=labels,
+        )
+        inference = HistogramMetricFamily(
+            "maas_inference_duration_seconds", "Time one batch's forward pass took.", labels=labels
+        )
+        batch_size = HistogramMetricFamily(
+            "maas_batch_size", "Instances per forward pass.", labels=labels
+        )
+        depth = GaugeMetricFamily(
+            "maas_queue_depth", "Instances waiting for a forward pass.", labels=labels
+        )
+        waste = GaugeMetricFamily(
+            "maas_padding_waste_ratio",
+            "Share of the elements fed to the model that were padding.",
+            labels=labels,
+        )
+        for key, figures in sorted(self.backend.versions.items()):
+            model, _, version = key.rpartition("@")
+            series = [model, version]
+            for family, histogram in (
+                (queue_wait, figures.queue_wait),
+                (inference, figures.inference),
+                (batch_size, figures.batch_size),
+            ):
+                family.add_metric(series, _buckets(histogram), histogram.total)
+            depth.add_metric(series, figures.queue_depth)
+            waste.add_metric(series, figures.padding_waste)
+        yield from (queue_wait, inference, batch_size, depth, waste)
+
+
+def _buckets(histogram: telemetry.Histogram) -> list[tuple[str, float]]:
+    out, running = [], 0
+    for bound, count in zip(histogram.bounds, histogram.counts, strict=False):
+        running += count
+        out.append((floatToGoString(bound), float(running)))  # type: ignore[no-untyped-call]
+    out.append(("+Inf", float(histogram.count)))
+    return out
+
+
+class _Counted:
+    """The gateways' own families as counted, and those nothing was counted in yet (the
+    multiprocess collector only knows families with series) as empty ones."""
+
+    def __init__(self, source: CollectorRegistry, own: tuple[Counter, Histogram]) -> None:
+        self._source = source
+        self._own = own
+
+    def collect(self) -> Iterator[Metric]:
+        seen = set()
+        for family in self._source.collect():
+            seen.add(family.name)
+            yield family
+        for metric in self._own:
+            for family in metric.describe():
+                if family.name not in seen:
+                    yield family

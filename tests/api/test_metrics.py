@@ -1,0 +1,102 @@
+"""`/metrics` in one gateway process: CONTRACT's families, and every request counted once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
+from gateway import ADMIN, Gateway, make_settings, running_gateway
+from prom import CONTRACT_FAMILIES, parse, value
+
+ROW = {"instances": [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]]}
+
+
+async def _scrape(gateway: Gateway) -> tuple[set[str], dict]:  # type: ignore[type-arg]
+    response = await gateway.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)
+
+
+async def test_every_family_is_exposed_from_the_start(gateway: Gateway) -> None:
+    families, samples = await _scrape(gateway)
+    assert families >= CONTRACT_FAMILIES
+    assert value(samples, "maas_worker_up", worker="inprocess") == 1.0
+    assert value(samples, "maas_worker_restarts_total", worker="inprocess") == 0.0
+
+
+async def test_requests_are_counted_under_the_version_they_resolved_to(gateway: Gateway) -> None:
+    artifact = torchscript_bytes(tiny_mlp())
+    await gateway.deploy("mlp", artifact, mlp_meta())
+    _, before = await _scrape(gateway)
+    # A ready version's series exist before its first request.
+    assert value(before, "maas_request_duration_seconds_count", model="mlp", version="1") == 0
+    assert value(before, "maas_batch_size_count", model="mlp", version="1") == 0
+
+    for _ in range(3):
+        assert (await gateway.predict("/v1/models/mlp:predict", ROW)).status_code == 200
+    bad = await gateway.predict("/v1/models/mlp@1:predict", b"{not json")
+    assert bad.status_code == 400
+    for junk in ("ghost", "ghost-2", "mlp@77", "mlp@nosuchalias"):
+        assert (await gateway.predict(f"/v1/models/{junk}:predict", ROW)).status_code == 404
+
+    _, samples = await _scrape(gateway)
+    mlp = {"model": "mlp", "version": "1", "protocol": "v1"}
+    assert value(samples, "maas_requests_total", code="200", **mlp) == 3
+    assert value(samples, "maas_requests_total", code="400", **mlp) == 1
+    unknown = {"model": "_unknown", "version": "_", "protocol": "v1"}
+    assert value(samples, "maas_requests_total", code="404", **unknown) == 4
+    assert not any("ghost" in str(labels) for _, labels in samples)
+    assert value(samples, "maas_request_duration_seconds_count", model="mlp", version="1") == 4
+    # Three forwards of two instances each.
+    assert value(samples, "maas_inference_duration_seconds_count", model="mlp", version="1") == 3
+    assert value(samples, "maas_batch_size_sum", model="mlp", version="1") == 6
+    assert value(samples, "maas_batch_size_bucket", model="mlp", version="1", le="1.0") == 0
+    assert value(samples, "maas_batch_size_bucket", model="mlp", version="1", le="2.0") == 3
+
+
+async def test_statuses_and_alias_splits_are_exposed(gateway: Gateway) -> None:
+    artifact = torchscript_bytes(tiny_mlp())
+    await gateway.deploy("mlp", artifact, mlp_meta())
+    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta(), alias=None)
+    split = await gateway.client.put(
+        "/admin/models/mlp/aliases/canary",
+        json={"routes": [{"version": 1, "weight": 3}, {"version": 2, "weight": 1}]},
+        headers=ADMIN,
+    )
+    assert split.status_code == 200, split.text
+    broken = await gateway.upload("mlp", b"not a model", mlp_meta())
+    assert broken.status_code == 201
+    assert (await gateway.wait_settled("mlp", 3))["status"] == "failed"
+    assert (await gateway.predict("/v1/models/mlp@3:predict", ROW)).status_code == 409
+
+    _, samples = await _scrape(gateway)
+    status = "maas_model_version_status"
+    assert value(samples, status, model="mlp", version="1", status="ready") == 1
+    assert value(samples, status, model="mlp", version="3", status="failed") == 1
+    assert value(samples, status, model="mlp", version="3", status="ready") == 0
+    target = "maas_alias_target"
+    assert value(samples, target, model="mlp", alias="production", version="1") == 1
+    assert value(samples, target, model="mlp", alias="canary", version="1") == 0.75
+    assert value(samples, target, model="mlp", alias="canary", version="2") == 0.25
+    # A version that exists but cannot serve is counted under its own name.
+    assert (
+        value(samples, "maas_requests_total", model="mlp", version="3", protocol="v1", code="409")
+        == 1
+    )
+
+
+@pytest.mark.parametrize("key", [None, "Bearer wrong-key-0123456789"])
+async def test_refused_requests_are_counted_without_a_version(
+    tmp_path: Path, key: str | None
+) -> None:
+    settings = make_settings(tmp_path, require_infer_key=True)
+    async with running_gateway(settings) as gateway:
+        headers = {"Authorization": key} if key else {}
+        response = await gateway.predict("/v1/models/mlp:predict", ROW, **headers)
+        assert response.status_code == 401
+        _, samples = await _scrape(gateway)
+        unknown = {"model": "_unknown", "version": "_", "protocol": "v1"}
+        assert value(samples, "maas_requests_total", code="401", **unknown) == 1
