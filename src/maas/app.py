@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from maas import __version__
 from maas.api import errors as api_errors
@@ -116,7 +118,7 @@ def create_app(
             await backend.close()
             await database.dispose()
 
-    app = FastAPI(
+    app = MaasApp(
         title="maas",
         version=__version__,
         description="Model-as-a-service gateway for PyTorch models",
@@ -129,9 +131,21 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(inference.router)
-    app.router.routes[0:0] = inference.routes
     app.include_router(admin.router)
     return app
+
+
+class MaasApp(FastAPI):
+    """The FastAPI app, with the inference hot path answered before its middleware and
+    routing (see `maas.api.routes.inference`)."""
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            ref = inference.match(scope["path"])
+            if ref is not None:
+                await inference.predict(self.state.services, scope, receive, send, ref)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _own(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -148,3 +148,21 @@ async def test_not_ready_version_is_409(gateway: Gateway) -> None:
     assert uploaded.json()["status"] == "registered"
     response = await gateway.predict("/v1/models/mlp@1:predict", {"instances": [[1, 2, 3, 4]]})
     _error(response, 409, "version_not_ready")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/models/mlp:predict", 405),
+        ("PUT", "/v1/models/mlp/versions/1:predict", 405),
+        ("POST", "/v1/models/:predict", 404),
+        ("POST", "/v1/models/mlp/versions/:predict", 404),
+        ("POST", "/v1/models/mlp/shapes/1:predict", 404),
+        ("POST", "/v1/models/mlp/versions/1/more:predict", 404),
+    ],
+)
+async def test_paths_beside_the_predict_routes_are_json_errors(
+    served: Gateway, method: str, path: str, status: int
+) -> None:
+    response = await served.client.request(method, path, json={"instances": [[1, 2, 3, 4]]})
+    _error(response, status)

@@ -5,26 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from maas.errors import BadRequest, PayloadTooLarge
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+async def read_body(receive: Receive, limit: int, declared: int | None = None) -> bytes:
+    """The whole body from ASGI `receive`; PayloadTooLarge past `limit` bytes."""
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("client disconnected before the body was complete")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+        if not message.get("more_body", False):
+            if not chunks:
+                return bytes(chunk)
             chunks.append(chunk)
-    except ClientDisconnect:
-        raise BadRequest("client disconnected before the body was complete") from None
-    return b"".join(chunks)
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def parse_json(body: bytes) -> Any:

@@ -26,7 +26,7 @@ from maas.types import LoadSpec
 
 
 class ArrayMeta(msgspec.Struct, frozen=True, array_like=True):
-    dtype: str
+    dtype: str  # numpy's typestr, byte order included: '<f4', '<i8'
     shape: tuple[int, ...]
 
 
@@ -131,7 +131,7 @@ def array_frames(
 ) -> tuple[tuple[ArrayMeta, ...], list[np.ndarray[Any, Any]]]:
     """Metadata and C-contiguous buffers for `arrays`; ZeroMQ sends the buffers without a copy."""
     contiguous = [np.ascontiguousarray(a) for a in arrays]
-    return tuple(ArrayMeta(str(a.dtype), tuple(a.shape)) for a in contiguous), contiguous
+    return tuple(ArrayMeta(a.dtype.str, a.shape) for a in contiguous), contiguous
 
 
 def frames_to_arrays(metas: tuple[ArrayMeta, ...], frames: list[Any]) -> list[np.ndarray[Any, Any]]:

@@ -30,6 +30,7 @@ from zmq.utils.monitor import parse_monitor_message
 from maas.errors import DeadlineExceeded, ModelLoadError, Unavailable, WorkerCrashedLoading
 from maas.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport import messages as msg
+from maas.transport.frames import readable, recv_frames, send_frames
 from maas.types import LoadSpec, VersionKey
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ class WorkerPool:
         self, link: WorkerLink, request: msg.Request, buffers: list[Any] | None = None
     ) -> None:
         try:
-            link.socket.send_multipart([msg.encode(request), *(buffers or [])], flags=_NOBLOCK)
+            send_frames(link.socket, [msg.encode(request), *(buffers or [])])
         except zmq.Again:
             raise WorkerLost(f"worker {link.name} is not connected") from None
         finally:
@@ -294,9 +295,9 @@ class WorkerPool:
     def _on_readable(self, link: WorkerLink) -> None:
         link.drain_scheduled = False
         sock = link.socket
-        while _readable(sock):
+        while readable(sock):
             try:
-                frames = sock.recv_multipart(_NOBLOCK, copy=False)
+                frames = recv_frames(sock)
             except zmq.Again:
                 break
             self._dispatch(link, frames)
@@ -330,7 +331,7 @@ class WorkerPool:
                 self._own(self.on_worker_boot(link), f"sync {status.worker}")
 
     def _on_monitor(self, link: WorkerLink) -> None:
-        while _readable(link.monitor):
+        while readable(link.monitor):
             try:
                 event = parse_monitor_message(link.monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
@@ -381,14 +382,6 @@ class WorkerPool:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=1.0)
-
-
-# Plain ints: pyzmq's enum constants cost an enum construction per use on the hot path.
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
-
-
-def _readable(sock: zmq.Socket[bytes]) -> bool:
-    return bool(sock.getsockopt(_EVENTS) & _POLLIN)  # type: ignore[operator]
 
 
 def _stats_view(stats: msg.VersionStats) -> dict[str, Any]:

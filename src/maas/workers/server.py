@@ -29,6 +29,7 @@ import zmq
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, ModelLoadError, Unavailable
 from maas.transport import messages as msg
+from maas.transport.frames import readable, recv_frames, send_frames
 from maas.types import LoadSpec, VersionKey
 from maas.workers.batcher import Batch, Batcher, Pending
 
@@ -100,9 +101,9 @@ class WorkerServer:
     def _drain(self) -> None:
         sock = self._socket
         assert sock is not None
-        while _readable(sock):
+        while readable(sock):
             try:
-                frames = sock.recv_multipart(_NOBLOCK, copy=False)
+                frames = recv_frames(sock)
             except zmq.Again:
                 break
             self._handle(frames)
@@ -276,7 +277,7 @@ class WorkerServer:
         sock = self._socket
         assert sock is not None
         try:
-            sock.send_multipart([identity, msg.encode(reply), *(buffers or [])], copy=False)
+            send_frames(sock, [identity, msg.encode(reply), *(buffers or [])])
         except zmq.ZMQError as exc:  # the gateway went away; its caller is gone too
             log.debug("reply to a gone gateway dropped: %s", exc)
         # Sending can consume the descriptor's edge: look again for waiting messages once
@@ -327,14 +328,6 @@ def _forward(version: _Version, batch: Batch) -> list[Any] | MaasError:
     except Exception as exc:  # the model misbehaved: its callers hear of it, the worker goes on
         log.exception("forward of %s failed", version.model.spec.key)
         return InvalidInput(f"the model failed on this batch: {type(exc).__name__}")
-
-
-# Plain ints: pyzmq's enum constants cost an enum construction per use on the hot path.
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
-
-
-def _readable(sock: zmq.Socket[bytes]) -> bool:
-    return bool(sock.getsockopt(_EVENTS) & _POLLIN)  # type: ignore[operator]
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -1,104 +1,182 @@
-"""Native inference REST (TF-Serving style, with `@` refs). Kept lean: this is the hot path."""
+"""Native inference REST (TF-Serving style, with `@` refs): the hot path, kept lean.
+
+`predict` is a plain ASGI handler the app calls before any of its middleware or routing (see
+`maas.app.MaasApp`): Starlette's layers, Request and Response objects cost about a third of a
+gateway's CPU per small request. It reads top to bottom as the request is served:
+
+    match the path → auth → resolve the ref → read the body → batcher and worker → answer
+
+Every request that reaches it is counted once in `maas_requests_total`, under the version its
+ref resolved to. The same paths are declared as FastAPI routes for /openapi.json and /docs;
+POSTs never reach those, and other methods get FastAPI's 405.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from maas.api.body import parse_json, read_capped
-from maas.api.errors import render
-from maas.auth import Principal
+from maas.api.body import parse_json, read_body
+from maas.api.errors import error_response, render
 from maas.dataplane import Prediction
 from maas.errors import BadRequest, ClientDisconnected, MaasError, VersionNotReady
 from maas.metrics import PROTOCOL_V1, UNKNOWN_MODEL, UNKNOWN_VERSION
 from maas.services import Services
-from maas.types import ModelRef, Scope
+from maas.types import ModelRef
+from maas.types import Scope as KeyScope
 
-router = APIRouter(tags=["inference"])
+log = logging.getLogger(__name__)
 
-_BODY_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["instances"],
-                    "properties": {"instances": {"type": "array", "minItems": 1, "items": {}}},
-                }
-            }
-        },
-    }
-}
+_PREFIX, _SUFFIX = "/v1/models/", ":predict"
 
 
-async def _predict(request: Request, ref: ModelRef) -> Response:
-    """auth → resolve the ref → read the body → batcher and worker → answer; every request
-    that reaches here is counted under the version it resolved to."""
+def match(path: str) -> ModelRef | MaasError | None:
+    """The ref a predict path names, the client's mistake in it, or None: not ours.
+
+    `/v1/models/{name}:predict` (name: `model`, `model@version` or `model@alias`),
+    `/v1/models/{name}/versions/{version}:predict`, `/v1/models/{name}/labels/{alias}:predict`.
+    """
+    if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
+        return None
+    parts = path[len(_PREFIX) : -len(_SUFFIX)].split("/")
+    if not all(parts):
+        return None
+    if len(parts) == 1:
+        ref = ModelRef.parse(parts[0])
+        if ref.alias is not None and "@" in ref.alias:
+            return BadRequest(f"malformed model ref '{parts[0]}'")
+        return ref
+    if len(parts) == 3 and parts[1] == "versions":
+        if not parts[2].isdigit():
+            return BadRequest(f"version must be a positive integer, got '{parts[2]}'")
+        return ModelRef(model=parts[0], version=int(parts[2]))
+    if len(parts) == 3 and parts[1] == "labels":
+        return ModelRef(model=parts[0], alias=parts[2])
+    return None
+
+
+async def predict(
+    services: Services, scope: Scope, receive: Receive, send: Send, ref: ModelRef | MaasError
+) -> None:
     started = time.perf_counter()
-    services: Services = request.app.state.services
-    request_id = request.headers.get("x-request-id") or _new_request_id()
+    head = _Head(scope["headers"])
     model, version = UNKNOWN_MODEL, UNKNOWN_VERSION
+    status = 500
     try:
         try:
+            if isinstance(ref, MaasError):
+                raise ref
             if services.settings.require_infer_key:
-                principal: Principal = await services.auth.require(
-                    request.headers.get("authorization"), Scope.INFER
-                )
-                request.state.principal = principal
-            record = await services.dataplane.resolve(
-                ref, routing_key=request.headers.get("x-routing-key")
-            )
+                await services.auth.require(head.authorization, KeyScope.INFER)
+            record = await services.dataplane.resolve(ref, routing_key=head.routing_key)
             model, version = record.model, str(record.version)
-            timeout_s = _timeout(request, services.settings.request_timeout_ms)
-            payload = parse_json(await read_capped(request, services.settings.max_body_bytes))
+            timeout_s = head.timeout_s(services.settings.request_timeout_ms)
+            body = await read_body(receive, services.settings.max_body_bytes, head.length)
+            instances = _instances(parse_json(body))
             result = await _unless_disconnected(
-                request,
-                services.dataplane.predict(record, _instances(payload), timeout_s=timeout_s),
+                receive, services.dataplane.predict(record, instances, timeout_s=timeout_s)
             )
         except VersionNotReady as exc:
-            if exc.model is not None:
+            if exc.model is not None:  # it resolved to a version that cannot serve now
                 model, version = exc.model, str(exc.version)
-            response = render(exc, {"X-Request-Id": request_id})
+            status = await _reply(render(exc, {"X-Request-Id": head.request_id}), scope, send)
         except MaasError as exc:
-            response = render(exc, {"X-Request-Id": request_id})
+            status = await _reply(render(exc, {"X-Request-Id": head.request_id}), scope, send)
         else:
-            response = _answer(result, request_id)
-    except Exception:
-        services.metrics.observe(model, version, PROTOCOL_V1, 500, time.perf_counter() - started)
+            status = 200
+            await _answer(send, result, head.request_id)
+    except asyncio.CancelledError:
+        status = 499  # the server is stopping, or the client is gone: nobody reads an answer
         raise
-    services.metrics.observe(
-        model, version, PROTOCOL_V1, response.status_code, time.perf_counter() - started
-    )
-    return response
+    except Exception:
+        log.exception("unhandled error on %s", scope["path"])
+        if status == 500:
+            response = error_response(500, "internal_error", "internal error; see the server log")
+            await response(scope, receive, send)
+        raise
+    finally:
+        services.metrics.observe(model, version, PROTOCOL_V1, status, time.perf_counter() - started)
 
 
-def _answer(result: Prediction, request_id: str) -> Response:
+class _Head:
+    """What the request's headers say, read in one pass over them."""
+
+    __slots__ = ("_timeout", "authorization", "length", "request_id", "routing_key")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.authorization: str | None = None
+        self.length: int | None = None
+        self.request_id = ""
+        self.routing_key: str | None = None
+        self._timeout: bytes | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                self.length = int(value) if value.isdigit() else None
+            elif name == b"x-request-id":
+                self.request_id = value.decode("latin-1")
+            elif name == b"authorization":
+                self.authorization = value.decode("latin-1")
+            elif name == b"x-request-timeout-ms":
+                self._timeout = value
+            elif name == b"x-routing-key":
+                self.routing_key = value.decode("latin-1")
+        if not self.request_id:
+            self.request_id = _new_request_id()
+
+    def timeout_s(self, default_ms: int) -> float:
+        if self._timeout is None:
+            return default_ms / 1000
+        try:
+            value = float(self._timeout)
+        except ValueError:
+            raise BadRequest("X-Request-Timeout-Ms must be a number of milliseconds") from None
+        if not 0 < value <= 3_600_000:
+            raise BadRequest("X-Request-Timeout-Ms must be between 0 and 3600000")
+        return value / 1000
+
+
+def _instances(payload: Any) -> list[Any]:
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise BadRequest('body must be a JSON object with "instances": [...]')
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('"instances" must be a non-empty list')
+    return instances
+
+
+async def _answer(send: Send, result: Prediction, request_id: str) -> None:
     body = orjson.dumps(
         {"predictions": result.predictions, "model": result.model, "version": result.version},
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
-    return Response(
-        body,
-        media_type="application/json",
-        headers={
-            "X-Model-Name": result.model,
-            "X-Model-Version": str(result.version),
-            "X-Request-Id": request_id,
-        },
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-model-name", result.model.encode()),
+        (b"x-model-version", str(result.version).encode()),
+        (b"x-request-id", request_id.encode("latin-1")),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
-T = TypeVar("T")
+async def _reply(response: Response, scope: Scope, send: Send) -> int:
+    async def nothing() -> dict[str, Any]:  # a Response never reads the request
+        return {"type": "http.disconnect"}
+
+    await response(scope, nothing, send)
+    return response.status_code
+
 
 # Request ids unique across processes and restarts without a uuid4 (an urandom call) each.
 _ID_PREFIX = uuid.uuid4().hex[:12]
@@ -109,12 +187,14 @@ def _new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):012x}"
 
 
+T = TypeVar("T")
+
 # Listening for a disconnect costs a task per request (~60 us of gateway CPU, a third of the
 # whole path); most requests are answered sooner than this, so only slower ones pay for it.
 LISTEN_FOR_DISCONNECT_AFTER_S = 0.05
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+async def _unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     """Run `work`, cancelling it if the client hangs up first (its result would go nowhere).
 
     Cancelling reaches the worker as a Cancel message, so a queued request is not computed.
@@ -126,7 +206,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
     def listen() -> None:
         nonlocal listener
-        listener = asyncio.ensure_future(_disconnected(request))
+        listener = asyncio.ensure_future(_disconnected(receive))
         listener.add_done_callback(lambda t: t.cancelled() or this.cancel())
 
     timer = asyncio.get_running_loop().call_later(LISTEN_FOR_DISCONNECT_AFTER_S, listen)
@@ -144,76 +224,44 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
             listener.cancel()
 
 
-async def _disconnected(request: Request) -> None:
+async def _disconnected(receive: Receive) -> None:
     # The body has been read, so the next ASGI message can only be the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
-def _instances(payload: Any) -> list[Any]:
-    if not isinstance(payload, dict) or "instances" not in payload:
-        raise BadRequest('body must be a JSON object with "instances": [...]')
-    instances = payload["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise BadRequest('"instances" must be a non-empty list')
-    return instances
+# For /openapi.json and /docs only (see the module's docstring).
+router = APIRouter(tags=["inference"])
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["instances"],
+                    "properties": {"instances": {"type": "array", "minItems": 1, "items": {}}},
+                }
+            }
+        },
+    }
+}
 
 
-def _timeout(request: Request, default_ms: int) -> float:
-    raw = request.headers.get("x-request-timeout-ms")
-    if raw is None:
-        return default_ms / 1000
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest("X-Request-Timeout-Ms must be a number of milliseconds") from None
-    if not 0 < value <= 3_600_000:
-        raise BadRequest("X-Request-Timeout-Ms must be between 0 and 3600000")
-    return value / 1000
+async def _documented() -> Response:  # pragma: no cover - never routed to
+    raise AssertionError("POST predict requests are served by maas.api.routes.inference.predict")
 
 
-def _ref_from_path(name: str) -> ModelRef:
-    ref = ModelRef.parse(name)
-    if ref.alias is not None and "@" in ref.alias:
-        raise BadRequest(f"malformed model ref '{name}'")
-    return ref
-
-
-async def predict(request: Request) -> Response:
-    """`name` is `model`, `model@version` or `model@alias`; a bare name uses `production`."""
-    name = request.path_params["name"]
-    try:
-        ref = _ref_from_path(name)
-    except MaasError as exc:
-        return render(exc)
-    return await _predict(request, ref)
-
-
-async def predict_version(request: Request) -> Response:
-    name, version = request.path_params["name"], request.path_params["version"]
-    if not version.isdigit():
-        return render(BadRequest(f"version must be a positive integer, got '{version}'"))
-    return await _predict(request, ModelRef(model=name, version=int(version)))
-
-
-async def predict_label(request: Request) -> Response:
-    params = request.path_params
-    return await _predict(request, ModelRef(model=params["name"], alias=params["alias"]))
-
-
-_PATHS = (
-    ("/v1/models/{name}:predict", predict),
-    ("/v1/models/{name}/versions/{version}:predict", predict_version),
-    ("/v1/models/{name}/labels/{alias}:predict", predict_label),
-)
-
-# The hot path: plain Starlette routes, installed ahead of FastAPI's so no dependency
-# resolution or parameter validation runs per request (it cost ~100 us of gateway CPU).
-routes = [Route(path, endpoint, methods=["POST"]) for path, endpoint in _PATHS]
-
-# The same paths as FastAPI routes document the native protocol in /openapi.json and /docs;
-# requests never reach them, the routes above match first.
-for _path, _endpoint in _PATHS:
+for _path in (
+    "/v1/models/{name}:predict",
+    "/v1/models/{name}/versions/{version}:predict",
+    "/v1/models/{name}/labels/{alias}:predict",
+):
     router.add_api_route(
-        _path, _endpoint, methods=["POST"], openapi_extra=_BODY_DOC, response_class=Response
+        _path,
+        _documented,
+        methods=["POST"],
+        openapi_extra=_BODY_DOC,
+        response_class=Response,
+        summary="Predict",
     )
