@@ -45,8 +45,10 @@ async def test_concurrent_distinct_requests_each_get_their_own_result(tmp_path: 
     path, digest = write_artifact(tmp_path, module)
     endpoint = f"ipc://{tmp_path}/w.sock"
     with worker_process(endpoint):
-        async with connected_pool([endpoint]) as pool:
+        # Two gateways' pools: one batch holds requests of both, and each gets its own rows.
+        async with connected_pool([endpoint]) as pool, connected_pool([endpoint]) as other:
             await wait_healthy(pool)
+            await wait_healthy(other)
             await pool.load(load_spec(path, digest, max_batch_size=8, max_delay_ms=50))
             assert pool.is_loaded(KEY)
             rng = np.random.default_rng(0)
@@ -54,7 +56,9 @@ async def test_concurrent_distinct_requests_each_get_their_own_result(tmp_path: 
                 rng.standard_normal((int(rng.integers(1, 4)), 4)).astype(np.float32)
                 for _ in range(120)
             ]
-            results = await asyncio.gather(*(pool.infer(KEY, [x]) for x in inputs))
+            results = await asyncio.gather(
+                *((pool, other)[i % 2].infer(KEY, [x]) for i, x in enumerate(inputs))
+            )
             with torch.inference_mode():
                 for x, (y,) in zip(inputs, results, strict=True):
                     expected = module(torch.from_numpy(x)).numpy()

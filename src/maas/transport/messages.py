@@ -3,7 +3,8 @@
 A message travels as ZeroMQ multipart frames: one msgpack header (a tagged msgspec struct)
 followed by one raw frame per tensor, in the order the header's `arrays` lists them. Tensors
 never go through msgpack, JSON or pickle. Every request carries an `id` chosen by its sender;
-the reply to it carries the same `id`.
+the reply to it carries the same `id`. The results of one forward pass go back to each gateway
+as one `Results` message for all of that gateway's requests in the batch, not one message each.
 """
 
 from __future__ import annotations
@@ -69,7 +70,15 @@ class Ping(msgspec.Struct, frozen=True, tag="ping"):
 
 class Done(msgspec.Struct, frozen=True, tag="done"):
     id: int
-    arrays: tuple[ArrayMeta, ...] = ()
+
+
+class Results(msgspec.Struct, frozen=True, tag="results"):
+    """Outputs for the requests `ids`: their rows follow one another in each array, `counts[i]`
+    rows for `ids[i]`, in that order."""
+
+    ids: tuple[int, ...]
+    counts: tuple[int, ...]
+    arrays: tuple[ArrayMeta, ...]
 
 
 class Failed(msgspec.Struct, frozen=True, tag="failed"):
@@ -105,7 +114,7 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):
 
 
 Request = Load | Unload | Infer | Cancel | Ping
-Reply = Done | Failed | WorkerStatus
+Reply = Done | Results | Failed | WorkerStatus
 
 _encoder = msgspec.msgpack.Encoder()
 _request_decoder = msgspec.msgpack.Decoder(Request)

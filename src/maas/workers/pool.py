@@ -27,7 +27,13 @@ import msgspec
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from maas.errors import DeadlineExceeded, ModelLoadError, Unavailable, WorkerCrashedLoading
+from maas.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModelLoadError,
+    Unavailable,
+    WorkerCrashedLoading,
+)
 from maas.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport import messages as msg
 from maas.transport.frames import readable, recv_frames, send_frames
@@ -39,6 +45,10 @@ HEARTBEAT_S = 0.2
 DEAD_AFTER_S = 1.0
 _LOAD_WAIT_S = 60.0
 _NO_DEADLINE_S = 3600.0
+
+
+# A reply, and the arrays it carries for its request (results only).
+Outcome = tuple[msg.Reply, list[Any]]
 
 
 class WorkerLost(Unavailable):
@@ -54,7 +64,7 @@ class WorkerLink:
     status: msg.WorkerStatus | None = None
     last_seen: float = 0.0
     healthy: bool = False
-    pending: dict[int, asyncio.Future[tuple[msg.Reply, list[Any]]]] = field(default_factory=dict)
+    pending: dict[int, asyncio.Future[Outcome]] = field(default_factory=dict)
     deadlines: dict[int, float] = field(default_factory=dict)
     drain_scheduled: bool = False
 
@@ -175,7 +185,7 @@ class WorkerPool:
             budget_s = timeout_s if timeout_s is not None else _NO_DEADLINE_S
             request = msg.Infer(next(self._ids), key.model, key.version, budget_s * 1000, metas)
             try:
-                reply, frames = await self._call(
+                reply, outputs = await self._call(
                     link, request, buffers, cancellable=True, timeout_s=timeout_s
                 )
             except WorkerLost:
@@ -183,8 +193,8 @@ class WorkerPool:
                 continue
             if isinstance(reply, msg.Failed):
                 msg.raise_failure(reply)
-            assert isinstance(reply, msg.Done)
-            return msg.frames_to_arrays(reply.arrays, frames)
+            assert isinstance(reply, msg.Results)
+            return outputs
         raise Unavailable(f"the workers holding {key} went away; try again")
 
     # worker views ---------------------------------------------------------------------------
@@ -252,12 +262,10 @@ class WorkerPool:
         *,
         cancellable: bool = False,
         timeout_s: float | None = None,
-    ) -> tuple[msg.Reply, list[Any]]:
+    ) -> Outcome:
         if not link.healthy:
             raise WorkerLost(f"worker {link.name} is not available")
-        future: asyncio.Future[tuple[msg.Reply, list[Any]]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         request_id = request.id
         link.pending[request_id] = future
         if timeout_s is not None:
@@ -310,12 +318,33 @@ class WorkerPool:
             return
         if isinstance(reply, msg.WorkerStatus):
             self._on_status(link, reply)
+        elif isinstance(reply, msg.Results):
+            self._on_results(link, reply, frames[1:])
+        else:
+            self._resolve(link, reply.id, (reply, []))
+
+    def _on_results(self, link: WorkerLink, reply: msg.Results, frames: list[Any]) -> None:
+        try:
+            arrays = msg.frames_to_arrays(reply.arrays, frames)
+        except InvalidInput as exc:
+            log.warning("dropped malformed results from %s: %s", link.name, exc.message)
+            for request_id in reply.ids:
+                self._resolve(
+                    link, request_id, (msg.failure(request_id, Unavailable(exc.message)), [])
+                )
             return
-        future = link.pending.get(reply.id)
+        start = 0
+        for request_id, count in zip(reply.ids, reply.counts, strict=True):
+            rows = slice(start, start + count)
+            self._resolve(link, request_id, (reply, [array[rows] for array in arrays]))
+            start += count
+
+    def _resolve(self, link: WorkerLink, request_id: int, outcome: Outcome) -> None:
+        future = link.pending.get(request_id)
         if future is None or future.done():
-            log.debug("late reply %d from %s dropped", reply.id, link.name)
+            log.debug("late reply %d from %s dropped", request_id, link.name)
             return
-        future.set_result((reply, frames[1:]))
+        future.set_result(outcome)
 
     def _on_status(self, link: WorkerLink, status: msg.WorkerStatus) -> None:
         rebooted = link.status is None or link.status.boot != status.boot

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import numpy as np
 import zmq
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, ModelLoadError, Unavailable
@@ -255,9 +256,19 @@ class WorkerServer:
                 self._fail(item, outcome)
             return
         version.batcher.record(batch, seconds)
+        # One message per gateway: its requests' rows, gathered in their order.
+        by_gateway: dict[bytes, list[tuple[Pending, slice]]] = {}
         for item, rows in zip(batch.items, batch.slices(), strict=True):
-            metas, buffers = msg.array_frames([out[rows] for out in outcome])
-            self._send(item.reply_to, msg.Done(item.request_id, metas), buffers)
+            by_gateway.setdefault(item.reply_to, []).append((item, rows))
+        for gateway, entries in by_gateway.items():
+            if len(entries) == len(batch.items):
+                arrays = outcome
+            else:
+                arrays = [np.concatenate([out[rows] for _, rows in entries]) for out in outcome]
+            metas, buffers = msg.array_frames(arrays)
+            ids = tuple(item.request_id for item, _ in entries)
+            counts = tuple(item.count for item, _ in entries)
+            self._send(gateway, msg.Results(ids, counts, metas), buffers)
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
