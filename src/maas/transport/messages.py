@@ -65,6 +65,16 @@ class Ping(msgspec.Struct, frozen=True, tag="ping"):
     id: int
 
 
+Single = Load | Unload | Infer | Cancel | Ping
+
+
+class Envelope(msgspec.Struct, frozen=True, tag="envelope"):
+    """Several requests sent as one message (those a gateway made in one turn of its event
+    loop); their tensor frames follow in request order, `len(arrays)` frames per Infer."""
+
+    requests: tuple[Single, ...]
+
+
 # Worker → gateway.
 
 
@@ -113,12 +123,17 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):
     stats: tuple[VersionStats, ...] = ()
 
 
-Request = Load | Unload | Infer | Cancel | Ping
+Request = Single | Envelope
 Reply = Done | Results | Failed | WorkerStatus
 
 _encoder = msgspec.msgpack.Encoder()
 _request_decoder = msgspec.msgpack.Decoder(Request)
 _reply_decoder = msgspec.msgpack.Decoder(Reply)
+
+
+def frame_count(request: Single) -> int:
+    """How many tensor frames follow `request`'s header."""
+    return len(request.arrays) if isinstance(request, Infer) else 0
 
 
 def encode(message: Request | Reply) -> bytes:

@@ -66,7 +66,7 @@ class WorkerLink:
     healthy: bool = False
     pending: dict[int, asyncio.Future[Outcome]] = field(default_factory=dict)
     deadlines: dict[int, float] = field(default_factory=dict)
-    drain_scheduled: bool = False
+    outbox: list[tuple[msg.Single, list[Any]]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -257,7 +257,7 @@ class WorkerPool:
     async def _call(
         self,
         link: WorkerLink,
-        request: msg.Request,
+        request: msg.Single,
         buffers: list[Any] | None = None,
         *,
         cancellable: bool = False,
@@ -276,32 +276,43 @@ class WorkerPool:
                 return await future
             except asyncio.CancelledError:
                 if cancellable and link.healthy:  # the caller left: do not compute for nobody
-                    self._send_nowait(link, msg.Cancel(request_id))
+                    self._send(link, msg.Cancel(request_id))
                 raise
         finally:
             link.pending.pop(request_id, None)
             link.deadlines.pop(request_id, None)
 
     def _send(
-        self, link: WorkerLink, request: msg.Request, buffers: list[Any] | None = None
+        self, link: WorkerLink, request: msg.Single, buffers: list[Any] | None = None
     ) -> None:
-        try:
-            send_frames(link.socket, [msg.encode(request), *(buffers or [])])
-        except zmq.Again:
-            raise WorkerLost(f"worker {link.name} is not connected") from None
-        finally:
-            # Sending can consume the descriptor's edge: read what is waiting once this loop
-            # iteration's sends are done (one check for many sends, not one per send).
-            if not link.drain_scheduled:
-                link.drain_scheduled = True
-                asyncio.get_running_loop().call_soon(self._on_readable, link)
+        """Queue `request` for the worker; what one turn of the loop queued goes as one message
+        (a ZeroMQ send wakes the socket's I/O thread: once per turn, not once per request)."""
+        link.outbox.append((request, buffers or []))
+        if len(link.outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush, link)
 
-    def _send_nowait(self, link: WorkerLink, request: msg.Request) -> None:
-        with contextlib.suppress(WorkerLost):  # not connected: the heartbeat notices
-            self._send(link, request)
+    def _flush(self, link: WorkerLink) -> None:
+        queued, link.outbox = link.outbox, []
+        if not queued:
+            return
+        header: msg.Request
+        if len(queued) == 1:
+            header, frames = queued[0]
+        else:
+            header = msg.Envelope(tuple(request for request, _ in queued))
+            frames = [frame for _, buffers in queued for frame in buffers]
+        try:
+            send_frames(link.socket, [msg.encode(header), *frames])
+        except zmq.Again:  # not connected; the heartbeat notices the worker is gone
+            lost = WorkerLost(f"worker {link.name} is not connected")
+            for sent, _ in queued:
+                future = link.pending.get(sent.id)
+                if future is not None and not future.done():
+                    future.set_exception(lost)
+        # Sending can consume the descriptor's edge: read what is waiting now.
+        self._on_readable(link)
 
     def _on_readable(self, link: WorkerLink) -> None:
-        link.drain_scheduled = False
         sock = link.socket
         while readable(sock):
             try:
@@ -375,7 +386,7 @@ class WorkerPool:
                 if link.healthy and now - link.last_seen > DEAD_AFTER_S:
                     self._lose(link, f"it was silent for {DEAD_AFTER_S:.0f} s")
                 self._expire(link, now)
-                self._send_nowait(link, msg.Ping(0))
+                self._send(link, msg.Ping(0))
             await asyncio.sleep(HEARTBEAT_S)
 
     def _expire(self, link: WorkerLink, now: float) -> None:
@@ -385,7 +396,7 @@ class WorkerPool:
             future = link.pending.get(request_id)
             if now > deadline and future is not None and not future.done():
                 future.set_exception(DeadlineExceeded("deadline passed before inference finished"))
-                self._send_nowait(link, msg.Cancel(request_id))
+                self._send(link, msg.Cancel(request_id))
 
     def _lose(self, link: WorkerLink, why: str) -> None:
         if link.healthy:

@@ -118,9 +118,19 @@ class WorkerServer:
         except Exception:  # msgspec raises its own types for junk; a bad peer is not fatal
             log.warning("dropped an undecodable message from a gateway")
             return
+        if isinstance(request, msg.Envelope):
+            start = 2
+            for inner in request.requests:
+                end = start + msg.frame_count(inner)
+                self._on_request(identity, inner, frames[start:end])
+                start = end
+        else:
+            self._on_request(identity, request, frames[2:])
+
+    def _on_request(self, identity: bytes, request: msg.Single, frames: list[Any]) -> None:
         match request:
             case msg.Infer():
-                self._on_infer(identity, request, frames[2:])
+                self._on_infer(identity, request, frames)
             case msg.Cancel():
                 for version in self._versions.values():
                     if version.batcher.cancel(request.id):
