@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from maas.telemetry import BackendTelemetry
+if TYPE_CHECKING:
+    from maas.telemetry import BackendTelemetry
 
 MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
