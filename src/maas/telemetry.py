@@ -74,6 +74,23 @@ class VersionTelemetry(msgspec.Struct):
     queue_depth: int = 0
     padding_waste: float = 0.0
 
+    def summary(self) -> dict[str, float]:
+        """The figures `GET /admin/models/{m}/versions/{v}` shows under `stats`."""
+        batches = self.inference.count
+        return {
+            "queue_depth": self.queue_depth,
+            "batches": batches,
+            "instances": self.batch_size.total,
+            "mean_batch_size": self.batch_size.total / batches if batches else 0.0,
+            "mean_inference_ms": 1000 * self.inference.total / batches if batches else 0.0,
+            "mean_queue_wait_ms": (
+                1000 * self.queue_wait.total / self.queue_wait.count
+                if self.queue_wait.count
+                else 0.0
+            ),
+            "padding_waste": self.padding_waste,
+        }
+
     def add(self, other: VersionTelemetry) -> None:
         self.queue_wait.add(other.queue_wait)
         self.inference.add(other.inference)

@@ -100,3 +100,20 @@ async def test_refused_requests_are_counted_without_a_version(
         _, samples = await _scrape(gateway)
         unknown = {"model": "_unknown", "version": "_", "protocol": "v1"}
         assert value(samples, "maas_requests_total", code="401", **unknown) == 1
+
+
+async def test_a_version_shows_its_live_figures(gateway: Gateway) -> None:
+    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    fresh = (await gateway.client.get("/admin/models/mlp/versions/1", headers=ADMIN)).json()
+    assert fresh["stats"]["loaded"] is True
+    assert fresh["stats"]["batches"] == 0
+    for _ in range(3):
+        assert (await gateway.predict("/v1/models/mlp:predict", ROW)).status_code == 200
+    stats = (await gateway.client.get("/admin/models/mlp/versions/1", headers=ADMIN)).json()[
+        "stats"
+    ]
+    assert stats["batches"] == 3
+    assert stats["instances"] == 6
+    assert stats["mean_batch_size"] == 2
+    assert stats["mean_inference_ms"] > 0
+    assert stats["queue_depth"] == 0

@@ -96,7 +96,11 @@ async def upload_version(
 async def get_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
     record = await services.registry.get_version(VersionKey(name, version))
     out = schemas.version_json(record)
-    out["stats"] = {"loaded": services.backend.is_loaded(record.key)}
+    figures = services.backend.telemetry().versions.get(str(record.key))
+    out["stats"] = {
+        "loaded": services.backend.is_loaded(record.key),
+        **(figures.summary() if figures is not None else {}),
+    }
     return out
 
 
