@@ -301,9 +301,11 @@ class WorkerPool:
         else:
             header = msg.Envelope(tuple(request for request, _ in queued))
             frames = [frame for _, buffers in queued for frame in buffers]
+        if link.socket.closed:  # the pool closed meanwhile; its callers were failed then
+            return
         try:
             send_frames(link.socket, [msg.encode(header), *frames])
-        except zmq.Again:  # not connected; the heartbeat notices the worker is gone
+        except zmq.ZMQError:  # not connected (Again); the heartbeat notices the worker is gone
             lost = WorkerLost(f"worker {link.name} is not connected")
             for sent, _ in queued:
                 future = link.pending.get(sent.id)
