@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from maas.app import StartupHook, create_app
+from maas.app import BackendFactory, StartupHook, create_app
 from maas.config import Settings
 
 ADMIN_SECRET = "test-admin-secret-0123456789"
@@ -104,9 +104,14 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, on_started: StartupHook | None = None
+    settings: Settings,
+    on_started: StartupHook | None = None,
+    backend_factory: BackendFactory | None = None,
 ) -> AsyncIterator[Gateway]:
-    app = create_app(settings, on_started=on_started)
+    if backend_factory is None:
+        app = create_app(settings, on_started=on_started)
+    else:
+        app = create_app(settings, on_started=on_started, backend_factory=backend_factory)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://maas.test") as client:

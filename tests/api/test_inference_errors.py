@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway
+from gateway import ADMIN, Gateway, make_settings, running_gateway
 from maas.config import Settings
+from maas.workers.inprocess import InProcessBackend
 
 
 @pytest.fixture
@@ -166,3 +168,29 @@ async def test_paths_beside_the_predict_routes_are_json_errors(
 ) -> None:
     response = await served.client.request(method, path, json={"instances": [[1, 2, 3, 4]]})
     _error(response, status)
+
+
+class _FailingBackend(InProcessBackend):
+    """Loads for real; every forward then fails in a way no code path expects."""
+
+    async def infer(self, key: Any, inputs: Any, *, timeout_s: float | None = None) -> Any:
+        raise RuntimeError("the backend broke")
+
+
+async def test_an_unexpected_failure_is_a_json_500_and_is_counted(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+
+    def failing(s: Settings) -> _FailingBackend:
+        return _FailingBackend(torch_threads=1)
+
+    async with running_gateway(settings, backend_factory=failing) as gateway:
+        await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+        response = await gateway.predict("/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]]})
+        message = _error(response, 500, "internal_error")
+        assert "the backend broke" not in message  # details stay in the server log
+        metrics = (await gateway.client.get("/metrics")).text
+        assert (
+            'maas_requests_total{code="500",model="mlp",protocol="v1",version="1"} 1.0' in metrics
+        )
+        # The gateway goes on serving.
+        assert (await gateway.client.get("/healthz")).status_code == 200

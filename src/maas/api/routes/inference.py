@@ -100,10 +100,10 @@ async def predict(
         raise
     except Exception:
         log.exception("unhandled error on %s", scope["path"])
-        if status == 500:
-            response = error_response(500, "internal_error", "internal error; see the server log")
-            await response(scope, receive, send)
-        raise
+        if status != 500:
+            raise  # the answer had begun: the server closes the connection
+        response = error_response(500, "internal_error", "internal error; see the server log")
+        await response(scope, receive, send)
     finally:
         services.metrics.observe(model, version, PROTOCOL_V1, status, time.perf_counter() - started)
 
