@@ -80,7 +80,7 @@ class VersionTelemetry(msgspec.Struct):
         return {
             "queue_depth": self.queue_depth,
             "batches": batches,
-            "instances": self.batch_size.total,
+            "instances": round(self.batch_size.total),
             "mean_batch_size": self.batch_size.total / batches if batches else 0.0,
             "mean_inference_ms": 1000 * self.inference.total / batches if batches else 0.0,
             "mean_queue_wait_ms": (

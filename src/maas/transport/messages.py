@@ -100,12 +100,8 @@ class Failed(msgspec.Struct, frozen=True, tag="failed"):
 
 class VersionStats(msgspec.Struct, frozen=True):
     key: str
-    queue_depth: int
-    batches: int
-    instances: int
-    mean_batch_ms: float
-    padding_waste: float
-    telemetry: VersionTelemetry | None = None
+    mean_batch_ms: float  # the batcher's running estimate, behind its Retry-After
+    telemetry: VersionTelemetry
 
 
 class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):

@@ -64,8 +64,6 @@ class Batch:
 @dataclass(slots=True)
 class BatchStats:
     batches: int = 0
-    instances: int = 0
-    busy_s: float = 0.0
     padded_elements: int = 0
     input_elements: int = 0
     mean_batch_s: float = _DEFAULT_BATCH_S
@@ -177,8 +175,6 @@ class Batcher:
     def record(self, batch: Batch, seconds: float) -> None:
         stats = self.stats
         stats.batches += 1
-        stats.instances += batch.count
-        stats.busy_s += seconds
         stats.telemetry.inference.observe(seconds)
         stats.telemetry.batch_size.observe(batch.count)
         # An exponential average follows a changing load without keeping a history.

@@ -239,8 +239,7 @@ class WorkerPool:
             if status is None or not link.healthy:
                 continue
             for stats in status.stats:
-                if stats.telemetry is not None:
-                    out.merge(stats.key, stats.telemetry)
+                out.merge(stats.key, stats.telemetry)
         return out
 
     # internals ------------------------------------------------------------------------------
@@ -427,9 +426,8 @@ class WorkerPool:
 
 
 def _stats_view(stats: msg.VersionStats) -> dict[str, Any]:
-    view: dict[str, Any] = msgspec.to_builtins(stats)
-    view.pop("telemetry", None)  # histograms are for /metrics
-    return view
+    # The summary of the histograms; the histograms themselves are for /metrics.
+    return {"key": stats.key, "mean_batch_ms": stats.mean_batch_ms, **stats.telemetry.summary()}
 
 
 def _with_versions(status: msg.WorkerStatus, versions: tuple[str, ...]) -> msg.WorkerStatus:

@@ -311,11 +311,7 @@ class WorkerServer:
         stats = tuple(
             msg.VersionStats(
                 key=str(key),
-                queue_depth=v.batcher.depth,
-                batches=v.batcher.stats.batches,
-                instances=v.batcher.stats.instances,
                 mean_batch_ms=v.batcher.stats.mean_batch_s * 1000,
-                padding_waste=v.batcher.stats.padding_waste,
                 telemetry=msgspec.structs.replace(
                     v.batcher.stats.telemetry,
                     queue_depth=v.batcher.depth,
