@@ -33,10 +33,15 @@ def spec(
 
 
 def item(
-    request_id: int, now: float, rows: int = 1, width: int = 3, deadline: float = 1e9
+    request_id: int,
+    now: float,
+    rows: int = 1,
+    width: int = 3,
+    deadline: float = 1e9,
+    gateway: bytes = b"gw",
 ) -> Pending:
     array = np.full((rows, width), float(request_id), dtype=np.float32)
-    return Pending(request_id, b"gw", [array], arrived=now, deadline=deadline)
+    return Pending(request_id, gateway, [array], arrived=now, deadline=deadline)
 
 
 def ids(batch: Batch | None) -> list[int]:
@@ -119,11 +124,23 @@ def test_cancelled_requests_are_never_computed() -> None:
     batcher = Batcher(spec())
     batcher.submit(item(1, now=0.0))
     batcher.submit(item(2, now=0.0))
-    assert batcher.cancel(1)
-    assert not batcher.cancel(99)
+    assert batcher.cancel(b"gw", 1)
+    assert not batcher.cancel(b"gw", 99)
     taken = batcher.take(0.0)
     assert ids(taken.batch) == [2]
     assert taken.expired == []
+
+
+def test_a_cancel_drops_only_the_request_of_the_gateway_that_sent_it() -> None:
+    # Each gateway numbers its own requests: both queued a request 7.
+    batcher = Batcher(spec())
+    batcher.submit(item(7, now=0.0, gateway=b"first"))
+    batcher.submit(item(7, now=0.0, gateway=b"second"))
+    assert batcher.cancel(b"second", 7)
+    assert not batcher.cancel(b"third", 7)
+    taken = batcher.take(0.0)
+    assert taken.batch is not None
+    assert [i.reply_to for i in taken.batch.items] == [b"first"]
 
 
 def test_shape_groups_never_share_a_batch() -> None:

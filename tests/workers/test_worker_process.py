@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,13 @@ def stats_of(pool, key: VersionKey = KEY) -> dict:  # type: ignore[no-untyped-de
     return next(s for s in worker["stats"] if s["key"] == str(key))
 
 
-async def refreshed_stats(pool) -> dict:  # type: ignore[no-untyped-def,type-arg]
+async def refreshed_stats(pool, key: VersionKey = KEY) -> dict:  # type: ignore[no-untyped-def,type-arg]
     before = pool.links[0].status
     for _ in range(200):  # the next heartbeat brings a fresh status
         await asyncio.sleep(0.02)
         if pool.links[0].status is not before:
             break
-    return stats_of(pool)
+    return stats_of(pool, key)
 
 
 async def test_concurrent_distinct_requests_each_get_their_own_result(tmp_path: Path) -> None:
@@ -152,3 +153,50 @@ async def test_a_killed_worker_fails_its_calls_fast_and_is_used_again_after_rest
             await pool.load_on(pool.links[0], load_spec(path, digest))
             (y,) = await pool.infer(KEY, [np.zeros((1, 4), np.float32)])
             assert y.shape == (1, 3)
+
+
+async def _until(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    for _ in range(int(timeout_s / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_a_cancel_from_one_gateway_never_drops_another_gateways_request(
+    tmp_path: Path,
+) -> None:
+    # Every gateway numbers its requests from 1, so two gateways' queued requests can share an
+    # id; a Cancel names the request of the gateway that sent it, and no other.
+    slow_path, slow_digest = write_artifact(tmp_path, SlowMLP(rounds=600))
+    fast_path, fast_digest = write_artifact(tmp_path, SlowMLP())
+    slow, fast = VersionKey("slow", 1), VersionKey("fast", 1)
+    one = np.zeros((1, 4), np.float32)
+    endpoint = f"ipc://{tmp_path}/w.sock"
+    with worker_process(endpoint):
+        async with connected_pool([endpoint]) as first, connected_pool([endpoint]) as second:
+            await wait_healthy(first)
+            await wait_healthy(second)
+            await second.load(load_spec(slow_path, slow_digest, "slow", max_batch_size=1))
+            await first.load(load_spec(fast_path, fast_digest, "fast", max_batch_size=1))
+            await first.infer(fast, [one])
+
+            def queued() -> int:
+                status = first.links[0].status
+                return status.queue_depth if status is not None else -1
+
+            blocker = asyncio.ensure_future(second.infer(slow, [one]))  # runs on its thread
+            kept = asyncio.ensure_future(second.infer(fast, [one]))  # queued behind it
+            await _until(lambda: queued() == 1, "the second gateway's request queued")
+            dropped = asyncio.ensure_future(first.infer(fast, [one]))
+            await _until(lambda: queued() == 2, "the first gateway's request queued")
+            shared = set(first.links[0].pending) & set(second.links[0].pending)
+            assert shared, "the two gateways' requests were meant to share an id"
+            dropped.cancel()  # the first gateway's caller leaves: a Cancel for its id
+            (y,) = await asyncio.wait_for(kept, timeout=30)
+            assert y.shape == (1, 3)
+            await blocker
+            with pytest.raises(asyncio.CancelledError):
+                await dropped
+            stats = await refreshed_stats(first, fast)
+            assert stats["instances"] == 2  # the first request and `kept`; not `dropped`

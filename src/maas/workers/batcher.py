@@ -118,9 +118,11 @@ class Batcher:
         self._queue.append(item)
         self._queued += item.count
 
-    def cancel(self, request_id: int) -> bool:
+    def cancel(self, reply_to: bytes, request_id: int) -> bool:
+        """Drop the queued request `request_id` of the gateway `reply_to`. Ids are chosen by
+        each gateway on its own, so only the pair names one request."""
         for item in self._queue:
-            if item.request_id == request_id:
+            if item.request_id == request_id and item.reply_to == reply_to:
                 item.cancelled = True
                 return True
         return False

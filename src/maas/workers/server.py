@@ -133,7 +133,7 @@ class WorkerServer:
                 self._on_infer(identity, request, frames)
             case msg.Cancel():
                 for version in self._versions.values():
-                    if version.batcher.cancel(request.id):
+                    if version.batcher.cancel(identity, request.id):
                         break
             case msg.Ping():
                 self._peers[identity] = time.monotonic()
