@@ -97,3 +97,16 @@ def deploy(
         f"{url}/admin/models/{name}/aliases/production", json={"version": 1}, headers=admin
     )
     assert alias.status_code == 200
+
+
+def wait_ready(url: str, hits: int = 6, timeout_s: float = 30) -> None:
+    """Until `hits` answers in a row from /readyz, each on a new connection (so from every
+    gateway process, as the kernel spreads them), are 200: a gateway learns of another's
+    loads from the workers' next heartbeat."""
+    deadline = time.monotonic() + timeout_s
+    streak = 0
+    while streak < hits:
+        streak = streak + 1 if httpx.get(url + "/readyz").status_code == 200 else 0
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not ready: {httpx.get(url + '/readyz').text}")
+        time.sleep(0.02)

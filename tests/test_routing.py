@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from maas.registry.records import Route
-from maas.routing import pick_route
+from maas.serving.routing import pick_route
 
 
 def test_single_route_always_wins() -> None:

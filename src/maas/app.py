@@ -21,17 +21,22 @@ from starlette.types import Scope as AsgiScope
 
 from maas import __version__
 from maas.api import errors as api_errors
-from maas.api.routes import admin, health, inference, metrics
+from maas.api import fastpath
+from maas.api.native import routes as native
+from maas.api.routes import admin, health, metrics
+from maas.api.v2 import routes as v2
 from maas.artifacts import ArtifactStore
 from maas.auth import Authenticator, ensure_key
 from maas.config import Settings
-from maas.dataplane import DataPlane
 from maas.deployment import Deployer
 from maas.metrics import RequestMetrics
 from maas.registry import db
 from maas.registry.service import Registry
-from maas.routing import Router
 from maas.services import Readiness, Services
+from maas.serving import call
+from maas.serving.catalog import Catalog
+from maas.serving.dataplane import DataPlane
+from maas.serving.routing import Router
 from maas.types import InferenceBackend, Scope
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,7 @@ def create_app(
                 router=router,
                 auth=Authenticator(registry),
                 dataplane=DataPlane(router, backend),
+                catalog=Catalog(router, backend),
                 readiness=readiness,
                 metrics=RequestMetrics(),
             )
@@ -130,20 +136,22 @@ def create_app(
     api_errors.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(inference.router)
+    app.include_router(native.router)
+    app.include_router(v2.router)
     app.include_router(admin.router)
     return app
 
 
 class MaasApp(FastAPI):
-    """The FastAPI app, with the inference hot path answered before its middleware and
-    routing (see `maas.api.routes.inference`)."""
+    """The FastAPI app, with the inference calls of every protocol answered before its
+    middleware and routing (see `maas.api.fastpath` and `maas.serving.call`)."""
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            ref = inference.match(scope["path"])
-            if ref is not None:
-                await inference.predict(self.state.services, scope, receive, send, ref)
+            found = fastpath.find(scope["path"])
+            if found is not None:
+                codec, ref = found
+                await call.serve(self.state.services, codec, ref, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 

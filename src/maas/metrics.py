@@ -28,7 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
 from maas import telemetry
-from maas.routing import ModelEntry
+from maas.serving.routing import ModelEntry
 from maas.types import VersionStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from maas.artifacts import ArtifactStore
 from maas.auth import Authenticator
 from maas.config import Settings
-from maas.dataplane import DataPlane
 from maas.deployment import Deployer
 from maas.metrics import RequestMetrics
 from maas.registry.service import Registry
-from maas.routing import Router
+from maas.serving.catalog import Catalog
+from maas.serving.dataplane import DataPlane
+from maas.serving.routing import Router, Snapshot
 from maas.types import InferenceBackend, VersionKey, VersionStatus
 
 
@@ -35,6 +36,7 @@ class Services:
     router: Router
     auth: Authenticator
     dataplane: DataPlane
+    catalog: Catalog
     readiness: Readiness
     metrics: RequestMetrics
 
@@ -47,7 +49,13 @@ class Services:
         if not self.readiness.demo:
             reasons.append("demo models are still being trained and loaded")
         reasons.extend(self.readiness.reasons)
-        snapshot = await self.router.current()
+        versions = self._version_reasons(await self.router.current())
+        if versions:  # perhaps another gateway changed them since: look again (≤ every 250 ms)
+            versions = self._version_reasons(await self.router.recent())
+        return reasons + versions
+
+    def _version_reasons(self, snapshot: Snapshot) -> list[str]:
+        reasons = []
         for name, entry in sorted(snapshot.models.items()):
             for alias, routes in sorted(entry.aliases.items()):
                 for route in routes:

@@ -99,6 +99,11 @@ def _to_array(value: Any, spec: TensorSpec, position: int) -> np.ndarray[Any, An
     return _check(array, spec, position)
 
 
+def check_batch(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
+    """Check a batch (instances stacked on the first axis) against `spec`, as for instances."""
+    return _check(array, spec, None)
+
+
 def _check(
     array: np.ndarray[Any, Any], spec: TensorSpec, position: int | None
 ) -> np.ndarray[Any, Any]:

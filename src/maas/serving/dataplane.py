@@ -1,28 +1,22 @@
-"""The transport-free inference path: ref → ready version → validated batches → backend.
+"""The transport-free inference path: ref → ready version → arrays → backend → arrays.
 
-REST routes (native today, Open Inference Protocol later) parse HTTP, `resolve` the ref, then
-`predict` on the version it resolved to; nothing here knows about HTTP.
+It speaks arrays only: a request arrives as groups (an array per declared input, stacked
+along the instance axis; the codecs of `maas.api` build them) and leaves as an array per
+declared output for each group. Nothing here knows about HTTP, JSON or a protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+
+import numpy as np
 
 from maas.errors import DeadlineExceeded
 from maas.registry.records import VersionRecord
-from maas.routing import Router
-from maas.signature import InstanceGroup, group_instances, scatter_outputs
+from maas.serving.codec import Group
+from maas.serving.routing import Router
 from maas.types import InferenceBackend, ModelRef, VersionKey
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    model: str
-    version: int
-    predictions: list[Any]
 
 
 class DataPlane:
@@ -35,48 +29,49 @@ class DataPlane:
         finishes on that version even if its alias moves meanwhile."""
         return await self._router.resolve(ref, routing_key=routing_key)
 
-    async def predict(
-        self, version: VersionRecord, instances: Sequence[Any], *, timeout_s: float
-    ) -> Prediction:
-        groups = _split(
-            group_instances(instances, version.inputs),
-            int(version.batching.get("max_batch_size", 32)),
-        )
+    async def infer(
+        self, version: VersionRecord, groups: Sequence[Group], *, timeout_s: float
+    ) -> list[Group]:
+        """Run every group on `version`; a group larger than the version's max batch size is
+        cut into pieces that run (and may be batched with other requests) on their own."""
+        max_batch = int(version.batching.get("max_batch_size", 32))
+        pieces = [_cut(group, max_batch) for group in groups]
         try:
             if self._backend.enforces_deadlines:
-                results = await _gather_groups(self._backend, version.key, groups, timeout_s)
+                results = await _run(self._backend, version.key, pieces, timeout_s)
             else:
                 async with asyncio.timeout(timeout_s):
-                    results = await _gather_groups(self._backend, version.key, groups, timeout_s)
+                    results = await _run(self._backend, version.key, pieces, timeout_s)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"deadline of {timeout_s * 1000:.0f} ms passed before inference finished"
             ) from None
-        predictions = scatter_outputs(groups, results, version.outputs, len(instances))
-        return Prediction(model=version.model, version=version.version, predictions=predictions)
+        return results
 
 
-async def _gather_groups(
-    backend: InferenceBackend, key: VersionKey, groups: list[InstanceGroup], timeout_s: float
-) -> list[list[Any]]:
-    if len(groups) == 1:  # the common case: no task per group
-        return [await backend.infer(key, groups[0].arrays, timeout_s=timeout_s)]
-    return list(
-        await asyncio.gather(
-            *(backend.infer(key, group.arrays, timeout_s=timeout_s) for group in groups)
-        )
+def _cut(group: Group, max_batch: int) -> list[Group]:
+    count = len(group[0])
+    if count <= max_batch:
+        return [group]
+    return [[a[start : start + max_batch] for a in group] for start in range(0, count, max_batch)]
+
+
+async def _run(
+    backend: InferenceBackend, key: VersionKey, pieces: list[list[Group]], timeout_s: float
+) -> list[Group]:
+    if len(pieces) == 1 and len(pieces[0]) == 1:  # the common case: no task, no concatenation
+        return [await backend.infer(key, pieces[0][0], timeout_s=timeout_s)]
+    flat = [piece for group in pieces for piece in group]
+    answers = await asyncio.gather(
+        *(backend.infer(key, piece, timeout_s=timeout_s) for piece in flat)
     )
-
-
-def _split(groups: list[InstanceGroup], max_batch: int) -> list[InstanceGroup]:
-    """Cut groups larger than the version's max batch size; results are reassembled in order."""
-    out: list[InstanceGroup] = []
-    for group in groups:
-        for start in range(0, len(group.positions), max_batch):
-            out.append(
-                InstanceGroup(
-                    positions=group.positions[start : start + max_batch],
-                    arrays=[a[start : start + max_batch] for a in group.arrays],
-                )
-            )
-    return out
+    results: list[Group] = []
+    start = 0
+    for group in pieces:
+        parts = answers[start : start + len(group)]
+        start += len(group)
+        if len(parts) == 1:
+            results.append(parts[0])
+        else:
+            results.append([np.concatenate(columns) for columns in zip(*parts, strict=True)])
+    return results

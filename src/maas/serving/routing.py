@@ -75,6 +75,20 @@ class Router:
             return await self.refresh()
         return self._snapshot
 
+    async def recent(self, max_age_s: float = STALE_READY_RECHECK_S) -> Snapshot:
+        """The snapshot, read again first if it is older than `max_age_s`: for answers such as
+        'not ready' that another gateway's change may have made stale."""
+        if self._dirty or time.monotonic() - self._refreshed_at > max_age_s:
+            return await self.refresh()
+        return self._snapshot
+
+    async def entry(self, model: str) -> ModelEntry | None:
+        """A model's versions and aliases, read again once if the snapshot does not know it."""
+        found = (await self.current()).models.get(model)
+        if found is None:  # perhaps created by another process since the last refresh
+            found = (await self.refresh()).models.get(model)
+        return found
+
     async def resolve(self, ref: ModelRef, *, routing_key: str | None = None) -> VersionRecord:
         """The ready version this request runs on; raises NotFound or VersionNotReady."""
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,14 @@ _TORCH_DTYPE = {
     "int16": torch.int16,
     "int8": torch.int8,
     "uint8": torch.uint8,
+    "uint16": torch.uint16,
+    "uint32": torch.uint32,
+    "uint64": torch.uint64,
     "bool": torch.bool,
 }
 _WARMUP_LENGTH = 8
+# Inputs may be read-only views on the request's bytes; torch only reads them.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -1,0 +1,170 @@
+"""The native dialect's GET routes: model status and metadata, as KServe's v1 protocol and
+TF Serving answer them (their clients poll these), plus the predict routes for /docs.
+
+    GET /v1/models                                         {"models": [names]}
+    GET /v1/models/{name}[/versions/{v}|/labels/{a}|@{ref}]
+        200 {"name", "ready": true, "model_version_status": [...]}, 503 with "ready": false
+    GET .../metadata                                       {"name", "versions", "inputs", "outputs"}
+
+A bare name lists every version of the model, as TF Serving does, and is ready when its
+`production` alias can serve; a version or an alias lists what it resolves to. `POST
+...:predict` is served by the inference pipeline before FastAPI routes anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from maas.api.deps import ServicesDep
+from maas.errors import BadRequest
+from maas.registry.records import VersionRecord
+from maas.serving.catalog import Listing
+from maas.types import ModelRef, VersionStatus
+
+router = APIRouter(prefix="/v1/models", tags=["native inference"])
+
+# TF Serving's ModelVersionStatus.State for each version status.
+STATE = {
+    VersionStatus.REGISTERED: "START",
+    VersionStatus.LOADING: "LOADING",
+    VersionStatus.READY: "AVAILABLE",
+    VersionStatus.FAILED: "END",
+    VersionStatus.UNLOADED: "END",
+    VersionStatus.ARCHIVED: "END",
+}
+
+
+def _ref(name: str, *, version: str | None = None, alias: str | None = None) -> ModelRef:
+    if (version or alias or name).endswith(":predict"):  # a predict path, asked with GET
+        raise HTTPException(405, "Method Not Allowed", headers={"Allow": "POST"})
+    if version is not None:
+        if not version.isdigit():
+            raise BadRequest(f"version must be a positive integer, got '{version}'")
+        return ModelRef(model=name, version=int(version))
+    if alias is not None:
+        return ModelRef(model=name, alias=alias)
+    ref = ModelRef.parse(name)
+    if ref.alias is not None and "@" in ref.alias:
+        raise BadRequest(f"malformed model ref '{name}'")
+    return ref
+
+
+@router.get("", summary="List models")
+async def list_models(services: ServicesDep) -> dict[str, list[str]]:
+    return {"models": await services.catalog.model_names()}
+
+
+@router.get("/{name}", summary="Model status (name, name@version or name@alias)")
+async def model_status(services: ServicesDep, name: str) -> JSONResponse:
+    ref = _ref(name)
+    return _status(await services.catalog.lookup(ref), every_version=ref == ModelRef(ref.model))
+
+
+@router.get("/{name}/versions/{version}", summary="Model version status")
+async def version_status(services: ServicesDep, name: str, version: str) -> JSONResponse:
+    return _status(await services.catalog.lookup(_ref(name, version=version)))
+
+
+@router.get("/{name}/labels/{alias}", summary="Model alias status")
+async def alias_status(services: ServicesDep, name: str, alias: str) -> JSONResponse:
+    return _status(await services.catalog.lookup(_ref(name, alias=alias)))
+
+
+@router.get("/{name}/metadata", summary="Model metadata")
+async def model_metadata(services: ServicesDep, name: str) -> dict[str, Any]:
+    return _metadata(await services.catalog.lookup(_ref(name)))
+
+
+@router.get("/{name}/versions/{version}/metadata", summary="Model version metadata")
+async def version_metadata(services: ServicesDep, name: str, version: str) -> dict[str, Any]:
+    return _metadata(await services.catalog.lookup(_ref(name, version=version)))
+
+
+@router.get("/{name}/labels/{alias}/metadata", summary="Model alias metadata")
+async def alias_metadata(services: ServicesDep, name: str, alias: str) -> dict[str, Any]:
+    return _metadata(await services.catalog.lookup(_ref(name, alias=alias)))
+
+
+def _status(listing: Listing, *, every_version: bool = False) -> JSONResponse:
+    shown = listing.versions if every_version else listing.targets
+    body = {
+        "name": listing.model,
+        "ready": listing.ready,
+        "model_version_status": [_version_status(v, listing) for v in shown],
+    }
+    return JSONResponse(body, status_code=200 if listing.ready else 503)
+
+
+def _version_status(version: VersionRecord, listing: Listing) -> dict[str, Any]:
+    state = STATE[version.status]
+    if state == "AVAILABLE" and listing.ready is False and version in listing.targets:
+        state = "LOADING"  # ready in the registry, not yet on a worker (a restart, say)
+    failed = version.status is VersionStatus.FAILED
+    return {
+        "version": str(version.version),  # TF Serving writes its int64 versions as strings
+        "state": state,
+        "status": {
+            "error_code": "UNKNOWN" if failed else "OK",
+            "error_message": (version.load_error or "") if failed else "",
+        },
+    }
+
+
+def _metadata(listing: Listing) -> dict[str, Any]:
+    described = listing.describing()
+    versions = listing.targets or tuple(
+        v for v in listing.versions if v.status is VersionStatus.READY
+    )
+    return {
+        "name": listing.model,
+        "versions": [v.version for v in versions],
+        "inputs": [spec.to_json() for spec in described.inputs],
+        "outputs": [spec.to_json() for spec in described.outputs],
+    }
+
+
+async def _predict(name: str) -> Response:  # pragma: no cover - never routed to
+    raise AssertionError("POST predict requests are served by maas.serving.call")
+
+
+async def _predict_version(name: str, version: str) -> Response:  # pragma: no cover
+    raise AssertionError("POST predict requests are served by maas.serving.call")
+
+
+async def _predict_alias(name: str, alias: str) -> Response:  # pragma: no cover
+    raise AssertionError("POST predict requests are served by maas.serving.call")
+
+
+_PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["instances"],
+                    "properties": {"instances": {"type": "array", "minItems": 1, "items": {}}},
+                }
+            }
+        },
+    }
+}
+
+for _path, _endpoint in (
+    ("/{name}:predict", _predict),
+    ("/{name}/versions/{version}:predict", _predict_version),
+    ("/{name}/labels/{alias}:predict", _predict_alias),
+):
+    router.add_api_route(
+        _path,
+        _endpoint,
+        methods=["POST"],
+        openapi_extra=_PREDICT_BODY,
+        response_class=Response,
+        summary="Predict",
+    )

@@ -1,0 +1,101 @@
+"""The binary tensor extension: raw tensor bytes after the JSON header, both ways.
+
+A request or answer whose `Inference-Header-Content-Length` is N holds N bytes of JSON, then
+the raw buffers of the tensors that carry `parameters.binary_data_size`, in the order the
+JSON lists them. Buffers are little-endian and row-major, as Triton's clients write them:
+BOOL one byte per element, BF16 the upper half of a float32. Tensors are read as views on
+the request's bytes (no copy), except BOOL and BF16, which need converting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from maas.api.v2.datatypes import DTYPE_OF, element_count
+from maas.errors import BadRequest
+
+Array = np.ndarray[Any, Any]
+
+# How each datatype's elements are laid out in a buffer.
+WIRE_DTYPE: dict[str, np.dtype[Any]] = {
+    datatype: np.dtype(dtype).newbyteorder("<")
+    for datatype, dtype in DTYPE_OF.items()
+    if datatype not in ("BOOL", "BF16")
+}
+WIRE_DTYPE["BOOL"] = np.dtype(np.uint8)
+WIRE_DTYPE["BF16"] = np.dtype("<u2")
+
+
+def split_body(body: bytes, header_length: int | None) -> tuple[memoryview, memoryview]:
+    """The JSON header and the binary part of a body (all JSON without a header length)."""
+    view = memoryview(body)
+    if header_length is None:
+        return view, view[:0]
+    if header_length > len(body):
+        raise BadRequest(
+            f"Inference-Header-Content-Length is {header_length} but the body has only "
+            f"{len(body)} bytes"
+        )
+    return view[:header_length], view[header_length:]
+
+
+class BufferReader:
+    """Hands out the binary part's buffers in order; `finish` refuses bytes left over."""
+
+    def __init__(self, binary: memoryview) -> None:
+        self._binary = binary
+        self._offset = 0
+
+    def take(self, size: int, where: str) -> memoryview:
+        end = self._offset + size
+        if end > len(self._binary):
+            raise BadRequest(
+                f"{where}: binary_data_size {size} runs past the end of the body "
+                f"({len(self._binary) - self._offset} binary bytes left)"
+            )
+        buffer = self._binary[self._offset : end]
+        self._offset = end
+        return buffer
+
+    def finish(self) -> None:
+        left = len(self._binary) - self._offset
+        if left:
+            raise BadRequest(
+                f"{left} bytes after the last tensor's binary data: every byte after the JSON "
+                "header must belong to an input's binary_data_size"
+            )
+
+
+def from_buffer(buffer: memoryview | bytes, datatype: str, shape: list[int], where: str) -> Array:
+    """The tensor a buffer holds; BadRequest when its size does not fit the shape."""
+    wire = WIRE_DTYPE[datatype]
+    count = element_count(shape)
+    if len(buffer) != count * wire.itemsize:
+        raise BadRequest(
+            f"{where}: {len(buffer)} bytes of binary data, but shape {shape} of {datatype} "
+            f"takes {count * wire.itemsize}"
+        )
+    raw = np.frombuffer(buffer, dtype=wire).reshape(shape)
+    if datatype == "BOOL":
+        return raw.astype(np.bool_)
+    if datatype == "BF16":
+        return (raw.astype("<u4") << 16).view("<f4")
+    return raw
+
+
+def to_buffer(array: Array, datatype: str) -> bytes:
+    """An output's bytes as the extension lays them out."""
+    if datatype == "BOOL":
+        return np.ascontiguousarray(array, dtype=np.bool_).tobytes()
+    if datatype == "BF16":
+        return _bfloat16_bits(np.asarray(array, dtype="<f4")).tobytes()
+    return np.ascontiguousarray(array, dtype=WIRE_DTYPE[datatype]).tobytes()
+
+
+def _bfloat16_bits(values: Array) -> Array:
+    """float32 → bfloat16 bits, rounding to nearest even; NaN stays a (quiet) NaN."""
+    bits = values.view("<u4").astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
+    return np.where(np.isnan(values), np.uint16(0x7FC0), rounded).astype("<u2")

@@ -1,0 +1,235 @@
+"""The Open Inference Protocol's `infer` (KServe v2 / Triton REST) as a codec of the pipeline.
+
+    POST /v2/models/{name}[/versions/{version}]/infer      version: a number or an alias
+
+A request's tensors carry the batch axis: `shape` is [N, *the input's shape]. They arrive as
+JSON `data` or as binary buffers (see `binary`), and go to the data plane as one group, so
+they batch with every other request for the version, native ones included. The body is
+parsed by the header-length rule whatever its Content-Type: Triton's sync client sends none
+and its aio client calls JSON `application/octet-stream`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from maas.api.errors import v2_error
+from maas.api.v2.binary import BufferReader, from_buffer, split_body, to_buffer
+from maas.api.v2.datatypes import check_datatype, datatype_of, from_json, to_json
+from maas.errors import BadRequest, InvalidInput, MaasError
+from maas.metrics import PROTOCOL_V2
+from maas.registry.records import VersionRecord
+from maas.serving.body import parse_json
+from maas.serving.codec import OCTET_STREAM, Decoded, Group, Reply
+from maas.serving.head import MAX_TIMEOUT_MS, RequestHead
+from maas.signature import check_batch
+from maas.types import ModelRef, TensorSpec
+
+_PREFIX, _SUFFIX = "/v2/models/", "/infer"
+_SHARED_MEMORY = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
+
+
+def ref_for(name: str, version: str | None = None) -> ModelRef:
+    """`{name}` and `/versions/{version}` of a v2 path: a version number or an alias name."""
+    if version is None:
+        return ModelRef.parse(name)
+    if version.isdigit():
+        return ModelRef(model=name, version=int(version))
+    return ModelRef(model=name, alias=version)
+
+
+def match(path: str) -> ModelRef | None:
+    """The ref an infer path names, or None: not ours."""
+    if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
+        return None
+    parts = path[len(_PREFIX) : -len(_SUFFIX)].split("/")
+    if not all(parts):
+        return None
+    if len(parts) == 1:
+        return ref_for(parts[0])
+    if len(parts) == 3 and parts[1] == "versions":
+        return ref_for(parts[0], parts[2])
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """What the answer holds: the request's id, and which outputs, each binary or not."""
+
+    request_id: str | None
+    outputs: tuple[tuple[int, bool], ...]  # (index in the version's outputs, binary)
+
+
+class V2Codec:
+    protocol = PROTOCOL_V2
+
+    def decode(self, body: bytes, head: RequestHead, version: VersionRecord) -> Decoded[_Wanted]:
+        header, binary = split_body(body, head.header_length())
+        request = parse_json(header)
+        if not isinstance(request, dict):
+            raise BadRequest("the inference request must be a JSON object")
+        request_id = request.get("id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise BadRequest('"id" must be a string')
+        parameters = _parameters(request, "the request")
+        arrays = _inputs(request.get("inputs"), version.inputs, BufferReader(binary))
+        wanted = _Wanted(request_id, _outputs(request.get("outputs"), parameters, version))
+        return Decoded([arrays], wanted, timeout_s=_timeout_s(parameters))
+
+    def encode(
+        self, request: Decoded[_Wanted], outputs: list[Group], version: VersionRecord
+    ) -> Reply:
+        arrays = outputs[0]
+        entries: list[dict[str, Any]] = []
+        buffers: list[bytes] = []
+        for index, binary in request.state.outputs:
+            spec = version.outputs[index]
+            datatype = datatype_of(spec.dtype)
+            array = arrays[index]
+            entry: dict[str, Any] = {
+                "name": spec.name,
+                "datatype": datatype,
+                "shape": list(array.shape),
+            }
+            if binary:
+                buffer = to_buffer(array, datatype)
+                entry["parameters"] = {"binary_data_size": len(buffer)}
+                buffers.append(buffer)
+            else:
+                entry["data"] = to_json(array, datatype)
+            entries.append(entry)
+        answer: dict[str, Any] = {
+            "model_name": version.model,
+            "model_version": str(version.version),
+            "outputs": entries,
+        }
+        if request.state.request_id is not None:
+            answer["id"] = request.state.request_id
+        header = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+        if not buffers:
+            return Reply(200, header)
+        length = (b"inference-header-content-length", str(len(header)).encode())
+        return Reply(200, b"".join([header, *buffers]), OCTET_STREAM, [length])
+
+    def error(self, exc: MaasError) -> Reply:
+        return v2_error(exc)
+
+
+def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
+    parameters = holder.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise BadRequest(f"{where}: parameters must be a JSON object")
+    return parameters
+
+
+def _inputs(tensors: Any, specs: tuple[TensorSpec, ...], reader: BufferReader) -> Group:
+    """The request's input tensors in the version's input order, checked against it."""
+    if not isinstance(tensors, list) or not tensors:
+        raise BadRequest('"inputs" must be a non-empty list of tensors')
+    by_name = {spec.name: spec for spec in specs}
+    arrays: dict[str, Any] = {}
+    for position, tensor in enumerate(tensors):
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise BadRequest(f'input {position} must be an object with a string "name"')
+        name = tensor["name"]
+        where = f"input '{name}'"
+        if name in arrays:
+            raise BadRequest(f"{where} is given twice")
+        spec = by_name.get(name)
+        if spec is None:
+            raise BadRequest(f"unknown {where}; the model's inputs are {sorted(by_name)}")
+        arrays[name] = _tensor(tensor, spec, reader, where)
+    reader.finish()
+    missing = [spec.name for spec in specs if spec.name not in arrays]
+    if missing:
+        raise BadRequest(f"missing inputs {missing}; the model's inputs are {sorted(by_name)}")
+    batch = {name: len(array) for name, array in arrays.items()}
+    if len(set(batch.values())) > 1:
+        raise InvalidInput(f"inputs disagree on the batch size (the first axis): {batch}")
+    return [arrays[spec.name] for spec in specs]
+
+
+def _tensor(tensor: dict[str, Any], spec: TensorSpec, reader: BufferReader, where: str) -> Any:
+    datatype = check_datatype(tensor.get("datatype"), where)
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**62 for d in shape
+    ):
+        raise BadRequest(f"{where}: shape must be a list of non-negative integers")
+    parameters = _parameters(tensor, where)
+    if any(key in parameters for key in _SHARED_MEMORY):
+        raise BadRequest(f"{where}: shared-memory tensors are not supported; send the data")
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"{where}: binary_data_size must be a non-negative integer")
+        if "data" in tensor:
+            raise BadRequest(f"{where}: give either data or binary_data_size, not both")
+        buffer = reader.take(size, where)
+    elif "data" not in tensor:
+        raise BadRequest(f"{where}: no data and no parameters.binary_data_size")
+    expected = datatype_of(spec.dtype)
+    if datatype != expected:
+        raise InvalidInput(f"{where} has datatype {datatype}, but the model expects {expected}")
+    _check_shape(shape, spec, where)
+    if size is not None:
+        array = from_buffer(buffer, datatype, shape, where)
+    else:
+        array = from_json(tensor["data"], datatype, shape, where)
+    return check_batch(array, spec)
+
+
+def _check_shape(shape: list[int], spec: TensorSpec, where: str) -> None:
+    want = [-1, *spec.shape]
+    fits = len(shape) == len(want) and all(w in (-1, d) for d, w in zip(shape, want, strict=True))
+    if not fits:
+        raise InvalidInput(f"{where} has shape {shape}, but the model takes {want}")
+    if shape[0] < 1:
+        raise InvalidInput(f"{where}: the batch axis (the first) must hold at least one instance")
+
+
+def _outputs(
+    requested: Any, parameters: dict[str, Any], version: VersionRecord
+) -> tuple[tuple[int, bool], ...]:
+    default_binary = parameters.get("binary_data_output", False)
+    if not isinstance(default_binary, bool):
+        raise BadRequest("parameters.binary_data_output must be true or false")
+    index = {spec.name: i for i, spec in enumerate(version.outputs)}
+    if requested is None or requested == []:
+        return tuple((i, default_binary) for i in range(len(version.outputs)))
+    if not isinstance(requested, list):
+        raise BadRequest('"outputs" must be a list of {"name": ...} objects')
+    chosen: list[tuple[int, bool]] = []
+    for position, output in enumerate(requested):
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise BadRequest(f'requested output {position} must be an object with a "name"')
+        name = output["name"]
+        if name not in index:
+            raise BadRequest(f"unknown output '{name}'; the model's outputs are {sorted(index)}")
+        if any(i == index[name] for i, _ in chosen):
+            raise BadRequest(f"output '{name}' is requested twice")
+        options = _parameters(output, f"output '{name}'")
+        if "classification" in options:
+            raise BadRequest("the classification extension is not supported")
+        binary = options.get("binary_data", default_binary)
+        if not isinstance(binary, bool):
+            raise BadRequest(f"output '{name}': binary_data must be true or false")
+        chosen.append((index[name], binary))
+    return tuple(chosen)
+
+
+def _timeout_s(parameters: dict[str, Any]) -> float | None:
+    """Triton's `timeout` parameter: microseconds, 0 for none."""
+    timeout = parameters.get("timeout")
+    if timeout is None:
+        return None
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
+        raise BadRequest("parameters.timeout must be a non-negative number of microseconds")
+    if timeout == 0:
+        return None
+    return min(timeout, MAX_TIMEOUT_MS * 1000) / 1e6

@@ -1,0 +1,179 @@
+"""The Open Inference Protocol's GET routes: server and model health, metadata, config.
+
+Health answers carry JSON bodies (`{"live": true}`, `{"ready": true}`): KServe's client
+reads them, Triton's reads only the status. `{version}` may be a number or an alias; the
+answer names the concrete versions it resolved to. Metadata shapes lead with -1, the batch
+axis, as Triton reports them for models that batch. Errors take the protocol's own shape
+`{"error": "<message>"}` (see `maas.api.errors`). `POST .../infer` is served by the
+inference pipeline before FastAPI routes anything; it is declared here for /docs only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
+
+from maas import __version__
+from maas.api.deps import ServicesDep
+from maas.api.v2.codec import ref_for
+from maas.api.v2.datatypes import datatype_of
+from maas.registry.records import VersionRecord
+from maas.serving.catalog import Listing
+from maas.types import ArtifactFormat, TensorSpec, VersionStatus
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters"]
+PLATFORM = {ArtifactFormat.TORCHSCRIPT: "pytorch_libtorch", ArtifactFormat.TORCH_EXPORT: "pytorch"}
+
+
+@router.get("", summary="Server metadata")
+async def server_metadata() -> dict[str, Any]:
+    return {"name": "maas", "version": __version__, "extensions": EXTENSIONS}
+
+
+@router.get("/health/live", summary="Server liveness")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Server readiness")
+async def ready(services: ServicesDep) -> JSONResponse:
+    reasons = await services.not_ready_reasons()
+    if reasons:
+        return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+@router.get("/models/{name}", summary="Model metadata")
+async def model_metadata(services: ServicesDep, name: str) -> dict[str, Any]:
+    return _metadata(await services.catalog.lookup(ref_for(name)))
+
+
+@router.get("/models/{name}/versions/{version}", summary="Model version metadata")
+async def version_metadata(services: ServicesDep, name: str, version: str) -> dict[str, Any]:
+    return _metadata(await services.catalog.lookup(ref_for(name, version)))
+
+
+@router.get("/models/{name}/ready", summary="Model readiness")
+async def model_ready(services: ServicesDep, name: str) -> JSONResponse:
+    return _readiness(await services.catalog.lookup(ref_for(name)))
+
+
+@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness")
+async def version_ready(services: ServicesDep, name: str, version: str) -> JSONResponse:
+    return _readiness(await services.catalog.lookup(ref_for(name, version)))
+
+
+@router.get("/models/{name}/config", summary="Model configuration (Triton)")
+async def model_config(services: ServicesDep, name: str) -> dict[str, Any]:
+    return _config(await services.catalog.lookup(ref_for(name)))
+
+
+@router.get("/models/{name}/versions/{version}/config", summary="Model version configuration")
+async def version_config(services: ServicesDep, name: str, version: str) -> dict[str, Any]:
+    return _config(await services.catalog.lookup(ref_for(name, version)))
+
+
+def _shown(listing: Listing) -> list[str]:
+    """The versions an answer names: the ref's targets, else every ready version."""
+    versions = listing.targets or tuple(
+        v for v in listing.versions if v.status is VersionStatus.READY
+    )
+    return [str(v.version) for v in versions]
+
+
+def _metadata(listing: Listing) -> dict[str, Any]:
+    version = listing.describing()
+    return {
+        "name": listing.model,
+        "versions": _shown(listing),
+        "platform": PLATFORM[version.format],
+        "inputs": [_tensor(spec) for spec in version.inputs],
+        "outputs": [_tensor(spec) for spec in version.outputs],
+    }
+
+
+def _tensor(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": datatype_of(spec.dtype), "shape": [-1, *spec.shape]}
+
+
+def _readiness(listing: Listing) -> JSONResponse:
+    body = {"name": listing.model, "ready": listing.ready, "versions": _shown(listing)}
+    return JSONResponse(body, status_code=200 if listing.ready else 503)
+
+
+def _config(listing: Listing) -> dict[str, Any]:
+    """The parts of a Triton model configuration that mean something for a maas version."""
+    version: VersionRecord = listing.describing()
+    batching = version.batching
+    return {
+        "name": listing.model,
+        "versions": _shown(listing),
+        "platform": PLATFORM[version.format],
+        "backend": "pytorch",
+        "max_batch_size": int(batching.get("max_batch_size", 32)),
+        "input": [_config_tensor(spec) for spec in version.inputs],
+        "output": [_config_tensor(spec) for spec in version.outputs],
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": round(float(batching.get("max_delay_ms", 5)) * 1000)
+        },
+    }
+
+
+def _config_tensor(spec: TensorSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "data_type": f"TYPE_{datatype_of(spec.dtype)}",
+        "dims": list(spec.shape),
+    }
+
+
+async def _infer(name: str) -> Response:  # pragma: no cover - never routed to
+    raise AssertionError("POST infer requests are served by maas.serving.call")
+
+
+async def _infer_version(name: str, version: str) -> Response:  # pragma: no cover
+    raise AssertionError("POST infer requests are served by maas.serving.call")
+
+
+_INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "JSON tensors, or with Inference-Header-Content-Length: N, N bytes of JSON "
+            "followed by the binary buffers of the inputs that set binary_data_size."
+        ),
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                        "outputs": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+for _path, _endpoint in (
+    ("/models/{name}/infer", _infer),
+    ("/models/{name}/versions/{version}/infer", _infer_version),
+):
+    router.add_api_route(
+        _path,
+        _endpoint,
+        methods=["POST"],
+        openapi_extra=_INFER_BODY,
+        response_class=Response,
+        summary="Infer",
+    )

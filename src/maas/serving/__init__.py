@@ -1,0 +1,1 @@
+"""The request path of every protocol: the pipeline, routing, the data plane."""

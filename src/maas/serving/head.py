@@ -1,0 +1,82 @@
+"""What an inference request's headers say, read in one pass over them.
+
+Every protocol reads the same few headers; a malformed value becomes a BadRequest only when
+it is used, so the pipeline decides the order in which mistakes are reported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+from maas.errors import BadRequest
+
+MAX_TIMEOUT_MS = 3_600_000
+
+
+class RequestHead:
+    __slots__ = (
+        "_header_length",
+        "_timeout",
+        "authorization",
+        "content_encoding",
+        "length",
+        "request_id",
+        "routing_key",
+    )
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.authorization: str | None = None
+        self.length: int | None = None
+        self.request_id = ""
+        self.routing_key: str | None = None
+        self.content_encoding: bytes | None = None
+        self._timeout: bytes | None = None
+        self._header_length: bytes | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                self.length = int(value) if value.isdigit() else None
+            elif name == b"x-request-id":
+                self.request_id = value.decode("latin-1")
+            elif name == b"authorization":
+                self.authorization = value.decode("latin-1")
+            elif name == b"x-request-timeout-ms":
+                self._timeout = value
+            elif name == b"x-routing-key":
+                self.routing_key = value.decode("latin-1")
+            elif name == b"inference-header-content-length":
+                self._header_length = value
+            elif name == b"content-encoding":
+                self.content_encoding = value.strip().lower()
+        if not self.request_id:
+            self.request_id = new_request_id()
+
+    def timeout_s(self, default_ms: int) -> float:
+        """The request's deadline in seconds: X-Request-Timeout-Ms, else the server's default."""
+        if self._timeout is None:
+            return default_ms / 1000
+        try:
+            value = float(self._timeout)
+        except ValueError:
+            raise BadRequest("X-Request-Timeout-Ms must be a number of milliseconds") from None
+        if not 0 < value <= MAX_TIMEOUT_MS:
+            raise BadRequest(f"X-Request-Timeout-Ms must be between 0 and {MAX_TIMEOUT_MS}")
+        return value / 1000
+
+    def header_length(self) -> int | None:
+        """Inference-Header-Content-Length (the binary tensor extension), if sent."""
+        if self._header_length is None:
+            return None
+        text = self._header_length.strip()
+        if not text.isdigit() or len(text) > 18:
+            raise BadRequest("Inference-Header-Content-Length must be a non-negative integer")
+        return int(text)
+
+
+# Request ids unique across processes and restarts without a uuid4 (an urandom call) each.
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):012x}"
