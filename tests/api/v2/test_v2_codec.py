@@ -90,8 +90,8 @@ def test_json_data_of_every_datatype_flat_or_nested(datatype: str) -> None:
     [
         ([1.5, 2.0], "INT32", "integers"),
         ([1, 0], "BOOL", "true or false"),
-        ([True, False], "FP32", "not true/false"),
-        (["a", "b"], "FP32", "only numbers"),
+        ([True, False], "FP32", "must be numbers, got true/false"),
+        (["a", "b"], "FP32", "other than numbers"),
         ([[1, 2], [3]], "FP32", "evenly nested"),
         ([1, 2, 3], "FP32", "needs 2"),
         ([300, 1], "UINT8", "range"),

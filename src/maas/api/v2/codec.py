@@ -11,6 +11,7 @@ and its aio client calls JSON `application/octet-stream`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,44 +130,48 @@ def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _inputs(tensors: Any, specs: tuple[TensorSpec, ...], reader: BufferReader) -> Group:
     """The request's input tensors in the version's input order, checked against it."""
-    if not isinstance(tensors, list) or not tensors:
+    if type(tensors) is not list or not tensors:
         raise BadRequest('"inputs" must be a non-empty list of tensors')
     by_name = {spec.name: spec for spec in specs}
     arrays: dict[str, Any] = {}
     for position, tensor in enumerate(tensors):
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        name = tensor.get("name") if type(tensor) is dict else None
+        if type(name) is not str:
             raise BadRequest(f'input {position} must be an object with a string "name"')
-        name = tensor["name"]
-        where = f"input '{name}'"
         if name in arrays:
-            raise BadRequest(f"{where} is given twice")
+            raise BadRequest(f"input '{name}' is given twice")
         spec = by_name.get(name)
         if spec is None:
-            raise BadRequest(f"unknown {where}; the model's inputs are {sorted(by_name)}")
-        arrays[name] = _tensor(tensor, spec, reader, where)
+            raise BadRequest(f"unknown input '{name}'; the model's inputs are {sorted(by_name)}")
+        arrays[name] = _tensor(tensor, spec, reader)
     reader.finish()
-    missing = [spec.name for spec in specs if spec.name not in arrays]
-    if missing:
+    if len(arrays) != len(specs):
+        missing = [spec.name for spec in specs if spec.name not in arrays]
         raise BadRequest(f"missing inputs {missing}; the model's inputs are {sorted(by_name)}")
-    batch = {name: len(array) for name, array in arrays.items()}
-    if len(set(batch.values())) > 1:
+    group = [arrays[spec.name] for spec in specs]
+    if len(group) > 1 and len({len(array) for array in group}) > 1:
+        batch = {name: len(array) for name, array in arrays.items()}
         raise InvalidInput(f"inputs disagree on the batch size (the first axis): {batch}")
-    return [arrays[spec.name] for spec in specs]
+    return group
 
 
-def _tensor(tensor: dict[str, Any], spec: TensorSpec, reader: BufferReader, where: str) -> Any:
+def _tensor(tensor: dict[str, Any], spec: TensorSpec, reader: BufferReader) -> Any:
+    """One input tensor, from its binary buffer or its JSON data, checked against `spec`."""
+    where = f"input '{spec.name}'"
     datatype = check_datatype(tensor.get("datatype"), where)
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**62 for d in shape
-    ):
+    if type(shape) is not list or not all(type(d) is int and 0 <= d < 2**62 for d in shape):
         raise BadRequest(f"{where}: shape must be a list of non-negative integers")
-    parameters = _parameters(tensor, where)
-    if any(key in parameters for key in _SHARED_MEMORY):
-        raise BadRequest(f"{where}: shared-memory tensors are not supported; send the data")
-    size = parameters.get("binary_data_size")
+    size = None
+    parameters = tensor.get("parameters")
+    if parameters:  # the common JSON tensor has none
+        if type(parameters) is not dict:
+            raise BadRequest(f"{where}: parameters must be a JSON object")
+        if not parameters.keys().isdisjoint(_SHARED_MEMORY):
+            raise BadRequest(f"{where}: shared-memory tensors are not supported; send the data")
+        size = parameters.get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if type(size) is not int or size < 0:
             raise BadRequest(f"{where}: binary_data_size must be a non-negative integer")
         if "data" in tensor:
             raise BadRequest(f"{where}: give either data or binary_data_size, not both")
@@ -181,34 +186,47 @@ def _tensor(tensor: dict[str, Any], spec: TensorSpec, reader: BufferReader, wher
         array = from_buffer(buffer, datatype, shape, where)
     else:
         array = from_json(tensor["data"], datatype, shape, where)
-    return check_batch(array, spec)
+    if spec.min is not None or spec.max is not None or spec.max_shape is not None:
+        array = check_batch(array, spec)  # the declared domain; dtype and shape fit already
+    return array
 
 
 def _check_shape(shape: list[int], spec: TensorSpec, where: str) -> None:
-    want = [-1, *spec.shape]
-    fits = len(shape) == len(want) and all(w in (-1, d) for d, w in zip(shape, want, strict=True))
+    """[N, *the input's shape]: N ≥ 1, fixed axes as declared, free (-1) axes not empty."""
+    dims = spec.shape
+    fits = len(shape) == len(dims) + 1
+    if fits:
+        for got, want in zip(shape[1:], dims, strict=True):
+            if got != want and (want != -1 or got < 1):
+                fits = False
+                break
     if not fits:
-        raise InvalidInput(f"{where} has shape {shape}, but the model takes {want}")
+        raise InvalidInput(f"{where} has shape {shape}, but the model takes {[-1, *dims]}")
     if shape[0] < 1:
         raise InvalidInput(f"{where}: the batch axis (the first) must hold at least one instance")
+
+
+@functools.cache
+def _every_output(count: int, binary: bool) -> tuple[tuple[int, bool], ...]:
+    return tuple((i, binary) for i in range(count))
 
 
 def _outputs(
     requested: Any, parameters: dict[str, Any], version: VersionRecord
 ) -> tuple[tuple[int, bool], ...]:
     default_binary = parameters.get("binary_data_output", False)
-    if not isinstance(default_binary, bool):
+    if type(default_binary) is not bool:
         raise BadRequest("parameters.binary_data_output must be true or false")
-    index = {spec.name: i for i, spec in enumerate(version.outputs)}
     if requested is None or requested == []:
-        return tuple((i, default_binary) for i in range(len(version.outputs)))
-    if not isinstance(requested, list):
+        return _every_output(len(version.outputs), default_binary)
+    if type(requested) is not list:
         raise BadRequest('"outputs" must be a list of {"name": ...} objects')
+    index = {spec.name: i for i, spec in enumerate(version.outputs)}
     chosen: list[tuple[int, bool]] = []
     for position, output in enumerate(requested):
-        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+        name = output.get("name") if type(output) is dict else None
+        if type(name) is not str:
             raise BadRequest(f'requested output {position} must be an object with a "name"')
-        name = output["name"]
         if name not in index:
             raise BadRequest(f"unknown output '{name}'; the model's outputs are {sorted(index)}")
         if any(i == index[name] for i, _ in chosen):
@@ -217,7 +235,7 @@ def _outputs(
         if "classification" in options:
             raise BadRequest("the classification extension is not supported")
         binary = options.get("binary_data", default_binary)
-        if not isinstance(binary, bool):
+        if type(binary) is not bool:
             raise BadRequest(f"output '{name}': binary_data must be true or false")
         chosen.append((index[name], binary))
     return tuple(chosen)

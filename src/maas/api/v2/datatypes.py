@@ -58,7 +58,7 @@ def from_json(data: Any, datatype: str, shape: list[int], where: str) -> Array:
     """`data` (flat or nested, row-major) as an array of `shape`; numbers of the wrong kind
     (a float for an integer tensor, a number for BOOL) are refused, never cast."""
     want = numpy_dtype(DTYPE_OF[datatype])
-    if not isinstance(data, list):
+    if type(data) is not list:
         raise BadRequest(f"{where}: data must be a list of values")
     try:
         array = np.asarray(data)
@@ -70,23 +70,38 @@ def from_json(data: Any, datatype: str, shape: list[int], where: str) -> Array:
         # look at the values themselves, so 2**64 - 1 is not rounded.
         array = _big_unsigned(data, want, where)
         kind = "u"
-    if array.size and kind not in "biuf":
-        raise BadRequest(f"{where}: data must hold only numbers (or true/false for BOOL)")
-    if array.size and want.kind == "b" and kind != "b":
-        raise BadRequest(f"{where}: BOOL data must be true or false")
-    if array.size and want.kind in "iu" and kind not in "iu":
-        raise BadRequest(f"{where}: {datatype} data must be integers")
-    if array.size and want.kind == "f" and kind == "b":
-        raise BadRequest(f"{where}: {datatype} data must be numbers, not true/false")
-    if array.size != element_count(shape):
-        raise BadRequest(
-            f"{where}: data holds {array.size} values, shape {shape} needs {element_count(shape)}"
-        )
-    if array.size and want.kind in "iu":
+    if array.size and kind not in _ACCEPTS[want.kind]:
+        raise BadRequest(f"{where}: {_expected(datatype, want)}, got {_found(kind)}")
+    count = math.prod(shape)
+    if array.size != count:
+        raise BadRequest(f"{where}: data holds {array.size} values, shape {shape} needs {count}")
+    if array.size and want.kind in "iu" and array.dtype != want:
         info = np.iinfo(want)
         if int(array.min()) < info.min or int(array.max()) > info.max:
             raise BadRequest(f"{where}: values outside the range of {datatype}")
     return array.astype(want, copy=False).reshape(shape)
+
+
+# The numpy kinds JSON values may parse to, for each kind of datatype: integers are numbers
+# for a floating-point tensor, but floats are never integers and numbers never booleans.
+_ACCEPTS = {"b": "b", "i": "iu", "u": "iu", "f": "fiu"}
+
+
+def _expected(datatype: str, want: np.dtype[Any]) -> str:
+    if want.kind == "b":
+        return "BOOL data must be true or false"
+    if want.kind in "iu":
+        return f"{datatype} data must be integers"
+    return f"{datatype} data must be numbers"
+
+
+def _found(kind: str) -> str:
+    return {
+        "f": "non-integers",
+        "b": "true/false",
+        "i": "integers",
+        "u": "integers",
+    }.get(kind, "something other than numbers (strings, objects or ragged lists)")
 
 
 def _big_unsigned(data: list[Any], want: np.dtype[Any], where: str) -> Array:
