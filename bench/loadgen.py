@@ -7,7 +7,7 @@ parsed only as far as the status line and the body's framing (Content-Length, or
 Run it as its own process so its CPU is measured apart from the server's:
 
     python -m bench.loadgen --port 8000 --path /v1/models/small:predict --body-file body.json \
-        --concurrency 64 --warmup 1 --duration 5
+        --concurrency 64 --warmup 1 --duration 5 [--header "Name: value" ...]
 
 It prints `MEASURE_START` and `MEASURE_END` lines on stdout as the measured period opens and
 closes (the orchestrator samples CPU at those instants), then one JSON line with the result.
@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -37,13 +38,15 @@ _RECONNECT_DELAY_S = 0.05
 _DRAIN_S = 2.0
 
 
-def build_request(host: str, port: int, path: str, body: bytes) -> bytes:
+def build_request(
+    host: str, port: int, path: str, body: bytes, headers: Sequence[str] = ()
+) -> bytes:
+    """The request's bytes; `headers` ("Name: value") are sent besides Host and the body's."""
+    extra = "".join(f"{line}\r\n" for line in headers)
+    if not any(line.lower().startswith("content-type:") for line in headers):
+        extra += "Content-Type: application/json\r\n"
     head = (
-        f"POST {path} HTTP/1.1\r\n"
-        f"Host: {host}:{port}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode("ascii") + body
 
@@ -310,8 +313,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds, not counted")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds")
+    parser.add_argument("--header", action="append", default=[], help='"Name: value", repeatable')
     args = parser.parse_args(argv)
-    request = build_request(args.host, args.port, args.path, args.body_file.read_bytes())
+    body = args.body_file.read_bytes()
+    request = build_request(args.host, args.port, args.path, body, args.header)
     gc.disable()  # the hot path makes no cycles; a collection would only add latency spikes
     result = uvloop.run(
         generate(args.host, args.port, request, args.concurrency, args.warmup, args.duration)

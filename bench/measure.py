@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def run_point(
     server: ManagedProcess,
     log_dir: Path,
     label: str,
+    headers: Sequence[str] = (),
 ) -> dict[str, Any]:
     argv = python_module(
         "bench.loadgen",
@@ -42,6 +44,7 @@ def run_point(
         str(warmup_s),
         "--duration",
         str(duration_s),
+        *(f"--header={line}" for line in headers),
     )
     gen = ManagedProcess(
         "loadgen", argv, log_path=log_dir / f"loadgen-{label}.log", stdout_pipe=True

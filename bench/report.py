@@ -29,9 +29,20 @@ def _bare(results: dict[str, Any], processes: int, concurrency: int) -> dict[str
     return None
 
 
-def _maas(results: dict[str, Any], model: str, batched: bool, c: int) -> dict[str, Any] | None:
+def _maas(
+    results: dict[str, Any],
+    model: str,
+    batched: bool,
+    c: int,
+    protocol: str = "native",
+    system: str = "maas",
+) -> dict[str, Any] | None:
     for row in results.get("maas", []):
-        if (row["model"], row["batching"], row["concurrency"]) == (model, batched, c):
+        key = (row.get("system", "maas"), row.get("protocol", "native"), row["model"])
+        if key == (system, protocol, model) and (row["batching"], row["concurrency"]) == (
+            batched,
+            c,
+        ):
             return dict(row)
     return None
 
@@ -42,7 +53,20 @@ def derive(results: dict[str, Any]) -> None:
     targets: dict[str, Any] = {}
     for row in results.get("maas", []):
         model, c, batched = row["model"], row["concurrency"], row["batching"]
+        protocol, system = row.get("protocol", "native"), row.get("system", "maas")
         ratios: dict[str, float] = {}
+        if system != "maas":  # the baseline's rows are compared from this checkout's
+            row["ratios"] = {}
+            continue
+        if protocol != "native":
+            _v2_ratios(results, row, ratios)
+            row["ratios"] = {k: round(v, 3) for k, v in ratios.items()}
+            for name, value in row["ratios"].items():
+                targets[f"{model} {protocol} C={c}: {name}"] = value
+            continue
+        base = _maas(results, model, batched, c, system="base")
+        if base and base["rps"] > 0:
+            ratios["÷base"] = row["rps"] / base["rps"]
         if c == 64 and row["p50_ms"] > 0:
             ratios["p99/p50"] = row["p99_ms"] / row["p50_ms"]
         if c == 64 and model == "small" and bare1 and bare1["rps"] > 0:
@@ -62,6 +86,20 @@ def derive(results: dict[str, Any]) -> None:
             targets[key] = value
     results["targets"] = targets
     results["loadgen_ceiling"] = loadgen_ceiling(results)
+
+
+def _v2_ratios(results: dict[str, Any], row: dict[str, Any], ratios: dict[str, float]) -> None:
+    """A v2 row against the native row of the same model and C, and binary against JSON."""
+    model, c = row["model"], row["concurrency"]
+    native = _maas(results, model, True, c)
+    if native and native["rps"] > 0:
+        ratios["÷native"] = row["rps"] / native["rps"]
+    if row["protocol"] == "v2-binary":
+        as_json = _maas(results, model, True, c, protocol="v2-json")
+        if as_json and as_json["rps"] > 0:
+            ratios["÷v2json"] = row["rps"] / as_json["rps"]
+    if c == 1 and native:
+        ratios["p50-native ms"] = row["p50_ms"] - native["p50_ms"]
 
 
 def loadgen_ceiling(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -99,8 +137,9 @@ def _rss(row: dict[str, Any]) -> str:
 
 
 _HEAD = (
-    f"{'system':<8} {'model':<7} {'batch':<5} {'C':>3} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-    f"{'err':>7}  {'server cores':<18} {'lg':>5} {'oth':>5} {'µs/req':>6}  {'RSS MB':<22} ratios"
+    f"{'system':<8} {'model':<7} {'proto':<9} {'batch':<5} {'C':>3} {'req/s':>8} {'p50 ms':>7} "
+    f"{'p99 ms':>7} {'err':>7}  {'server cores':<18} {'lg':>5} {'oth':>5} {'µs/req':>6}  "
+    f"{'RSS MB':<22} ratios"
 )
 
 
@@ -112,7 +151,7 @@ def _server_us(row: dict[str, Any]) -> str:
     return f"{cores / row['rps'] * 1e6:.0f}"
 
 
-def _line(system: str, model: str, batch: str, row: dict[str, Any]) -> str:
+def _line(system: str, model: str, batch: str, row: dict[str, Any], protocol: str = "-") -> str:
     errors = f"{row['non_2xx']}/{row['conn_errors']}"
     ratios = "  ".join(f"{k} {v:.2f}" for k, v in row.get("ratios", {}).items())
     if row.get("loadgen_saturated"):
@@ -124,7 +163,8 @@ def _line(system: str, model: str, batch: str, row: dict[str, Any]) -> str:
     if not row.get("server_alive", True):
         ratios += "  [SERVER DIED]"
     return (
-        f"{system:<8} {model:<7} {batch:<5} {row['concurrency']:>3} {row['rps']:>8.1f} "
+        f"{system:<8} {model:<7} {protocol:<9} {batch:<5} {row['concurrency']:>3} "
+        f"{row['rps']:>8.1f} "
         f"{row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {errors:>7}  {_cores(row):<18} "
         f"{row['loadgen']['cores']:>5.2f} {row.get('other_cores', 0.0):>5.2f} "
         f"{_server_us(row):>6}  {_rss(row):<22} {ratios}"
@@ -172,7 +212,9 @@ def render(results: dict[str, Any]) -> str:
     if results.get("maas"):
         out += ["", "maas", _HEAD]
         for row in results["maas"]:
-            out.append(_line("maas", row["model"], "on" if row["batching"] else "off", row))
+            batch = "on" if row["batching"] else "off"
+            system, protocol = row.get("system", "maas"), row.get("protocol", "native")
+            out.append(_line(system, row["model"], batch, row, protocol))
     server = results.get("server") or {}
     if server.get("log_lines"):
         counts = ", ".join(f"{phase} {n}" for phase, n in server["log_lines"].items())
@@ -192,13 +234,15 @@ def render(results: dict[str, Any]) -> str:
         out += ["", f"FAILED: {first} (the whole message is `failure` in the JSON)"]
     if results.get("targets"):
         out += ["", "Ratios the targets use"]
-        out += [f"  {key:<40} {value:.2f}" for key, value in results["targets"].items()]
+        out += [f"  {key:<44} {value:.2f}" for key, value in results["targets"].items()]
     out += [
         "",
         "err = non-2xx/connection errors; server cores and RSS per role: m main process "
         "(the one started), g gateway, w worker, h helper; lg = load generator cores; oth = "
         "cores busy outside the server and generator (other jobs: a high figure means noise); "
-        "µs/req = server CPU (all its processes) per request.",
+        "µs/req = server CPU (all its processes) per request; proto: native, v2-json, "
+        "v2-binary (Open Inference Protocol, binary tensors both ways); system base: "
+        "--baseline's maas, measured right after this checkout's row (÷base).",
     ]
     return "\n".join(out)
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -53,6 +54,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--raw-seconds", type=float, help="timing per raw batch size (1; --quick 0.2)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, registry)")
     p.add_argument("--out", type=Path, help="JSON path (bench/results/latest.json)")
+    p.add_argument("--skip-v2", action="store_true", help="no Open Inference Protocol rows")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit: its maas serves the native rows too, each run "
+        "right after this checkout's (compare within one run)",
+    )
+    p.add_argument("--baseline-concurrency", default="64", help="the C of the baseline's rows (64)")
     args = p.parse_args(argv)
     args.duration = args.duration or (1.0 if args.quick else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
@@ -62,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not args.model_list:
         p.error(f"--models takes a subset of {','.join(specs.MODELS)}")
     args.c_list = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    args.baseline_concurrency = [int(c) for c in args.baseline_concurrency.split(",") if c]
+    if args.baseline is not None and not (args.baseline / "src" / "maas").is_dir():
+        p.error(f"--baseline {args.baseline} is not a maas checkout (no src/maas)")
     if not args.c_list or min(args.c_list) < 1 or args.gateways < 1 or args.workers < 1:
         p.error("--concurrency, --gateways and --workers take positive integers")
     return args
@@ -126,32 +138,44 @@ def bench_bare(
                 _say(f"  C={c}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms")
 
 
+@dataclass
+class Target:
+    """A running `maas serve` under test: this checkout's, or the baseline's (`--baseline`)."""
+
+    system: str
+    server: ManagedProcess
+    port: int
+    secret: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 def bench_maas(
     args: argparse.Namespace,
     work: Path,
     raw: dict[str, Any],
-    bodies: dict[str, Path],
     rows: list[dict[str, Any]],
     info: dict[str, Any],
 ) -> None:
-    """Start maas, register every model twice (batching on, off) and load each at every C.
+    """Start maas (and the baseline's, with --baseline), register every model twice (batching
+    on, off) and load each at every C, then the v2 rows.
 
     Rows are appended to `rows` as they are measured and the server's processes and log go
     into `info`, so a failure part-way still leaves what was measured.
     """
-    port = free_port()
-    secret = secrets.token_hex(16)  # 32 characters
-    data_dir = work / "maas-data"
-    data_dir.mkdir()
-    _say(f"maas serve --workers {args.workers} --gateways {args.gateways} on :{port}")
     log_lines: dict[str, int] = {}
     info["log_lines"] = log_lines
-    with start_maas(
-        port, workers=args.workers, gateways=args.gateways, data_dir=data_dir, secret=secret
-    ) as server:
+    with contextlib.ExitStack() as stack:
+        target = _start(stack, args, work, "maas", None)
+        server = target.server
+        baseline = None
+        if args.baseline is not None:
+            baseline = _start(stack, args, work, "base", args.baseline / "src")
         try:
             log_lines["start"] = len(server.log_since(0))
-            _load_all(args, server, port, secret, raw, bodies, rows, info)
+            _load_all(args, target, baseline, raw, rows, info)
         finally:
             at_end = server.log_size()
             server.stop()
@@ -159,56 +183,127 @@ def bench_maas(
             info["log"] = server.log_since(0)[-400:]
 
 
-def _load_all(
+def _start(
+    stack: contextlib.ExitStack,
     args: argparse.Namespace,
-    server: ManagedProcess,
-    port: int,
-    secret: str,
-    raw: dict[str, Any],
-    bodies: dict[str, Path],
-    rows: list[dict[str, Any]],
-    info: dict[str, Any],
-) -> None:
-    base = f"http://127.0.0.1:{port}"
-    variants = [specs.Variant(m, b) for m in args.model_list for b in (True, False)]
-    with admin_client(base, secret) as client:
+    work: Path,
+    system: str,
+    source: Path | None,
+) -> Target:
+    port = free_port()
+    secret = secrets.token_hex(16)  # 32 characters
+    data_dir = work / f"{system}-data"
+    data_dir.mkdir()
+    what = f"maas serve --workers {args.workers} --gateways {args.gateways} on :{port}"
+    _say(what + (f" from {source}" if source else ""))
+    server = stack.enter_context(
+        start_maas(
+            port,
+            workers=args.workers,
+            gateways=args.gateways,
+            data_dir=data_dir,
+            secret=secret,
+            source=source,
+        )
+    )
+    return Target(system, server, port, secret)
+
+
+def _register(
+    target: Target, variants: list[specs.Variant], raw: dict[str, Any], hits: int
+) -> dict[str, str]:
+    """Register every variant on `target`; returns those that never became servable."""
+    with admin_client(target.base_url, target.secret) as client:
         for v in variants:
             entry = raw["models"][v.base]
             meta = specs.variant_meta(json.loads(Path(entry["meta"]).read_text()), v.batched)
             version = register(client, v.name, Path(entry["artifact"]).read_bytes(), meta)
-            _say(f"  registered {v.name}@{version} (production)")
+            _say(f"  {target.system}: registered {v.name}@{version} (production)")
     unservable: dict[str, str] = {}
-    info["unservable"] = unservable
     for v in variants:
         try:
-            wait_servable(base, v.name, v.base, hits=2 * args.gateways, timeout_s=30)
+            wait_servable(target.base_url, v.name, v.base, hits=hits, timeout_s=30)
         except RegistrationFailed as exc:  # measure the others; the run still fails at the end
             unservable[v.name] = str(exc)
-            _say(f"  skipping {v.name}: {exc}")
+            _say(f"  skipping {v.name} on {target.system}: {exc}")
+    return unservable
+
+
+def _load_all(
+    args: argparse.Namespace,
+    target: Target,
+    baseline: Target | None,
+    raw: dict[str, Any],
+    rows: list[dict[str, Any]],
+    info: dict[str, Any],
+) -> None:
+    server = target.server
+    variants = [specs.Variant(m, b) for m in args.model_list for b in (True, False)]
+    unservable = _register(target, variants, raw, hits=2 * args.gateways)
+    info["unservable"] = unservable
+    if baseline is not None:
+        info["baseline_unservable"] = _register(baseline, variants, raw, hits=2 * args.gateways)
     info["log_lines"]["registration"] = len(server.log_since(0)) - info["log_lines"]["start"]
     info["processes"] = _server_processes(server)
     for v in (v for v in variants if v.name not in unservable):
         for c in args.c_list:
-            row = run_point(
-                port=port,
-                path=f"/v1/models/{v.name}:predict",
-                body_file=bodies[v.base],
-                concurrency=c,
-                warmup_s=args.warmup,
-                duration_s=args.duration,
-                server=server,
-                log_dir=server.log_path.parent,
-                label=f"{v.name}-c{c}",
-            )
-            rows.append({"system": "maas", "model": v.base, "batching": v.batched, **row})
-            _say(
-                f"  {v.name} C={c}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
-                f"errors {row['non_2xx']}/{row['conn_errors']}"
-            )
-            if not server.alive():
-                raise ProcessFailed(
-                    f"maas serve exited with {server.popen.returncode}:\n" + server.log_tail()
-                )
+            _point(args, target, v, specs.NATIVE, c, rows)
+            measured_there = baseline is not None and c in args.baseline_concurrency
+            if measured_there and v.name not in info["baseline_unservable"]:
+                assert baseline is not None
+                _point(args, baseline, v, specs.NATIVE, c, rows)
+    if args.skip_v2:
+        return
+    for base, protocol in specs.V2_ROWS:
+        v = specs.Variant(base, True)
+        if base not in args.model_list or v.name in unservable:
+            continue
+        for c in specs.V2_CONCURRENCY:
+            _point(args, target, v, protocol, c, rows)
+
+
+def _point(
+    args: argparse.Namespace,
+    target: Target,
+    v: specs.Variant,
+    protocol: str,
+    c: int,
+    rows: list[dict[str, Any]],
+) -> None:
+    server = target.server
+    label = f"{target.system}-{v.name}-{protocol}-c{c}"
+    request = specs.request_for(v.base, v.name, protocol)
+    body_file = server.log_path.parent / f"body-{v.name}-{protocol}.bin"
+    body_file.write_bytes(request.body)
+    row = run_point(
+        port=target.port,
+        path=request.path,
+        body_file=body_file,
+        headers=request.headers,
+        concurrency=c,
+        warmup_s=args.warmup,
+        duration_s=args.duration,
+        server=server,
+        log_dir=server.log_path.parent,
+        label=label,
+    )
+    rows.append(
+        {
+            "system": target.system,
+            "model": v.base,
+            "batching": v.batched,
+            "protocol": protocol,
+            **row,
+        }
+    )
+    _say(
+        f"  {target.system} {v.name} {protocol} C={c}: {row['rps']:.0f} req/s, "
+        f"p50 {row['p50_ms']:.2f} ms, errors {row['non_2xx']}/{row['conn_errors']}"
+    )
+    if not server.alive():
+        raise ProcessFailed(
+            f"{target.system} serve exited with {server.popen.returncode}:\n" + server.log_tail()
+        )
 
 
 def _server_processes(server: ManagedProcess) -> list[dict[str, Any]]:
@@ -249,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
             "quick": args.quick,
             "argv": sys.argv[1:] if argv is None else argv,
+            "baseline": str(args.baseline) if args.baseline else None,
         }
     }
     results["bare"], results["maas"], results["server"] = [], [], {}
@@ -261,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_bare:
                 bare_body = bodies.get("small") or next(iter(bodies.values()))
                 bench_bare(args, work, bare_body, results["bare"])
-            bench_maas(args, work, raw, bodies, results["maas"], results["server"])
+            bench_maas(args, work, raw, results["maas"], results["server"])
     except KeyboardInterrupt:
         _say("interrupted; children stopped")
         return 130
@@ -279,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     path = report.write_json(results, args.out)
     _say(f"wrote {path}")
     failed = [r for r in results["maas"] if r["non_2xx"] or r["conn_errors"] or not r["requests"]]
-    unservable = results["server"].get("unservable")
+    unservable = results["server"].get("unservable") or results["server"].get("baseline_unservable")
     return 1 if failure or failed or unservable or not results["maas"] else 0
 
 

@@ -206,8 +206,17 @@ def maas_env(data_dir: Path, secret: str) -> dict[str, str]:
 
 
 def start_maas(
-    port: int, *, workers: int, gateways: int, data_dir: Path, secret: str, ready_s: float = 120
+    port: int,
+    *,
+    workers: int,
+    gateways: int,
+    data_dir: Path,
+    secret: str,
+    ready_s: float = 120,
+    source: Path | None = None,
 ) -> ManagedProcess:
+    """`maas serve`, this checkout's, or with `source` the `maas` package under that `src/`
+    directory (put first on PYTHONPATH for the server and every process it starts)."""
     argv = [
         str(BIN / "maas"),
         "serve",
@@ -220,9 +229,10 @@ def start_maas(
         "--log-level",
         "warning",
     ]
-    proc = ManagedProcess(
-        "maas serve", argv, log_path=data_dir / "maas.log", env=maas_env(data_dir, secret)
-    )
+    env = maas_env(data_dir, secret)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
+    proc = ManagedProcess("maas serve", argv, log_path=data_dir / "maas.log", env=env)
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}/readyz", ready_s)
     except BaseException:

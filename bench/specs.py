@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 MODELS: tuple[str, ...] = ("small", "wide", "tokens")
 TOKENS_LENGTH = 32  # ids per `tokens` instance, in raw timing and in requests alike
 TOKENS_VOCAB = 1000
@@ -65,3 +67,49 @@ def instance(name: str, seed: int = 0) -> list[Any]:
 def predict_body(name: str) -> bytes:
     """The request body: `{"instances": [<one instance>]}`."""
     return json.dumps({"instances": [instance(name)]}, separators=(",", ":")).encode()
+
+
+# The protocols a row drives: the native dialect, and the Open Inference Protocol (v2) with
+# JSON tensors or with the binary tensor extension (inputs and outputs binary, as Triton's
+# clients send by default).
+NATIVE, V2_JSON, V2_BINARY = "native", "v2-json", "v2-binary"
+# The v2 rows of a run, beside the native rows of the same models (batching on).
+V2_ROWS: tuple[tuple[str, str], ...] = (("wide", V2_BINARY), ("wide", V2_JSON), ("small", V2_JSON))
+V2_CONCURRENCY: tuple[int, ...] = (1, 64)
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: bytes
+    headers: tuple[str, ...] = ()
+
+
+def _v2_input(name: str) -> tuple[dict[str, Any], list[Any]]:
+    values = instance(name)
+    datatype = "INT64" if name == "tokens" else "FP32"
+    input_name = "ids" if name == "tokens" else "x"
+    return {"name": input_name, "shape": [1, len(values)], "datatype": datatype}, values
+
+
+def request_for(name: str, model: str, protocol: str) -> Request:
+    """One request for `model` (registered from artifact `name`) in `protocol`."""
+    if protocol == NATIVE:
+        return Request(f"/v1/models/{model}:predict", predict_body(name))
+    path = f"/v2/models/{model}/infer"
+    tensor, values = _v2_input(name)
+    if protocol == V2_JSON:
+        body = {"inputs": [{**tensor, "data": values}]}
+        return Request(path, json.dumps(body, separators=(",", ":")).encode())
+    dtype = "<i8" if tensor["datatype"] == "INT64" else "<f4"
+    raw = np.asarray(values, dtype=dtype).tobytes()
+    header = {
+        "inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}],
+        "parameters": {"binary_data_output": True},
+    }
+    text = json.dumps(header, separators=(",", ":")).encode()
+    headers = (
+        f"Inference-Header-Content-Length: {len(text)}",
+        "Content-Type: application/octet-stream",
+    )
+    return Request(path, text + raw, headers)
