@@ -8,8 +8,12 @@ client's mistake in it as a MaasError, or None: not this row's) and the codec it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
 
 from maas.api.native.codec import NativeCodec
 from maas.api.native.codec import match as native_match
@@ -33,3 +37,25 @@ def find(path: str) -> tuple[Codec[Any], ModelRef | MaasError] | None:
         if ref is not None:
             return codec, ref
     return None
+
+
+def document(router: APIRouter, path: str, request_body: dict[str, Any], summary: str) -> None:
+    """Declare a POST the pipeline answers on `router`, for /openapi.json and /docs only: its
+    path parameters (all strings) and its body. FastAPI never routes a request to it."""
+    names = re.findall(r"{(\w+)}", path)
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in names
+    ]
+    router.add_api_route(
+        path,
+        _never_routed,
+        methods=["POST"],
+        openapi_extra={"parameters": parameters, "requestBody": request_body},
+        response_class=Response,
+        summary=summary,
+    )
+
+
+async def _never_routed() -> Response:  # pragma: no cover - see `document`
+    raise AssertionError("inference POSTs are served by maas.serving.call before routing")

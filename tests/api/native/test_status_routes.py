@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from artifacts import OUT, mlp_meta, tiny_mlp, torchscript_bytes
+from artifacts import OUT
 from gateway import Gateway
 
 
 @pytest.fixture
 async def served(gateway: Gateway) -> Gateway:
-    """mlp@1 (production), mlp@2 (staging), mlp@3 failed to load."""
-    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
-    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta(), alias="staging")
-    broken = await gateway.upload("mlp", b"not a model", mlp_meta())
-    assert broken.status_code == 201, broken.text
-    assert (await gateway.wait_settled("mlp", 3))["status"] == "failed"
+    await gateway.deploy_three_versions("mlp")
     await gateway.create_model("empty")
     return gateway
 

@@ -20,12 +20,7 @@ ROWS = [[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]]
 
 @pytest.fixture
 async def served(gateway: Gateway) -> Gateway:
-    """mlp@1 (production), mlp@2 (staging), and mlp@3, which failed to load."""
-    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
-    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta(), alias="staging")
-    broken = await gateway.upload("mlp", b"not a model", mlp_meta())
-    assert broken.status_code == 201, broken.text
-    assert (await gateway.wait_settled("mlp", 3))["status"] == "failed"
+    await gateway.deploy_three_versions("mlp")
     return gateway
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
 
+from maas.api import fastpath
 from maas.api.deps import ServicesDep
 from maas.errors import BadRequest
 from maas.registry.records import VersionRecord
@@ -128,43 +128,22 @@ def _metadata(listing: Listing) -> dict[str, Any]:
     }
 
 
-async def _predict(name: str) -> Response:  # pragma: no cover - never routed to
-    raise AssertionError("POST predict requests are served by maas.serving.call")
-
-
-async def _predict_version(name: str, version: str) -> Response:  # pragma: no cover
-    raise AssertionError("POST predict requests are served by maas.serving.call")
-
-
-async def _predict_alias(name: str, alias: str) -> Response:  # pragma: no cover
-    raise AssertionError("POST predict requests are served by maas.serving.call")
-
-
 _PREDICT_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["instances"],
-                    "properties": {"instances": {"type": "array", "minItems": 1, "items": {}}},
-                }
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["instances"],
+                "properties": {"instances": {"type": "array", "minItems": 1, "items": {}}},
             }
-        },
-    }
+        }
+    },
 }
 
-for _path, _endpoint in (
-    ("/{name}:predict", _predict),
-    ("/{name}/versions/{version}:predict", _predict_version),
-    ("/{name}/labels/{alias}:predict", _predict_alias),
+for _path in (
+    "/{name}:predict",
+    "/{name}/versions/{version}:predict",
+    "/{name}/labels/{alias}:predict",
 ):
-    router.add_api_route(
-        _path,
-        _endpoint,
-        methods=["POST"],
-        openapi_extra=_PREDICT_BODY,
-        response_class=Response,
-        summary="Predict",
-    )
+    fastpath.document(router, _path, _PREDICT_BODY, "Predict")

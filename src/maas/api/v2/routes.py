@@ -14,9 +14,9 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from starlette.responses import Response
 
 from maas import __version__
+from maas.api import fastpath
 from maas.api.deps import ServicesDep
 from maas.api.v2.codec import ref_for
 from maas.api.v2.datatypes import datatype_of
@@ -132,48 +132,28 @@ def _config_tensor(spec: TensorSpec) -> dict[str, Any]:
     }
 
 
-async def _infer(name: str) -> Response:  # pragma: no cover - never routed to
-    raise AssertionError("POST infer requests are served by maas.serving.call")
-
-
-async def _infer_version(name: str, version: str) -> Response:  # pragma: no cover
-    raise AssertionError("POST infer requests are served by maas.serving.call")
-
-
 _INFER_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": (
-            "JSON tensors, or with Inference-Header-Content-Length: N, N bytes of JSON "
-            "followed by the binary buffers of the inputs that set binary_data_size."
-        ),
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["inputs"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "parameters": {"type": "object"},
-                        "inputs": {"type": "array", "minItems": 1, "items": {"type": "object"}},
-                        "outputs": {"type": "array", "items": {"type": "object"}},
-                    },
-                }
-            },
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "required": True,
+    "description": (
+        "JSON tensors, or with Inference-Header-Content-Length: N, N bytes of JSON "
+        "followed by the binary buffers of the inputs that set binary_data_size."
+    ),
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "inputs": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                    "outputs": {"type": "array", "items": {"type": "object"}},
+                },
+            }
         },
-    }
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
 }
 
-for _path, _endpoint in (
-    ("/models/{name}/infer", _infer),
-    ("/models/{name}/versions/{version}/infer", _infer_version),
-):
-    router.add_api_route(
-        _path,
-        _endpoint,
-        methods=["POST"],
-        openapi_extra=_INFER_BODY,
-        response_class=Response,
-        summary="Infer",
-    )
+for _path in ("/models/{name}/infer", "/models/{name}/versions/{version}/infer"):
+    fastpath.document(router, _path, _INFER_BODY, "Infer")
