@@ -27,6 +27,10 @@ class Listing:
     versions: tuple[VersionRecord, ...]  # every version of the model, oldest first
     ready: bool
 
+    def named(self) -> tuple[VersionRecord, ...]:
+        """The versions an answer names: the ref's targets, else every ready version."""
+        return self.targets or tuple(v for v in self.versions if v.status is VersionStatus.READY)
+
     def describing(self) -> VersionRecord:
         """The version whose signature stands for the ref: its first target, else the newest
         ready version, else the newest; VersionNotFound for a model without versions."""

@@ -117,12 +117,9 @@ def _version_status(version: VersionRecord, listing: Listing) -> dict[str, Any]:
 
 def _metadata(listing: Listing) -> dict[str, Any]:
     described = listing.describing()
-    versions = listing.targets or tuple(
-        v for v in listing.versions if v.status is VersionStatus.READY
-    )
     return {
         "name": listing.model,
-        "versions": [v.version for v in versions],
+        "versions": [v.version for v in listing.named()],
         "inputs": [spec.to_json() for spec in described.inputs],
         "outputs": [spec.to_json() for spec in described.outputs],
     }

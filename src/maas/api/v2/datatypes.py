@@ -72,7 +72,7 @@ def from_json(data: Any, datatype: str, shape: list[int], where: str) -> Array:
         kind = "u"
     if array.size and kind not in _ACCEPTS[want.kind]:
         raise BadRequest(f"{where}: {_expected(datatype, want)}, got {_found(kind)}")
-    count = math.prod(shape)
+    count = element_count(shape)
     if array.size != count:
         raise BadRequest(f"{where}: data holds {array.size} values, shape {shape} needs {count}")
     if array.size and want.kind in "iu" and array.dtype != want:

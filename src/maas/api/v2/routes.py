@@ -22,7 +22,7 @@ from maas.api.v2.codec import ref_for
 from maas.api.v2.datatypes import datatype_of
 from maas.registry.records import VersionRecord
 from maas.serving.catalog import Listing
-from maas.types import ArtifactFormat, TensorSpec, VersionStatus
+from maas.types import ArtifactFormat, TensorSpec
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
@@ -79,11 +79,7 @@ async def version_config(services: ServicesDep, name: str, version: str) -> dict
 
 
 def _shown(listing: Listing) -> list[str]:
-    """The versions an answer names: the ref's targets, else every ready version."""
-    versions = listing.targets or tuple(
-        v for v in listing.versions if v.status is VersionStatus.READY
-    )
-    return [str(v.version) for v in versions]
+    return [str(v.version) for v in listing.named()]
 
 
 def _metadata(listing: Listing) -> dict[str, Any]:
