@@ -24,7 +24,6 @@ def make_settings(tmp_path: Path, database_url: str | None = None, **extra: obje
         artifact_dir=tmp_path / "artifacts",
         data_dir=tmp_path,
         bootstrap_admin_key=ADMIN_SECRET,
-        routing_refresh_s=60,
         torch_threads=1,
         **extra,  # type: ignore[arg-type]
     )

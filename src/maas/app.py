@@ -1,18 +1,18 @@
 """`create_app(settings)`: the composition root of one gateway process.
 
 The lifespan migrates the registry, builds every service, makes sure the bootstrap key exists,
-reloads the versions that were serving, optionally trains the demo models, and runs the
-routing-table refresh loop; it tears all of that down in reverse.
+joins the control plane (the generation watch, this gateway's row, the placement lease and the
+reconciler that puts the registry's versions on the workers), optionally trains the demo
+models, and tears all of that down in reverse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI
@@ -28,9 +28,12 @@ from maas.api.v2 import routes as v2
 from maas.artifacts import ArtifactStore
 from maas.auth import Authenticator, ensure_key
 from maas.config import Settings
-from maas.deployment import Deployer
+from maas.control.deployment import Deployer
+from maas.control.leader import Leadership, LeaseLeader, SoleLeader, lease_name
+from maas.control.plane import ControlPlane
 from maas.metrics import RequestMetrics
 from maas.registry import db
+from maas.registry.coordination import Coordination
 from maas.registry.service import Registry
 from maas.services import Readiness, Services
 from maas.serving import call
@@ -73,17 +76,30 @@ def create_app(
         backend = backend_factory(settings)
         readiness = Readiness(demo=on_started is None)
         background: set[asyncio.Task[None]] = set()
-        deployer: Deployer | None = None
+        closing: list[Callable[[], Awaitable[None]]] = []
         try:
             if settings.migrate_on_start:
                 await db.upgrade(database.engine)
             readiness.migrated = True
             await asyncio.to_thread(store.prepare)
             registry = Registry(database.reads, writes=database.writes)
+            coordination = Coordination(database.reads, writes=database.writes)
             router = Router(registry)
-            deployer = Deployer(registry, backend, store)
-            _resync_restarted_workers(backend, deployer)
+            plane = ControlPlane(
+                coordination,
+                router,
+                propagation_timeout_s=settings.propagation_timeout_ms / 1000,
+                peers_dir=settings.peers_dir,
+            )
+            registry.on_change(plane.committed)
+            leadership = _leadership(settings, coordination, plane.identity.id)
+            deployer = Deployer(registry, backend, store, router, leadership)
+            auth = Authenticator(registry)
+            plane.on_adopt(lambda generation: auth.forget())
+            plane.on_adopt(lambda generation: deployer.wake())
+            _wake_on_worker_changes(backend, deployer)
             await backend.start()
+            closing.append(backend.close)
             services = Services(
                 settings=settings,
                 registry=registry,
@@ -91,11 +107,13 @@ def create_app(
                 backend=backend,
                 deployer=deployer,
                 router=router,
-                auth=Authenticator(registry),
+                auth=auth,
                 dataplane=DataPlane(router, backend),
                 catalog=Catalog(router, backend),
                 readiness=readiness,
                 metrics=RequestMetrics(),
+                plane=plane,
+                leadership=leadership,
             )
             if settings.bootstrap_admin_key:
                 await ensure_key(
@@ -105,13 +123,15 @@ def create_app(
                     scopes=[Scope.ADMIN.value],
                 )
             readiness.bootstrap_key = True
-            if settings.gateway_index == 0:  # one gateway puts the registry's versions back
-                await deployer.restore()
-            await router.refresh()
+            await plane.start()
+            closing.append(plane.close)
+            deployer.start()
+            closing.append(deployer.close)
+            await leadership.start()
+            closing.append(leadership.close)
             app.state.services = services
             if calm_gc:
                 calm_the_garbage_collector()
-            _own(background, _refresh_loop(router, settings.routing_refresh_s), "routing refresh")
             if on_started is not None:
                 _own(background, _run_hook(on_started, services), "startup hook")
             yield
@@ -119,9 +139,8 @@ def create_app(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            if deployer is not None:
-                await deployer.close()
-            await backend.close()
+            for close in reversed(closing):
+                await close()
             await database.dispose()
 
     app = MaasApp(
@@ -168,15 +187,6 @@ def _own(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None], name: 
     task.add_done_callback(_done)
 
 
-async def _refresh_loop(router: Router, every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            await router.refresh()
-        except Exception:
-            log.warning("routing table refresh failed; keeping the last one", exc_info=True)
-
-
 async def _run_hook(hook: StartupHook, services: Services) -> None:
     try:
         await hook(services)
@@ -187,21 +197,25 @@ async def _run_hook(hook: StartupHook, services: Services) -> None:
         services.readiness.demo = True
 
 
-def _resync_restarted_workers(backend: InferenceBackend, deployer: Deployer) -> None:
+def _leadership(settings: Settings, coordination: Coordination, holder: str) -> Leadership:
+    """Gateways sharing workers elect one to place versions on them; a gateway that runs its
+    models itself places them alone."""
+    if not settings.worker_endpoints:
+        return SoleLeader()
+    return LeaseLeader(coordination, name=lease_name(settings.worker_endpoints), holder=holder)
+
+
+def _wake_on_worker_changes(backend: InferenceBackend, deployer: Deployer) -> None:
+    """A worker that (re)starts holds nothing: placement looks again at once."""
     from maas.workers.pool import WorkerLink, WorkerPool
 
     if not isinstance(backend, WorkerPool):
         return
-    pool = backend
 
     async def on_boot(link: WorkerLink) -> None:
-        await deployer.resync(
-            functools.partial(pool.load_on, link),
-            link.name,
-            belongs=lambda spec: link in pool.targets(spec),
-        )
+        deployer.wake()
 
-    pool.on_worker_boot = on_boot
+    backend.on_worker_boot = on_boot
 
 
 def calm_the_garbage_collector() -> None:

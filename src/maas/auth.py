@@ -11,13 +11,15 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from maas.errors import Forbidden, Unauthenticated
+from maas.errors import Forbidden, RegistryUnavailable, Unauthenticated
 from maas.registry.records import KeyRecord
 from maas.registry.service import Registry
 from maas.types import Scope
 
 SECRET_PREFIX = "maas_"
-_CACHE_TTL_S = 5.0
+# A revocation raises the registry generation, and every gateway drops its cache when it adopts
+# a new one; the TTL only bounds what a missed generation could keep.
+_CACHE_TTL_S = 30.0
 
 
 def generate_secret() -> str:
@@ -41,12 +43,18 @@ class Principal:
 
 
 class Authenticator:
-    """Resolves bearer secrets to principals, with a short cache so inference stays off the DB."""
+    """Resolves bearer secrets to principals, with a cache so inference stays off the DB; while
+    the registry cannot be reached, keys seen before keep their last answer."""
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._cache: dict[str, tuple[float, Principal | None]] = {}
-        registry.on_change(self._cache.clear)
+        registry.on_change(lambda generation: self.forget())
+
+    def forget(self) -> None:
+        """Mark every cached answer stale (the registry's keys may have changed): each is asked
+        again on its next use, and kept only while the registry cannot answer."""
+        self._cache = {digest: (-_CACHE_TTL_S, p) for digest, (_, p) in self._cache.items()}
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -58,11 +66,18 @@ class Authenticator:
         digest = hash_secret(secret)
         now = time.monotonic()
         cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < _CACHE_TTL_S:
+        if cached is not None and 0 <= now - cached[0] < _CACHE_TTL_S:
             principal = cached[1]
         else:
-            record = await self._registry.find_key(digest)
-            principal = _principal(record) if record else None
+            try:
+                record = await self._registry.find_key(digest)
+            except RegistryUnavailable:
+                if cached is None:
+                    raise
+                record = None
+                principal = cached[1]
+            else:
+                principal = _principal(record) if record else None
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (now, principal)

@@ -35,11 +35,14 @@ class Settings(BaseSettings):
     require_infer_key: bool = False
     bootstrap_admin_key: str | None = None
     demo: bool = False
-    routing_refresh_s: float = Field(2.0, gt=0, le=3600)
+    # An alias change returns once every live gateway serves it, or after this long.
+    propagation_timeout_ms: int = Field(2000, ge=0, le=600_000)
     # Set by `maas serve` for its gateway processes: where the workers listen (empty: run
     # models in the gateway process itself, as tests do) and which gateway this one is.
     worker_endpoints: tuple[str, ...] = ()
     gateway_index: int = Field(0, ge=0)
+    # Set by `maas serve`: where its gateways tell each other of a new registry generation.
+    peers_dir: Path | None = None
     migrate_on_start: bool = True  # off for gateways whose supervisor migrated already
 
     @field_validator("bootstrap_admin_key")

@@ -19,7 +19,8 @@ MaasError
 │   ├── AliasInUse
 │   └── ConcurrentChange
 ├── Overloaded                 queue full; carries retry_after seconds
-├── Unavailable                no ready backend, or the registry cannot take writes
+├── Unavailable                no ready backend
+│   └── RegistryUnavailable    the registry database cannot be reached
 ├── DeadlineExceeded           the request's deadline passed before inference
 ├── ClientDisconnected         the client hung up before its result was ready
 └── ModelLoadError             a version could not be loaded (kept as its load error)
@@ -120,6 +121,12 @@ class Overloaded(MaasError):
 
 class Unavailable(MaasError):
     code = "unavailable"
+
+
+class RegistryUnavailable(Unavailable):
+    """The registry database cannot be reached: writes (and reads that need it) wait for it."""
+
+    code = "registry_unavailable"
 
 
 class DeadlineExceeded(MaasError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from maas.artifacts import ArtifactStore, ArtifactWriter
-from maas.deployment import Deployer
+from maas.control.deployment import Deployer
 from maas.meta import VersionMeta
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry

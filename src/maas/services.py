@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from maas.artifacts import ArtifactStore
 from maas.auth import Authenticator
 from maas.config import Settings
-from maas.deployment import Deployer
+from maas.control.deployment import Deployer
+from maas.control.leader import Leadership
+from maas.control.plane import ControlPlane
 from maas.metrics import RequestMetrics
 from maas.registry.service import Registry
 from maas.serving.catalog import Catalog
@@ -39,6 +42,8 @@ class Services:
     catalog: Catalog
     readiness: Readiness
     metrics: RequestMetrics
+    plane: ControlPlane
+    leadership: Leadership
 
     async def not_ready_reasons(self) -> list[str]:
         reasons = []
@@ -49,10 +54,15 @@ class Services:
         if not self.readiness.demo:
             reasons.append("demo models are still being trained and loaded")
         reasons.extend(self.readiness.reasons)
-        versions = self._version_reasons(await self.router.current())
-        if versions:  # perhaps another gateway changed them since: look again (≤ every 250 ms)
-            versions = self._version_reasons(await self.router.recent())
-        return reasons + versions
+        return reasons + self._version_reasons(await self.router.current())
+
+    def degradations(self) -> list[str]:
+        """What is wrong but does not stop this gateway serving (shown by /readyz)."""
+        error = self.plane.registry_error
+        if error is None:
+            return []
+        since = datetime.fromtimestamp(error[0], UTC).isoformat(timespec="seconds")
+        return [f"registry unavailable since {since}: {error[1]}; serving the last routing table"]
 
     def _version_reasons(self, snapshot: Snapshot) -> list[str]:
         reasons = []

@@ -4,7 +4,8 @@ The supervisor prepares the registry once (migrations, bootstrap key) so gateway
 on it, binds the listening socket and hands it to every gateway (the kernel spreads
 connections), starts workers on `ipc://` sockets in a private run directory, and restarts any
 child that exits: a dead worker is noticed within `POLL_S` and restarted with its restart count,
-and the gateways load its versions onto the new process when it first answers.
+and the gateway that leads placement loads its versions onto the new process when it first
+answers. The gateways tell each other of registry changes through sockets in `run_dir/peers`.
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ class Supervisor:
             update={
                 "worker_endpoints": tuple(self.endpoints),
                 "gateway_index": index,
+                "peers_dir": self.run_dir / "peers",
                 "migrate_on_start": False,
                 "bootstrap_admin_key": None,  # created once, above, not raced by G processes
             }

@@ -155,6 +155,17 @@ class LoadSpec:
     replicas: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """What placement needs to know of one worker: whether it answers, what it holds."""
+
+    name: str
+    healthy: bool
+    versions: frozenset[str]  # "model@version" keys loaded
+    # Changes whenever the worker process is a new one (a restart): what it held is gone.
+    boot: str = ""
+
+
 class InferenceBackend(Protocol):
     """Where model execution happens: in-process today, worker processes behind the same seam.
 
@@ -174,6 +185,16 @@ class InferenceBackend(Protocol):
     async def unload(self, key: VersionKey) -> None: ...
 
     def is_loaded(self, key: VersionKey) -> bool: ...
+
+    def workers(self) -> list[WorkerState]:
+        """Every worker this backend reaches, for placement (`maas.control.placement`)."""
+        ...
+
+    async def load_on(self, worker: str, spec: LoadSpec) -> None:
+        """Load onto one worker; WorkerCrashedLoading if it died doing so."""
+        ...
+
+    async def unload_on(self, worker: str, key: VersionKey) -> None: ...
 
     async def infer(
         self, key: VersionKey, inputs: list[Any], *, timeout_s: float | None = None

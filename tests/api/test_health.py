@@ -49,7 +49,8 @@ async def test_restart_reloads_serving_versions(tmp_path: Path) -> None:
         await gw.create_model("other")
         await gw.upload("other", torchscript_bytes(tiny_mlp()), mlp_meta(load=False))
     async with running_gateway(settings) as gw:
-        await gw.services.deployer.wait_idle()
+        # Placement loads what was serving in the background; ready once it is loaded.
+        assert (await gw.wait_ready()).status_code == 200
         response = await gw.predict("/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]]})
         assert response.status_code == 200
         other = await gw.client.get("/admin/models/other/versions/1", headers=ADMIN)

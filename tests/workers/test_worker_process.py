@@ -150,7 +150,7 @@ async def test_a_killed_worker_fails_its_calls_fast_and_is_used_again_after_rest
             await wait_healthy(pool)
             assert len(booted) == 2  # first sight, then the restart: both handed to the hook
             assert booted[0].status is not None
-            await pool.load_on(pool.links[0], load_spec(path, digest))
+            await pool.load_on(pool.links[0].name, load_spec(path, digest))
             (y,) = await pool.infer(KEY, [np.zeros((1, 4), np.float32)])
             assert y.shape == (1, 3)
 

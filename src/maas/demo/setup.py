@@ -96,9 +96,8 @@ async def _ensure_model(services: Services, name: str, train: Trainer) -> None:
         status=VersionStatus.REGISTERED,
         actor="system",
     )
-    await services.deployer.start_load(record.key)
-    await services.deployer.wait_idle()
-    loaded = await registry.get_version(VersionKey(name, record.version))
+    await services.deployer.start_load(record.key)  # the gateway leading placement loads it
+    loaded = await services.deployer.wait_settled(VersionKey(name, record.version))
     if loaded.status is not VersionStatus.READY:
         raise ModelLoadError(f"demo model {record.key} did not load: {loaded.load_error}")
     await registry.set_alias(

@@ -1,7 +1,15 @@
-"""Engine, sessions and schema migrations for the registry."""
+"""Engine, sessions and schema migrations for the registry.
+
+The driver's errors enter maas here and only here: a session from `Sessions` turns "the
+database cannot be reached" (connection refused, dropped, timed out, file unopenable) into
+`RegistryUnavailable` (503 `registry_unavailable`), whatever the backend, so no caller needs to
+know SQLAlchemy's, asyncpg's or sqlite3's exception types.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,13 +17,78 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 from maas.config import async_database_url
+from maas.errors import RegistryUnavailable
 
-SessionFactory = async_sessionmaker[AsyncSession]
+# A connection attempt to an unreachable PostgreSQL gives up after this long (asyncpg waits a
+# minute by default), so a gateway cut off from its database answers 503 quickly.
+CONNECT_TIMEOUT_S = 3.0
+
+
+def unavailable(exc: BaseException) -> RegistryUnavailable | None:
+    """The RegistryUnavailable an exception from the driver means, or None if it means
+    something else (a constraint, a bug), which callers handle or which stays a bug."""
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError | sa_exc.DataError):
+        return None
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    elif isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        reason = str(exc.orig).splitlines()[0]
+    elif isinstance(exc, OSError | TimeoutError) or _asyncpg_connection_error(exc):
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        return None
+    return RegistryUnavailable(f"the registry database is unavailable ({reason[:200]})")
+
+
+def _asyncpg_connection_error(exc: BaseException) -> bool:
+    # asyncpg's own errors for a server that is gone, shutting down or not yet up, when raised
+    # where SQLAlchemy does not wrap them (while connecting).
+    name = type(exc).__name__
+    return type(exc).__module__.startswith("asyncpg") and (
+        "Connection" in name or name in ("CannotConnectNowError", "AdminShutdownError")
+    )
+
+
+class Sessions:
+    """Opens registry sessions, translating the driver's 'cannot reach the database' errors.
+
+    `sessions()` for reads, `sessions.begin()` for one transaction, both async context managers
+    like SQLAlchemy's `async_sessionmaker`, whose sessions they hand out.
+    """
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self._factory() as session:
+                yield session
+        except Exception as exc:
+            translated = unavailable(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self._factory.begin() as session:
+                yield session
+        except Exception as exc:
+            translated = unavailable(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+
+SessionFactory = Sessions
 
 
 def create_engine(database_url: str, *, for_writes: bool = False) -> AsyncEngine:
@@ -27,7 +100,10 @@ def create_engine(database_url: str, *, for_writes: bool = False) -> AsyncEngine
     of this (its writes lock the rows they read with FOR UPDATE).
     """
     url = make_url(async_database_url(database_url))
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "connect_args": {"timeout": CONNECT_TIMEOUT_S, "command_timeout": 10 * CONNECT_TIMEOUT_S},
+    }
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -63,8 +139,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_session_factory(engine: AsyncEngine) -> Sessions:
+    return Sessions(async_sessionmaker(engine, expire_on_commit=False))
 
 
 def migrations_dir() -> Path:
@@ -111,11 +187,11 @@ class Database:
     write_engine: AsyncEngine
 
     @property
-    def reads(self) -> SessionFactory:
+    def reads(self) -> Sessions:
         return create_session_factory(self.engine)
 
     @property
-    def writes(self) -> SessionFactory:
+    def writes(self) -> Sessions:
         return create_session_factory(self.write_engine)
 
     async def dispose(self) -> None:

@@ -108,6 +108,8 @@ class AliasRecord:
     alias: str
     routes: tuple[Route, ...]
     updated_at: datetime
+    # The registry generation this change committed with (None when read, not written).
+    generation: int | None = None
 
     @classmethod
     def from_row(cls, row: Alias, model_name: str) -> AliasRecord:

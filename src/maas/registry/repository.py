@@ -9,7 +9,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from maas.errors import AliasNotFound, ModelNotFound, VersionNotFound
-from maas.registry.tables import Alias, AliasHistory, ApiKey, AuditEvent, Model, ModelVersion
+from maas.registry.tables import (
+    Alias,
+    AliasHistory,
+    ApiKey,
+    AuditEvent,
+    Model,
+    ModelVersion,
+    RegistryState,
+)
 from maas.types import VersionStatus
 
 
@@ -131,4 +139,20 @@ async def get_key(session: AsyncSession, *, key_id: int) -> ApiKey | None:
 
 async def count_artifact_users(session: AsyncSession, *, sha256: str) -> int:
     query = select(func.count()).select_from(ModelVersion).where(ModelVersion.sha256 == sha256)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def bump_generation(session: AsyncSession) -> int:
+    """Raise the registry's generation in this transaction; returns the new one."""
+    result = await session.execute(
+        update(RegistryState)
+        .where(RegistryState.id == 1)
+        .values(generation=RegistryState.generation + 1)
+        .returning(RegistryState.generation)
+    )
+    return int(result.scalar_one())
+
+
+async def generation(session: AsyncSession) -> int:
+    query = select(RegistryState.generation).where(RegistryState.id == 1)
     return int((await session.execute(query)).scalar_one())

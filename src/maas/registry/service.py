@@ -1,7 +1,9 @@
 """Registry operations: each one transaction, with its audit event and alias history row.
 
-Listeners registered with `on_change` hear about every committed change, so caches (the routing
-table, the key cache) can drop what they hold.
+Every change that a gateway's routing table or key cache depends on raises the registry
+**generation** in its own transaction, so a gateway that has read generation G and the tables
+after it serves everything committed up to G. Listeners registered with `on_change` hear the new
+generation once the change has committed (the control plane tells the other gateways).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from maas.errors import (
     AliasInUse,
@@ -21,7 +23,6 @@ from maas.errors import (
     ConcurrentChange,
     Conflict,
     KeyNotFound,
-    Unavailable,
     VersionNotReady,
 )
 from maas.registry import repository as repo
@@ -75,14 +76,19 @@ class Registry:
     def __init__(self, sessions: SessionFactory, *, writes: SessionFactory | None = None) -> None:
         self._sessions = sessions
         self._writes = writes or sessions
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[int], None]] = []
 
-    def on_change(self, listener: Callable[[], None]) -> None:
+    def on_change(self, listener: Callable[[int], None]) -> None:
         self._listeners.append(listener)
 
-    def _changed(self) -> None:
+    def _changed(self, generation: int) -> None:
         for listener in self._listeners:
-            listener()
+            listener(generation)
+
+    async def generation(self) -> int:
+        """The registry's generation now: one row, the cheapest read there is."""
+        async with self._sessions() as session:
+            return await repo.generation(session)
 
     # models ---------------------------------------------------------------------------------
 
@@ -94,9 +100,10 @@ class Registry:
                 await session.flush()
                 _audit(session, actor, "model.create", name, None, {"description": description})
                 record = ModelRecord(model.name, model.description, model.created_at)
+                generation = await repo.bump_generation(session)
         except IntegrityError:
             raise AlreadyExists(f"model '{name}' already exists") from None
-        self._changed()
+        self._changed(generation)
         return record
 
     async def list_models(self) -> list[ModelRecord]:
@@ -150,7 +157,8 @@ class Registry:
                 {"sha256": sha256, "size": size, "format": meta.format},
             )
             record = VersionRecord.from_row(version, model)
-        self._changed()
+            generation = await repo.bump_generation(session)
+        self._changed(generation)
         return record
 
     async def get_version(self, key: VersionKey) -> VersionRecord:
@@ -180,7 +188,8 @@ class Registry:
                 row.loaded_at = datetime.now(UTC)
             await session.flush()
             record = VersionRecord.from_row(row, key.model)
-        self._changed()
+            generation = await repo.bump_generation(session)
+        self._changed(generation)
         return record
 
     async def update_version(
@@ -207,7 +216,8 @@ class Registry:
                 _audit(session, actor, "version.update", str(key), before, after)
             await session.flush()
             record = VersionRecord.from_row(row, key.model)
-        self._changed()
+            generation = await repo.bump_generation(session)
+        self._changed(generation)
         return record
 
     async def archive_version(self, key: VersionKey, *, actor: str) -> VersionRecord:
@@ -231,7 +241,8 @@ class Registry:
             )
             await session.flush()
             record = VersionRecord.from_row(row, key.model)
-        self._changed()
+            generation = await repo.bump_generation(session)
+        self._changed(generation)
         return record
 
     async def versions_to_restore(self) -> list[VersionRecord]:
@@ -258,8 +269,8 @@ class Registry:
         action: AliasAction = AliasAction.SET,
         expected_current: Any = UNSET,
     ) -> AliasRecord:
-        """Point `alias` at ready versions, atomically, recording history unless nothing moves."""
-        changed = False
+        """Point `alias` at ready versions, atomically, recording history unless nothing moves
+        (then the record has no generation: there is nothing to propagate)."""
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.get_alias(session, model=model_row, name=alias)
@@ -300,10 +311,9 @@ class Registry:
                 routes_json(new_routes),
             )
             await session.flush()
-            record = AliasRecord(model, alias, new_routes, now)
-            changed = True
-        if changed:
-            self._changed()
+            generation = await repo.bump_generation(session)
+            record = AliasRecord(model, alias, new_routes, now, generation)
+        self._changed(generation)
         return record
 
     async def previous_routes(self, *, model: str, alias: str) -> tuple[Route, ...]:
@@ -364,14 +374,12 @@ class Registry:
                 raise KeyNotFound(f"no active key with id {key_id}")
             row.revoked_at = datetime.now(UTC)
             _audit(session, actor, "key.revoke", f"key/{key_id}", {"name": row.name}, None)
-        self._changed()
+            generation = await repo.bump_generation(session)
+        self._changed(generation)
 
     async def ping(self) -> None:
-        try:
-            async with self._sessions() as session:
-                await session.execute(select(Model.id).limit(1))
-        except SQLAlchemyError as exc:
-            raise Unavailable(f"registry unreachable: {type(exc).__name__}") from None
+        async with self._sessions() as session:
+            await session.execute(select(Model.id).limit(1))
 
 
 def _audit(session: Any, actor: str, action: str, target: str, before: Any, after: Any) -> None:

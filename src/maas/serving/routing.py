@@ -1,22 +1,24 @@
 """From a ref (`digits`, `digits@3`, `digits@canary`) to one concrete, ready version.
 
 Resolution reads an in-memory snapshot of the registry (models, version statuses and
-signatures, alias routes), so the request path never touches the database. The snapshot is
-rebuilt after every local registry change and every few seconds for changes made elsewhere; a
-miss forces one rebuild before the answer is 404.
+signatures, alias routes), so the request path never touches the database. The control plane
+(`maas.control.plane`) rebuilds it when the registry's generation moves; a change this process
+made marks it stale, and the next request rebuilds it first (read-your-writes here). A ref that
+names nothing is answered from the snapshot: junk costs no query.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
-import time
 from dataclasses import dataclass
 
 from maas.errors import (
     AliasNotFound,
     ModelNotFound,
+    RegistryUnavailable,
     VersionNotFound,
     VersionNotReady,
 )
@@ -24,7 +26,7 @@ from maas.registry.records import Route, VersionRecord
 from maas.registry.service import Registry
 from maas.types import DEFAULT_ALIAS, ModelRef, VersionStatus
 
-STALE_READY_RECHECK_S = 0.25
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,66 +44,60 @@ class Router:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._snapshot = Snapshot(models={})
-        self._dirty = True
-        self._refreshed_at = 0.0
+        # Changes this process made (`invalidate`), and how many of them the snapshot has read.
+        self._asked = 1
+        self._read = 0
         self._lock = asyncio.Lock()
+        self.reloads = 0  # full reads of the routing table (tests count them)
         registry.on_change(self.invalidate)
 
-    def invalidate(self) -> None:
-        self._dirty = True
+    def invalidate(self, generation: int = 0) -> None:
+        self._asked += 1
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
     async def refresh(self) -> Snapshot:
+        """Read the routing table again, now."""
         async with self._lock:
-            self._dirty = False
-            self._refreshed_at = time.monotonic()
-            models = await self._registry.list_models()
-            self._snapshot = Snapshot(
-                models={
-                    m.name: ModelEntry(
-                        versions={v.version: v for v in m.versions},
-                        aliases={a.alias: a.routes for a in m.aliases},
-                    )
-                    for m in models
-                }
-            )
-            return self._snapshot
+            return await self._reload()
 
-    async def current(self) -> Snapshot:
-        if self._dirty:
-            return await self.refresh()
+    async def _reload(self) -> Snapshot:
+        asked = self._asked
+        self.reloads += 1
+        models = await self._registry.list_models()
+        self._snapshot = Snapshot(
+            models={
+                m.name: ModelEntry(
+                    versions={v.version: v for v in m.versions},
+                    aliases={a.alias: a.routes for a in m.aliases},
+                )
+                for m in models
+            }
+        )
+        self._read = max(self._read, asked)
         return self._snapshot
 
-    async def recent(self, max_age_s: float = STALE_READY_RECHECK_S) -> Snapshot:
-        """The snapshot, read again first if it is older than `max_age_s`: for answers such as
-        'not ready' that another gateway's change may have made stale."""
-        if self._dirty or time.monotonic() - self._refreshed_at > max_age_s:
-            return await self.refresh()
+    async def current(self) -> Snapshot:
+        """The snapshot, read again first if this process changed the registry since the read
+        it came from began; the last one if the registry cannot be reached."""
+        if self._read < self._asked:
+            try:
+                async with self._lock:
+                    if self._read < self._asked:  # not read meanwhile by another caller
+                        await self._reload()
+            except RegistryUnavailable as exc:
+                log.debug("routing table kept: %s", exc.message)
         return self._snapshot
 
     async def entry(self, model: str) -> ModelEntry | None:
-        """A model's versions and aliases, read again once if the snapshot does not know it."""
-        found = (await self.current()).models.get(model)
-        if found is None:  # perhaps created by another process since the last refresh
-            found = (await self.refresh()).models.get(model)
-        return found
+        """A model's versions and aliases, or None if the snapshot does not know it."""
+        return (await self.current()).models.get(model)
 
     async def resolve(self, ref: ModelRef, *, routing_key: str | None = None) -> VersionRecord:
         """The ready version this request runs on; raises NotFound or VersionNotReady."""
-        try:
-            return _resolve(await self.current(), ref, routing_key)
-        except (ModelNotFound, VersionNotFound, AliasNotFound):
-            # Perhaps created by another process since the last refresh.
-            return _resolve(await self.refresh(), ref, routing_key)
-        except VersionNotReady:
-            # Perhaps made ready by another gateway process; asked of the registry at most
-            # every STALE_READY_RECHECK_S, so clients calling a failed version cost no query.
-            if time.monotonic() - self._refreshed_at < STALE_READY_RECHECK_S:
-                raise
-            return _resolve(await self.refresh(), ref, routing_key)
+        return _resolve(await self.current(), ref, routing_key)
 
 
 def _resolve(snapshot: Snapshot, ref: ModelRef, routing_key: str | None) -> VersionRecord:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from maas.errors import Unavailable
 from maas.telemetry import BackendTelemetry, VersionTelemetry, WorkerHealth
-from maas.types import LoadSpec, VersionKey
+from maas.types import LoadSpec, VersionKey, WorkerState
+
+WORKER_NAME = "inprocess"
 
 if TYPE_CHECKING:
     from maas.workers.runtime import LoadedModel
@@ -68,6 +70,15 @@ class InProcessBackend:
     def loaded(self) -> list[VersionKey]:
         return list(self._models)
 
+    def workers(self) -> list[WorkerState]:
+        return [WorkerState(WORKER_NAME, True, frozenset(str(k) for k in self._models))]
+
+    async def load_on(self, worker: str, spec: LoadSpec) -> None:
+        await self.load(spec)
+
+    async def unload_on(self, worker: str, key: VersionKey) -> None:
+        await self.unload(key)
+
     async def infer(
         self, key: VersionKey, inputs: list[Any], *, timeout_s: float | None = None
     ) -> list[Any]:
@@ -90,14 +101,14 @@ class InProcessBackend:
 
     def telemetry(self) -> BackendTelemetry:
         return BackendTelemetry(
-            workers=[WorkerHealth("inprocess", True, 0)],
+            workers=[WorkerHealth(WORKER_NAME, True, 0)],
             versions={str(key): t for key, t in self._telemetry.items()},
         )
 
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
-                "id": "inprocess",
+                "id": WORKER_NAME,
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "device": "cpu",

@@ -37,7 +37,7 @@ from maas.errors import (
 from maas.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport import messages as msg
 from maas.transport.frames import readable, recv_frames, send_frames
-from maas.types import LoadSpec, VersionKey
+from maas.types import LoadSpec, VersionKey, WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,9 @@ class WorkerPool:
         targets = [link for link in self.targets(spec) if link.healthy]
         if not targets:
             raise ModelLoadError("no healthy worker to load it on")
-        await asyncio.gather(*(self.load_on(link, spec) for link in targets))
+        await asyncio.gather(*(self._load_on_link(link, spec) for link in targets))
 
-    async def load_on(self, link: WorkerLink, spec: LoadSpec) -> None:
+    async def _load_on_link(self, link: WorkerLink, spec: LoadSpec) -> None:
         boot = link.status.boot if link.status else link.endpoint
         try:
             reply, _ = await self._call(link, msg.Load(next(self._ids), spec))
@@ -158,6 +158,33 @@ class WorkerPool:
         if isinstance(reply, msg.Failed):
             raise ModelLoadError(reply.message)
         self._mark_loaded(link, str(spec.key))
+
+    def workers(self) -> list[WorkerState]:
+        return [
+            WorkerState(
+                link.name,
+                link.healthy,
+                frozenset(link.status.versions) if link.status else frozenset(),
+                link.status.boot if link.status else "",
+            )
+            for link in self._links
+        ]
+
+    def _link(self, worker: str) -> WorkerLink:
+        for link in self._links:
+            if link.name == worker:
+                return link
+        raise Unavailable(f"no worker named {worker}")
+
+    async def load_on(self, worker: str, spec: LoadSpec) -> None:
+        await self._load_on_link(self._link(worker), spec)
+
+    async def unload_on(self, worker: str, key: VersionKey) -> None:
+        link = self._link(worker)
+        await self._call(link, msg.Unload(next(self._ids), key.model, key.version))
+        if link.status is not None and str(key) in link.status.versions:
+            versions = tuple(v for v in link.status.versions if v != str(key))
+            link.status = _with_versions(link.status, versions)
 
     async def unload(self, key: VersionKey) -> None:
         calls = [

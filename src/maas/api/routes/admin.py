@@ -1,8 +1,10 @@
-"""Operator REST: models, versions, aliases, history, audit events and keys (admin scope)."""
+"""Operator REST: models, versions, aliases, history, audit events, keys, workers and gateways
+(admin scope). An alias change answers once every live gateway serves it (`_propagated`)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,7 +17,8 @@ from maas.api.upload import receive_upload
 from maas.errors import AliasInUse, BadRequest, MaasError
 from maas.meta import parse_meta
 from maas.publishing import publish_version
-from maas.registry.records import Route
+from maas.registry.records import AliasRecord, Route
+from maas.services import Services
 from maas.types import ALIAS_NAME_RE, AliasAction, VersionKey
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -145,7 +148,7 @@ async def archive_version(
 ) -> dict[str, Any]:
     key = VersionKey(name, version)
     record = await services.registry.archive_version(key, actor=who.name)
-    await services.backend.unload(key)
+    services.deployer.wake()  # the leader takes it off the workers
     return schemas.version_json(record)
 
 
@@ -163,7 +166,7 @@ async def set_alias(
         actor=who.name,
         **extra,
     )
-    return schemas.alias_json(record)
+    return await _propagated(services, record)
 
 
 @router.get("/models/{name}/aliases/{alias}")
@@ -182,7 +185,7 @@ async def promote(
         actor=who.name,
         action=AliasAction.PROMOTE,
     )
-    return schemas.alias_json(record)
+    return await _propagated(services, record)
 
 
 @router.post("/models/{name}/rollback")
@@ -196,7 +199,19 @@ async def rollback(
     record = await services.registry.set_alias(
         model=name, alias=body.alias, routes=routes, actor=who.name, action=AliasAction.ROLLBACK
     )
-    return schemas.alias_json(record)
+    return await _propagated(services, record)
+
+
+async def _propagated(services: Services, record: AliasRecord) -> dict[str, Any]:
+    """The alias, once every live gateway serves the generation it committed with (a change
+    that moved nothing waits for what this gateway serves already)."""
+    generation = record.generation if record.generation is not None else services.plane.served
+    propagation = await services.plane.propagate(generation)
+    return {
+        **schemas.alias_json(record),
+        "generation": propagation.generation,
+        "propagated": propagation.as_json(),
+    }
 
 
 @router.get("/models/{name}/aliases/{alias}/history")
@@ -231,3 +246,25 @@ async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[
 @router.get("/workers")
 async def workers(services: ServicesDep) -> dict[str, Any]:
     return {"workers": services.backend.describe()}
+
+
+@router.get("/gateways")
+async def gateways(services: ServicesDep) -> dict[str, Any]:
+    """Every live gateway of this registry (any host), the generation each serves, and which
+    ones lead placement."""
+    rows = await services.plane.gateways()
+    leaders = await services.plane.leaders()
+    return {
+        "generation": await services.registry.generation(),
+        "gateways": [
+            {
+                "id": row.id,
+                "host": row.host,
+                "pid": row.pid,
+                "generation": row.generation,
+                "last_seen": datetime.fromtimestamp(row.last_seen, UTC).isoformat(),
+                "leader": row.id in leaders,
+            }
+            for row in rows
+        ],
+    }

@@ -23,6 +23,10 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
     reasons = await services.not_ready_reasons()
+    degraded = services.degradations()
     if reasons:
-        return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
-    return JSONResponse({"ready": True})
+        return JSONResponse(
+            {"ready": False, "reasons": reasons, "degraded": degraded}, status_code=503
+        )
+    # Degraded is still ready: this gateway serves from its last routing table.
+    return JSONResponse({"ready": True, "degraded": degraded} if degraded else {"ready": True})
