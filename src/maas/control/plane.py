@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -56,14 +57,19 @@ class Identity:
     host: str
     pid: int
     started_at: float
+    instance: int = 1  # more than one gateway in a process (tests): each its own row
 
     @property
     def id(self) -> str:
-        return f"{self.host}:{self.pid}"
+        suffix = f":{self.instance}" if self.instance > 1 else ""
+        return f"{self.host}:{self.pid}{suffix}"
 
     @classmethod
     def of_this_process(cls) -> Identity:
-        return cls(socket.gethostname(), os.getpid(), time.time())
+        return cls(socket.gethostname(), os.getpid(), time.time(), next(_instances))
+
+
+_instances = itertools.count(1)
 
 
 class ControlPlane:
@@ -214,7 +220,7 @@ class ControlPlane:
             if not behind or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(_CONFIRM_POLL_S)
-        missing = [f"{g.host}:{g.pid}" for g in behind]
+        missing = [g.id for g in behind]  # "host:pid"
         if missing:
             log.warning(
                 "generation %d not confirmed within %.1f s by gateway(s) %s",
