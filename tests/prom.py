@@ -32,4 +32,5 @@ CONTRACT_FAMILIES = {
     "maas_alias_target",
     "maas_worker_up",
     "maas_worker_restarts",
+    "maas_registry_generation",
 }

@@ -104,13 +104,16 @@ def test_metrics_add_up_over_every_gateway_process(tmp_path: Path) -> None:
         for _ in range(12):  # new connections: the kernel spreads them over both gateways
             samples = _scrape_until(
                 url,
-                lambda s: value(s, "maas_queue_wait_seconds_count", model="m", version="1") == 30,
+                lambda s: (
+                    value(s, "maas_queue_wait_seconds_count", model="m", version="1", worker="w0")
+                    == 30
+                ),
             )
             ok = {"model": "m", "version": "1", "protocol": "v1", "code": "200"}
             assert value(samples, "maas_requests_total", **ok) == 30
             junk = {"model": "_unknown", "version": "_", "protocol": "v1", "code": "404"}
             assert value(samples, "maas_requests_total", **junk) == 5
-            assert value(samples, "maas_batch_size_sum", model="m", version="1") == 30 * 4
+            assert value(samples, "maas_batch_size_sum", model="m", version="1", worker="w0") == 120
             assert (
                 value(samples, "maas_request_duration_seconds_count", model="m", version="1") == 30
             )

@@ -5,9 +5,16 @@ runs several; it gives them one `PROMETHEUS_MULTIPROC_DIR`, where each keeps its
 file of its own, and a scrape on any of them adds up all the files (prometheus_client's
 multiprocess mode, as under gunicorn). Alone, a gateway keeps them in memory.
 
-Everything else is read at scrape time: the workers' figures (queue wait, forward time, batch
-sizes, queue depth) from their latest heartbeats, worker health and restarts from the pool, and
-version statuses and alias targets from the registry.
+The workers' figures (queue wait, forward time, batch sizes, queue depth, padding waste) are
+exposed once per worker, under a `worker` label. Under `maas serve` the workers write them into
+the same directory (`maas.workers.exposition`), so the scrape that adds up the gateways' files
+adds up theirs too: every gateway process shows the same values, and a restarted worker's
+predecessor still counts, so these counters never go back. Without that directory they come
+from the backend at scrape time (the workers' latest heartbeats, or the in-process backend's
+own figures, `worker="inprocess"`).
+
+Everything else is read at scrape time: worker health and restarts from the pool, version
+statuses and alias targets from the registry, and the registry generation the gateway serves.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
@@ -32,7 +40,7 @@ from maas.serving.routing import ModelEntry
 from maas.types import VersionStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROCESS_DIR_ENV = telemetry.MULTIPROCESS_DIR_ENV
 # prometheus_client chooses how it stores values when it is imported; so do we.
 _MULTIPROCESS_DIR = os.environ.get(MULTIPROCESS_DIR_ENV) or None
 
@@ -60,6 +68,9 @@ class RequestMetrics:
             buckets=telemetry.SECONDS_BOUNDS,
             registry=self._own_registry,
         )
+        # In multiprocess mode the workers' families come from the files too; these describe
+        # them (the gateway writes nothing to them), so they are exposed before any worker wrote.
+        self._worker_metrics = telemetry.declare_worker_metrics() if _MULTIPROCESS_DIR else None
         # Label lookups cost more than the increments; each series is looked up once.
         self._counters: dict[tuple[str, str, str, int], Any] = {}
         self._timers: dict[tuple[str, str], Any] = {}
@@ -89,12 +100,14 @@ class RequestMetrics:
                     self._counter(name, str(number), PROTOCOL_V1, 200)
                     self._timer(name, str(number))
         counted: Any = self._own_registry
+        own: tuple[MetricWrapperBase, ...] = (self._requests, self._duration)
         if counted is None:
             counted = CollectorRegistry()
             MultiProcessCollector(counted, path=_MULTIPROCESS_DIR)  # type: ignore[no-untyped-call]
+            own += tuple(self._worker_metrics or ())
         registry = CollectorRegistry()
-        registry.register(_Counted(counted, (self._requests, self._duration)))
-        registry.register(scrape)
+        registry.register(_Counted(counted, own))
+        registry.register(_Families(scrape, from_backend=self._worker_metrics is None))
         return generate_latest(registry)
 
 
@@ -104,11 +117,18 @@ class Scrape:
 
     models: dict[str, ModelEntry]
     backend: telemetry.BackendTelemetry
+    generation: int = 0  # the registry generation this gateway serves
 
     def collect(self) -> Iterator[Metric]:
+        return self.families(from_backend=True)
+
+    def families(self, *, from_backend: bool) -> Iterator[Metric]:
+        """Every family read at scrape time; the workers' figures too when `from_backend`
+        (else they are in the multiprocess files)."""
         yield from self._registry_families()
         yield from self._worker_families()
-        yield from self._version_families()
+        if from_backend:
+            yield from self._version_families()
 
     def _registry_families(self) -> Iterator[Metric]:
         status = GaugeMetricFamily(
@@ -133,6 +153,11 @@ class Scrape:
                     target.add_metric([name, alias, str(route.version)], route.weight / total)
         yield status
         yield target
+        generation = GaugeMetricFamily(
+            "maas_registry_generation", "The registry generation this gateway serves."
+        )
+        generation.add_metric([], self.generation)
+        yield generation
 
     def _worker_families(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("maas_worker_up", "1 while a worker answers.", labels=["worker"])
@@ -146,29 +171,18 @@ class Scrape:
         yield restarts
 
     def _version_families(self) -> Iterator[Metric]:
-        labels = ["model", "version"]
-        queue_wait = HistogramMetricFamily(
-            "maas_queue_wait_seconds",
-            "Time a request waited in its version's batch queue.",
-            labels=labels,
+        labels = list(telemetry.WORKER_LABELS)
+        queue_wait, inference, batch_size = (
+            HistogramMetricFamily(family.name, family.help, labels=labels)
+            for family in (telemetry.QUEUE_WAIT, telemetry.INFERENCE, telemetry.BATCH_SIZE)
         )
-        inference = HistogramMetricFamily(
-            "maas_inference_duration_seconds", "Time one batch's forward pass took.", labels=labels
+        depth, waste = (
+            GaugeMetricFamily(family.name, family.help, labels=labels)
+            for family in (telemetry.QUEUE_DEPTH, telemetry.PADDING_WASTE)
         )
-        batch_size = HistogramMetricFamily(
-            "maas_batch_size", "Instances per forward pass.", labels=labels
-        )
-        depth = GaugeMetricFamily(
-            "maas_queue_depth", "Instances waiting for a forward pass.", labels=labels
-        )
-        waste = GaugeMetricFamily(
-            "maas_padding_waste_ratio",
-            "Share of the elements fed to the model that were padding.",
-            labels=labels,
-        )
-        for key, figures in sorted(self.backend.versions.items()):
+        for key, worker, figures in self.backend.series():
             model, _, version = key.rpartition("@")
-            series = [model, version]
+            series = [model, version, worker]
             for family, histogram in (
                 (queue_wait, figures.queue_wait),
                 (inference, figures.inference),
@@ -189,11 +203,21 @@ def _buckets(histogram: telemetry.Histogram) -> list[tuple[str, float]]:
     return out
 
 
-class _Counted:
-    """The gateways' own families as counted, and those nothing was counted in yet (the
-    multiprocess collector only knows families with series) as empty ones."""
+class _Families:
+    def __init__(self, scrape: Scrape, *, from_backend: bool) -> None:
+        self._scrape = scrape
+        self._from_backend = from_backend
 
-    def __init__(self, source: CollectorRegistry, own: tuple[Counter, Histogram]) -> None:
+    def collect(self) -> Iterator[Metric]:
+        return self._scrape.families(from_backend=self._from_backend)
+
+
+class _Counted:
+    """The families counted in this process or in the multiprocess files, and those nothing
+    was counted in yet (the multiprocess collector only knows families with series) as empty
+    ones."""
+
+    def __init__(self, source: CollectorRegistry, own: tuple[MetricWrapperBase, ...]) -> None:
         self._source = source
         self._own = own
 

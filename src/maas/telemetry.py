@@ -1,17 +1,23 @@
 """What a backend measures per version and per worker, in a form that travels.
 
-Workers keep these counters where the batches run and send them with every heartbeat; a
-gateway merges what its workers sent and `maas.metrics` renders it for Prometheus. Histograms
-have fixed bounds, so merging the same metric from several workers is adding counts. Counters
-start again at zero when a worker restarts, as Prometheus counters do after a process restart.
+Workers keep these counters in memory where the batches run (an observation is a list index
+and an add) and send them with every heartbeat: `GET /admin/...` shows them, and a gateway
+without a multiprocess directory renders them for Prometheus, one series per worker. Under
+`maas serve`, workers also write what changed into prometheus_client's multiprocess files every
+heartbeat period (`maas.workers.exposition`); gateways there expose those instead. Histograms
+have fixed bounds, so merging the same metric from several workers is adding counts. These
+in-memory counters start again at zero when a worker restarts; the files do not.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import msgspec
+from prometheus_client import Gauge
+from prometheus_client import Histogram as PromHistogram
 
 # Seconds: sub-millisecond steps matter on the CPU, seconds on a slow model or a long queue.
 SECONDS_BOUNDS: tuple[float, ...] = (
@@ -34,6 +40,58 @@ SECONDS_BOUNDS: tuple[float, ...] = (
     30.0,
 )
 BATCH_SIZE_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+# Where `maas serve` has its children keep prometheus_client's multiprocess files.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class Family(NamedTuple):
+    name: str
+    help: str
+
+
+# The families the workers measure, one series per (model, version, worker).
+WORKER_LABELS = ("model", "version", "worker")
+QUEUE_WAIT = Family(
+    "maas_queue_wait_seconds", "Time a request waited in its version's batch queue."
+)
+INFERENCE = Family("maas_inference_duration_seconds", "Time one batch's forward pass took.")
+BATCH_SIZE = Family("maas_batch_size", "Instances per forward pass.")
+QUEUE_DEPTH = Family("maas_queue_depth", "Instances waiting for a forward pass.")
+PADDING_WASTE = Family(
+    "maas_padding_waste_ratio", "Share of the elements fed to the model that were padding."
+)
+
+
+class WorkerMetrics(NamedTuple):
+    queue_wait: PromHistogram
+    inference: PromHistogram
+    batch_size: PromHistogram
+    queue_depth: Gauge
+    padding_waste: Gauge
+
+
+def declare_worker_metrics() -> WorkerMetrics:
+    """The worker families as prometheus_client metrics in no registry, for the multiprocess
+    files: workers write them, gateways describe them (a metric with labels writes nothing to
+    the files until one of its series is used). The gauges keep the most recent value written
+    under each label set, so a restarted worker's value replaces its predecessor's."""
+
+    def histogram(family: Family, bounds: tuple[float, ...]) -> PromHistogram:
+        return PromHistogram(family.name, family.help, WORKER_LABELS, buckets=bounds, registry=None)
+
+    def gauge(family: Family) -> Gauge:
+        return Gauge(
+            family.name, family.help, WORKER_LABELS, multiprocess_mode="mostrecent", registry=None
+        )
+
+    return WorkerMetrics(
+        histogram(QUEUE_WAIT, SECONDS_BOUNDS),
+        histogram(INFERENCE, SECONDS_BOUNDS),
+        histogram(BATCH_SIZE, BATCH_SIZE_BOUNDS),
+        gauge(QUEUE_DEPTH),
+        gauge(PADDING_WASTE),
+    )
 
 
 class Histogram(msgspec.Struct, array_like=True):
@@ -106,15 +164,38 @@ class WorkerHealth:
     restarts: int
 
 
+# The worker of figures whose worker nobody named (a backend that lists several and merges).
+UNKNOWN_WORKER = "_"
+
+
 @dataclass(slots=True)
 class BackendTelemetry:
-    """A backend's figures at one moment: its workers, and its versions merged over them."""
+    """A backend's figures at one moment: its workers, and its versions, per worker and merged
+    over them (the sum is what `GET /admin/models/{m}/versions/{v}` shows)."""
 
     workers: list[WorkerHealth] = field(default_factory=list)
     versions: dict[str, VersionTelemetry] = field(default_factory=dict)
+    # (version key, worker) -> that worker's figures.
+    by_worker: dict[tuple[str, str], VersionTelemetry] = field(default_factory=dict)
 
-    def merge(self, key: str, telemetry: VersionTelemetry) -> None:
+    def merge(self, key: str, telemetry: VersionTelemetry, worker: str | None = None) -> None:
+        """Add one worker's figures for `key`; `worker` defaults to the worker listed last (a
+        backend lists a worker, then merges what that worker sent)."""
         merged = self.versions.get(key)
         if merged is None:
             merged = self.versions[key] = VersionTelemetry()
         merged.add(telemetry)
+        if worker is None:
+            worker = self.workers[-1].name if self.workers else UNKNOWN_WORKER
+        own = self.by_worker.get((key, worker))
+        if own is None:
+            own = self.by_worker[(key, worker)] = VersionTelemetry()
+        own.add(telemetry)
+
+    def series(self) -> list[tuple[str, str, VersionTelemetry]]:
+        """(version key, worker, figures), sorted: per worker where the figures were merged in;
+        figures given whole (one backend in one process) belong to its only worker."""
+        if self.by_worker:
+            return [(key, worker, t) for (key, worker), t in sorted(self.by_worker.items())]
+        worker = self.workers[0].name if len(self.workers) == 1 else UNKNOWN_WORKER
+        return [(key, worker, t) for key, t in sorted(self.versions.items())]

@@ -8,9 +8,18 @@ import pytest
 
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, Gateway, make_settings, running_gateway
+from maas.metrics import RequestMetrics, Scrape
+from maas.telemetry import BackendTelemetry, VersionTelemetry, WorkerHealth
 from prom import CONTRACT_FAMILIES, parse, value
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]]}
+WORKER_FAMILIES = (
+    "maas_queue_wait_seconds",
+    "maas_inference_duration_seconds",
+    "maas_batch_size",
+    "maas_queue_depth",
+    "maas_padding_waste_ratio",
+)
 
 
 async def _scrape(gateway: Gateway) -> tuple[set[str], dict]:  # type: ignore[type-arg]
@@ -31,9 +40,10 @@ async def test_requests_are_counted_under_the_version_they_resolved_to(gateway: 
     artifact = torchscript_bytes(tiny_mlp())
     await gateway.deploy("mlp", artifact, mlp_meta())
     _, before = await _scrape(gateway)
+    mlp_here = {"model": "mlp", "version": "1", "worker": "inprocess"}
     # A ready version's series exist before its first request.
     assert value(before, "maas_request_duration_seconds_count", model="mlp", version="1") == 0
-    assert value(before, "maas_batch_size_count", model="mlp", version="1") == 0
+    assert value(before, "maas_batch_size_count", **mlp_here) == 0
 
     for _ in range(3):
         assert (await gateway.predict("/v1/models/mlp:predict", ROW)).status_code == 200
@@ -50,11 +60,18 @@ async def test_requests_are_counted_under_the_version_they_resolved_to(gateway: 
     assert value(samples, "maas_requests_total", code="404", **unknown) == 4
     assert not any("ghost" in str(labels) for _, labels in samples)
     assert value(samples, "maas_request_duration_seconds_count", model="mlp", version="1") == 4
-    # Three forwards of two instances each.
-    assert value(samples, "maas_inference_duration_seconds_count", model="mlp", version="1") == 3
-    assert value(samples, "maas_batch_size_sum", model="mlp", version="1") == 6
-    assert value(samples, "maas_batch_size_bucket", model="mlp", version="1", le="1.0") == 0
-    assert value(samples, "maas_batch_size_bucket", model="mlp", version="1", le="2.0") == 3
+    # Three forwards of two instances each, measured by the one (in-process) worker.
+    assert value(samples, "maas_inference_duration_seconds_count", **mlp_here) == 3
+    assert value(samples, "maas_queue_wait_seconds_count", **mlp_here) == 3
+    assert value(samples, "maas_batch_size_sum", **mlp_here) == 6
+    assert value(samples, "maas_batch_size_bucket", **mlp_here, le="1.0") == 0
+    assert value(samples, "maas_batch_size_bucket", **mlp_here, le="2.0") == 3
+    assert value(samples, "maas_queue_depth", **mlp_here) == 0
+    assert value(samples, "maas_padding_waste_ratio", **mlp_here) == 0
+    # Every worker figure is under a worker: a sum over the series is a sum over the workers.
+    for name, labels in samples:
+        if name.startswith(WORKER_FAMILIES):
+            assert dict(labels).get("worker") == "inprocess", name
 
 
 async def test_statuses_and_alias_splits_are_exposed(gateway: Gateway) -> None:
@@ -117,3 +134,37 @@ async def test_a_version_shows_its_live_figures(gateway: Gateway) -> None:
     assert stats["mean_batch_size"] == 2
     assert stats["mean_inference_ms"] > 0
     assert stats["queue_depth"] == 0
+
+
+def test_the_registry_generation_is_the_one_the_scrape_was_given() -> None:
+    scrape = Scrape(models={}, backend=BackendTelemetry(), generation=41)
+    families, samples = parse(RequestMetrics().render(scrape).decode())
+    assert families >= CONTRACT_FAMILIES
+    assert value(samples, "maas_registry_generation") == 41
+
+
+def test_heartbeat_figures_are_one_series_per_worker() -> None:
+    """A gateway without a multiprocess directory renders what each worker sent under its
+    name (a backend lists a worker, then merges what it holds), and `/admin` the sum."""
+    backend = BackendTelemetry()
+    for name, instances in (("w0", (1, 2)), ("w1", (4,))):
+        backend.workers.append(WorkerHealth(name, True, 0))
+        figures = VersionTelemetry(queue_depth=len(instances))
+        for count in instances:
+            figures.batch_size.observe(count)
+            figures.inference.observe(0.001)
+        backend.merge("m@1", figures)
+    _, samples = parse(RequestMetrics().render(Scrape(models={}, backend=backend)).decode())
+    for worker, count, total, depth in (("w0", 2, 3, 2), ("w1", 1, 4, 1)):
+        series = {"model": "m", "version": "1", "worker": worker}
+        assert value(samples, "maas_batch_size_count", **series) == count
+        assert value(samples, "maas_batch_size_sum", **series) == total
+        assert value(samples, "maas_queue_depth", **series) == depth
+    assert not any(
+        name.startswith(WORKER_FAMILIES) and "worker" not in dict(labels)
+        for name, labels in samples
+    )
+    merged = backend.versions["m@1"].summary()
+    assert merged["batches"] == 3
+    assert merged["instances"] == 7
+    assert merged["queue_depth"] == 3

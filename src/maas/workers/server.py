@@ -6,6 +6,10 @@ a forward per message would make batches of one — then runs due batches inline
 is the only thing this process does, and a thread hop costs more than a small forward. Loads
 run on a thread so traffic to loaded versions goes on meanwhile.
 
+Under `maas serve` (`PROMETHEUS_MULTIPROC_DIR` set), a timer on the loop also writes what the
+batchers measured into prometheus_client's multiprocess files (`maas.workers.exposition`), for
+the gateways to expose once per worker; heartbeats carry the same figures for `/admin`.
+
 Torch is imported here only after the thread settings are in the environment.
 """
 
@@ -21,6 +25,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +38,7 @@ from maas.transport import messages as msg
 from maas.transport.frames import readable, recv_frames, send_frames
 from maas.types import LoadSpec, VersionKey
 from maas.workers.batcher import Batch, Batcher, Pending
+from maas.workers.exposition import FLUSH_S, Exposition, Figures, multiprocess_dir
 
 if TYPE_CHECKING:
     from maas.workers.runtime import LoadedModel
@@ -68,6 +74,10 @@ class WorkerServer:
         self._busy = False
         self._drain_scheduled = False
         self._forwards = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-forward")
+        path = multiprocess_dir()
+        self._exposition = Exposition(worker_id, path) if path else None
+        self._exposition_failed = False
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -84,10 +94,16 @@ class WorkerServer:
             loop.add_signal_handler(sig, self._stopped.set)
         loop.add_reader(sock.fileno(), self._on_readable)
         self._on_readable()  # the descriptor is edge-triggered: read what came before
+        if self._exposition is not None:
+            self._expose(self._exposition.forget_predecessor)
+            self._flush_timer = loop.call_later(FLUSH_S, self._on_flush_timer)
         log.info("worker %s serving on %s (%s)", self.worker_id, self.endpoint, self.device)
         try:
             await self._stopped.wait()
         finally:
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+            self._flush_figures()  # a clean stop leaves nothing it measured unwritten
             loop.remove_reader(sock.fileno())
             sock.close(linger=0)
             context.term()
@@ -202,6 +218,7 @@ class WorkerServer:
             self._send(identity, msgspec.structs.replace(reply, id=request_id))
 
     def _on_unload(self, identity: bytes, request: msg.Unload) -> None:
+        self._flush_figures()  # what the version measured until now still counts
         version = self._versions.pop(VersionKey(request.model, request.version), None)
         if version is not None:
             gone = Unavailable(f"{request.model}@{request.version} was unloaded")
@@ -288,6 +305,34 @@ class WorkerServer:
         if wakeups and self._loop is not None:
             delay = max(0.0, min(wakeups) - time.monotonic())
             self._timer = self._loop.call_later(delay, self._schedule_run)
+
+    # exposing -------------------------------------------------------------------------------
+
+    def _on_flush_timer(self) -> None:
+        self._flush_figures()
+        if self._loop is not None:
+            self._flush_timer = self._loop.call_later(FLUSH_S, self._on_flush_timer)
+
+    def _flush_figures(self) -> None:
+        exposition = self._exposition
+        if exposition is None:
+            return
+        figures: list[Figures] = [
+            (str(key), v.batcher.stats.telemetry, v.batcher.depth, v.batcher.stats.padding_waste)
+            for key, v in self._versions.items()
+        ]
+        self._expose(lambda: exposition.flush(figures))
+
+    def _expose(self, write: Callable[[], None]) -> None:
+        """Figures that cannot be written (a full disk) must not stop the serving."""
+        try:
+            write()
+        except Exception:
+            if not self._exposition_failed:  # once: the timer would repeat it five times a second
+                log.exception("worker %s could not write its metrics", self.worker_id)
+            self._exposition_failed = True
+        else:
+            self._exposition_failed = False
 
     # replying -------------------------------------------------------------------------------
 

@@ -16,6 +16,10 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics", response_class=Response)
 async def metrics(services: ServicesDep) -> Response:
     snapshot = await services.router.current()  # kept current by the control plane
-    scrape = Scrape(models=snapshot.models, backend=services.backend.telemetry())
+    scrape = Scrape(
+        models=snapshot.models,
+        backend=services.backend.telemetry(),
+        generation=services.plane.served,
+    )
     body = await asyncio.to_thread(services.metrics.render, scrape)
     return Response(body, media_type=CONTENT_TYPE)
