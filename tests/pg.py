@@ -181,3 +181,94 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
         yield postgres_server.url(name)
     finally:
         _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class StoppablePostgres:
+    """A PostgreSQL server of a test's own, with one database (`url`), that the test may stop
+    and start again (a registry outage); the same port and data survive a restart."""
+
+    def __init__(self, server: PostgresServer, data: Path, log: Path, prefix: list[str]) -> None:
+        self.server = server
+        self.url = server.url("maas")
+        self._data, self._log, self._prefix = data, log, prefix
+        self.running = False
+
+    def start(self) -> None:
+        pg_ctl = shutil.which("pg_ctl")
+        assert pg_ctl is not None
+        cmd = [*self._prefix, pg_ctl, "-D", str(self._data), "-l", str(self._log), "-w"]
+        _run(
+            [*cmd, "-t", "60", "start"],
+            cwd=self.server.base_dir,
+            what="pg_ctl start",
+            log=self._log,
+        )
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl -m fast stop`: clients are disconnected, new connections refused."""
+        pg_ctl = shutil.which("pg_ctl")
+        assert pg_ctl is not None
+        cmd = [*self._prefix, pg_ctl, "-D", str(self._data), "-m", mode, "-w", "-t", "60", "stop"]
+        _run(cmd, cwd=self.server.base_dir, what="pg_ctl stop", log=self._log)
+        self.running = False
+
+
+def _init_cluster(base: Path, prefix: list[str], owner: tuple[int, int] | None) -> tuple[Path, int]:
+    """initdb a data directory under `base` set up like the session server's; (data, port)."""
+    initdb = shutil.which("initdb")
+    assert initdb is not None
+    data, sockets = base / "data", base / "sock"
+    sockets.mkdir()
+    if owner is not None:
+        for path in (base, sockets):
+            os.chown(path, *owner)
+    _run(
+        [
+            *prefix,
+            initdb,
+            *("-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C"),
+            "--no-sync",
+            "--no-instructions",
+        ],
+        cwd=base,
+        what="initdb",
+    )
+    port = _free_port()
+    conf = "".join(f"{key} = {value}\n" for key, value in _SETTINGS.items())
+    conf += f"port = {port}\nunix_socket_directories = '{sockets}'\n"
+    with (data / "postgresql.conf").open("a") as fh:  # appended settings win
+        fh.write(conf)
+    return data, port
+
+
+@pytest.fixture
+def stoppable_postgres() -> Iterator[StoppablePostgres]:
+    """A dedicated PostgreSQL server (not the session's), running, with an empty database
+    `maas`; the test may `stop()` and `start()` it. Removed afterwards, whatever its state."""
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not on PATH")
+    prefix, owner = _as_server_user()
+    base = Path(tempfile.mkdtemp(prefix="maas-pg-stoppable-"))
+    pg: StoppablePostgres | None = None
+    try:
+        data, port = _init_cluster(base, prefix, owner)
+        server = PostgresServer(host=HOST, port=port, user=SUPERUSER, base_dir=base)
+        pg = StoppablePostgres(server, data, base / "server.log", prefix)
+        pg.running = True  # from here on, try to stop it whatever happens
+        pg.start()
+        _admin(server, 'CREATE DATABASE "maas"')
+        yield pg
+    finally:
+        try:
+            if pg is not None and pg.running:
+                pg_ctl = shutil.which("pg_ctl") or "pg_ctl"
+                subprocess.run(
+                    [*prefix, pg_ctl, "-D", str(base / "data"), "-m", "immediate", "-w", "stop"],
+                    cwd=base,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+        finally:
+            shutil.rmtree(base, ignore_errors=True)

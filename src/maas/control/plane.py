@@ -150,6 +150,8 @@ class ControlPlane:
                     self._target = max(self._target, await self._coordination.generation())
                 if self._target > self.served:
                     await self.adopt(self._target)
+                if self.registry_error is not None:
+                    await self._beat()  # back: be counted as live again before anything else
                 self._recovered()
             except RegistryUnavailable as exc:
                 self._failed(exc)

@@ -110,6 +110,20 @@ class WorkerPool:
             loop.add_reader(monitor.fileno(), self._on_monitor, link)
             loop.call_soon(self._on_monitor, link)  # edge-triggered: look once to start
         self._own(self._heartbeat(), "heartbeat")
+        await self._hear_from_every_worker(DEAD_AFTER_S)
+
+    async def _hear_from_every_worker(self, timeout_s: float) -> None:
+        """Until every worker has answered once (or `timeout_s`): a gateway that starts serving
+        before it knows who holds what would answer 'no ready worker' to its first requests
+        (after a restart, the kernel hands it connections at once)."""
+        deadline = time.monotonic() + timeout_s
+        while any(link.status is None for link in self._links):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=left)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -266,7 +280,7 @@ class WorkerPool:
             if status is None or not link.healthy:
                 continue
             for stats in status.stats:
-                out.merge(stats.key, stats.telemetry)
+                out.merge(stats.key, stats.telemetry, worker=link.name)
         return out
 
     # internals ------------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""The registry's PostgreSQL stops for 10 s under load: inference does not notice, admin writes
+answer 503 `registry_unavailable`, /readyz says degraded, and all of it recovers unaided."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from control_helpers import (
+    Answer,
+    gateways,
+    start_clients,
+    stop_clients,
+    upload,
+    wait_for,
+    wait_ready_version,
+)
+
+from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
+from gateway import ADMIN, ADMIN_SECRET
+from pg import StoppablePostgres, stoppable_postgres  # noqa: F401
+from server import deploy, maas_server, wait_ready
+
+pytestmark = pytest.mark.postgres
+
+CLIENTS = 16
+OUTAGE_S = 10.0
+
+
+def _fresh(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request on a connection of its own (so on either gateway process)."""
+    return httpx.request(
+        method, url, headers={**ADMIN, "Connection": "close"}, timeout=30, **kwargs
+    )
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        code: str = response.json()["error"]["code"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    return code
+
+
+def test_a_registry_outage_stops_admin_writes_but_not_inference(
+    tmp_path: Path,
+    stoppable_postgres: StoppablePostgres,  # noqa: F811
+) -> None:
+    pg = stoppable_postgres
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, "MAAS_DATABASE_URL": pg.url}
+    with maas_server(tmp_path, "--gateways", "2", "--workers", "1", env=env) as url:
+        deploy(url, torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
+        number = upload(url, "m", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta())
+        wait_ready_version(url, "m", number)
+        wait_ready(url)
+
+        answers: list[Answer] = []
+        stop, threads = start_clients(url, CLIENTS, answers, fresh_connections=True)
+        writes: list[tuple[str, int, str | None]] = []  # (what, status, error code)
+        readyz: list[tuple[float, int, list[str]]] = []  # (since the stop, status, degraded)
+        try:
+            time.sleep(0.5)
+            pg.stop()
+            stopped = time.monotonic()
+            while time.monotonic() - stopped < OUTAGE_S:
+                promote = _fresh("POST", url + "/admin/models/m/promote", json={"version": 2})
+                writes.append(("promote", promote.status_code, _error_code(promote)))
+                create = _fresh("POST", url + "/admin/models", json={"name": "other"})
+                writes.append(("create model", create.status_code, _error_code(create)))
+                for _ in range(4):
+                    ready = _fresh("GET", url + "/readyz")
+                    body = ready.json()
+                    readyz.append(
+                        (time.monotonic() - stopped, ready.status_code, body.get("degraded", []))
+                    )
+                time.sleep(0.5)
+            pg.start()
+            restarted = time.monotonic()
+
+            def promoted() -> dict[str, Any] | None:
+                response = _fresh("POST", url + "/admin/models/m/promote", json={"version": 2})
+                if response.status_code != 200:
+                    assert response.status_code == 503, response.text
+                    return None
+                result: dict[str, Any] = response.json()
+                return result
+
+            after = wait_for(promoted, "an admin write to succeed again", timeout_s=10)
+            writable = time.monotonic() - restarted
+            # Several answers in a row without `degraded`, each on a new connection: both gateways.
+            streak = [0]
+
+            def recovered() -> bool:
+                ready = _fresh("GET", url + "/readyz")
+                clear = ready.status_code == 200 and "degraded" not in ready.json()
+                streak[0] = streak[0] + 1 if clear else 0
+                return streak[0] >= 8
+
+            wait_for(recovered, "/readyz without `degraded`", timeout_s=10)
+            healthy = time.monotonic() - restarted
+            # Once both gateways beat again, a promote waits for both of them.
+            wait_for(lambda: len(gateways(url)) == 2, "both gateways to be live", timeout_s=10)
+            final = _fresh("POST", url + "/admin/models/m/promote", json={"version": 1})
+            assert final.status_code == 200, final.text
+            time.sleep(0.5)  # inference still fine once the registry is back
+        finally:
+            stop_clients(stop, threads)
+
+    failed = [a for a in answers if a.status != 200]
+    during = [a for a in answers if stopped <= a.sent and a.answered <= restarted]
+    print(
+        f"\n{len(answers)} predicts, {len(failed)} failed, {len(during)} during the "
+        f"{OUTAGE_S:.0f} s outage; {len(writes)} admin writes during it, answered "
+        f"{sorted({w[1:] for w in writes})}; admin writes again {1000 * writable:.0f} ms and "
+        f"/readyz clear {1000 * healthy:.0f} ms after the restart; the promote then: "
+        f"{after['propagated']}, once both gateways were live again: "
+        f"{final.json()['propagated']}"
+    )
+    if failed:
+        print("failures:", sorted({(a.status, a.error) for a in failed}))
+    assert failed == []
+    assert len(during) >= 100
+    assert writes
+    assert {w[1:] for w in writes} == {(503, "registry_unavailable")}
+    assert all(status == 200 for _, status, _ in readyz)
+    assert all(degraded for since, _, degraded in readyz if since > 1.5)
+    assert after["propagated"]["confirmed"] == after["propagated"]["gateways"]
+    assert after["propagated"]["missing"] == []
+    assert writable <= 10
+    assert final.json()["propagated"] == {"gateways": 2, "confirmed": 2, "missing": []}
