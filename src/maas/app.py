@@ -90,6 +90,7 @@ def create_app(
                 router,
                 propagation_timeout_s=settings.propagation_timeout_ms / 1000,
                 peers_dir=settings.peers_dir,
+                database_url=settings.database_url,
             )
             registry.on_change(plane.committed)
             leadership = _leadership(settings, coordination, plane.identity.id)

@@ -1,9 +1,10 @@
 """One gateway's part in the control plane: the generation it serves, and telling the others.
 
 A gateway serves generation G once it has read the registry's tables after G committed. It
-learns of a new generation three ways: its own writes (`Registry.on_change`), a datagram from a
-gateway of the same `maas serve` (`LocalPeers`), and a one-row read of the generation every
-`POLL_S` for changes made on other hosts. It reloads its routing table only when the generation
+learns of a new generation in these ways: its own writes (`Registry.on_change`), a datagram
+from a gateway of the same `maas serve` (`LocalPeers`), on PostgreSQL a NOTIFY from any host
+(`GenerationListener`), and, as the backstop for all of them, a one-row read of the generation
+every `POLL_S`. It reloads its routing table only when the generation
 moved, and says what it serves in its `gateways` row: at once after a move, else every `BEAT_S`.
 
 `propagate(G)` is what makes an alias change mean what it says: the call returns once every
@@ -28,7 +29,9 @@ from pathlib import Path
 
 from maas.control.peers import LocalPeers
 from maas.errors import RegistryUnavailable
+from maas.registry import notifications
 from maas.registry.coordination import Coordination, GatewayRecord
+from maas.registry.notifications import GenerationListener
 from maas.serving.routing import Router
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class ControlPlane:
         *,
         propagation_timeout_s: float,
         peers_dir: os.PathLike[str] | None = None,
+        database_url: str | None = None,
         identity: Identity | None = None,
         poll_s: float = POLL_S,
     ) -> None:
@@ -89,6 +93,11 @@ class ControlPlane:
         self._poll_s = poll_s
         self.identity = identity or Identity.of_this_process()
         self._peers = LocalPeers(Path(peers_dir), self._heard) if peers_dir else None
+        self._listener = (
+            GenerationListener(database_url, self._heard)
+            if database_url and notifications.listens(database_url)
+            else None
+        )
         self.served = 0
         self._target = 0
         self._wake = asyncio.Event()
@@ -98,6 +107,9 @@ class ControlPlane:
         # Since when, and why, the registry cannot be reached (None while it can).
         self.registry_error: tuple[float, str] | None = None
         self.polls = 0  # generation reads made by the poll loop (tests count them)
+        # The last outage this gateway saw, (from, to) in Unix time: right after one, every
+        # gateway's row is old, and those live before it must still be waited for.
+        self._last_outage: tuple[float, float] | None = None
 
     def on_adopt(self, listener: Callable[[int], None]) -> None:
         """Called with each generation this gateway starts to serve (after the reload)."""
@@ -112,6 +124,8 @@ class ControlPlane:
         await self._beat()
         if self._peers is not None:
             await self._peers.start()
+        if self._listener is not None:
+            self._listener.start()
         self._tasks = [
             asyncio.create_task(self._watch(), name="generation watch"),
             asyncio.create_task(self._heartbeat(), name="gateway heartbeat"),
@@ -121,6 +135,8 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.close()
         if self._peers is not None:
             self._peers.close()
         with contextlib.suppress(RegistryUnavailable):
@@ -205,7 +221,18 @@ class ControlPlane:
     def _recovered(self) -> None:
         if self.registry_error is not None:
             log.warning("the registry is reachable again")
+            self._last_outage = (self.registry_error[0], time.time())
             self.registry_error = None
+
+    def _live_since(self, now: float) -> float:
+        """Rows newer than this are live gateways. Just after an outage, also those seen
+        before it began: they could not write meanwhile, and write again within a poll."""
+        since = now - LIVE_S
+        if self.registry_error is not None:  # a write got through before the watch noticed
+            since = min(since, self.registry_error[0] - LIVE_S)
+        elif self._last_outage is not None and now - self._last_outage[1] < LIVE_S:
+            since = min(since, self._last_outage[0] - LIVE_S)
+        return since
 
     # read-your-writes -----------------------------------------------------------------------
 
@@ -216,7 +243,7 @@ class ControlPlane:
             self._peers.broadcast(generation)
         deadline = time.monotonic() + self._timeout_s
         while True:
-            live = await self._coordination.gateways(seen_since=time.time() - LIVE_S)
+            live = await self._coordination.gateways(seen_since=self._live_since(time.time()))
             others = [g for g in live if g.id != self.identity.id]
             behind = [g for g in others if g.generation < generation]
             if not behind or time.monotonic() >= deadline:

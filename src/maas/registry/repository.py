@@ -20,6 +20,8 @@ from maas.registry.tables import (
 )
 from maas.types import VersionStatus
 
+GENERATION_CHANNEL = "maas_generation"  # maas.registry.notifications listens on it
+
 
 async def get_model(
     session: AsyncSession, *, name: str, children: bool = False, lock: bool = False
@@ -143,14 +145,20 @@ async def count_artifact_users(session: AsyncSession, *, sha256: str) -> int:
 
 
 async def bump_generation(session: AsyncSession) -> int:
-    """Raise the registry's generation in this transaction; returns the new one."""
+    """Raise the registry's generation in this transaction; returns the new one. On PostgreSQL
+    the listening gateways are notified when (and only if) the transaction commits."""
     result = await session.execute(
         update(RegistryState)
         .where(RegistryState.id == 1)
         .values(generation=RegistryState.generation + 1)
         .returning(RegistryState.generation)
     )
-    return int(result.scalar_one())
+    generation = int(result.scalar_one())
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(
+            select(func.pg_notify(GENERATION_CHANNEL, str(generation)))  # delivered at commit
+        )
+    return generation
 
 
 async def generation(session: AsyncSession) -> int:
