@@ -18,7 +18,8 @@ pytestmark = pytest.mark.postgres
 async def test_a_committed_change_is_heard_and_a_rolled_back_one_is_not(
     postgres_url: str,
 ) -> None:
-    assert listens(postgres_url) and not listens("sqlite:///x.db")
+    assert listens(postgres_url)
+    assert not listens("sqlite:///x.db")
     database = db.open_database(postgres_url)
     await db.upgrade(database.engine)
     heard: asyncio.Queue[int] = asyncio.Queue()
