@@ -92,37 +92,10 @@ def postgres_server() -> Iterator[PostgresServer]:
     prefix, owner = _as_server_user()
 
     base = Path(tempfile.mkdtemp(prefix="maas-pg-"))
-    data, sockets, log = base / "data", base / "sock", base / "server.log"
+    log = base / "server.log"
     started = False
     try:
-        sockets.mkdir()
-        if owner is not None:
-            for path in (base, sockets):
-                os.chown(path, *owner)
-        _run(
-            [
-                *prefix,
-                initdb,
-                "-D",
-                str(data),
-                "-U",
-                SUPERUSER,
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            cwd=base,
-            what="initdb",
-        )
-        port = _free_port()
-        conf = "".join(f"{key} = {value}\n" for key, value in _SETTINGS.items())
-        conf += f"port = {port}\nunix_socket_directories = '{sockets}'\n"
-        with (data / "postgresql.conf").open("a") as fh:  # appended settings win
-            fh.write(conf)
+        data, port = _init_cluster(base, prefix, owner)
         started = True  # from here on, try to stop it whatever happens
         _run(
             [*prefix, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "start"],

@@ -65,27 +65,25 @@ class Sessions:
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
 
-    @contextlib.asynccontextmanager
-    async def __call__(self) -> AsyncIterator[AsyncSession]:
-        try:
-            async with self._factory() as session:
-                yield session
-        except Exception as exc:
-            translated = unavailable(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+    def __call__(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        return _translated(self._factory())
 
-    @contextlib.asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncSession]:
-        try:
-            async with self._factory.begin() as session:
-                yield session
-        except Exception as exc:
-            translated = unavailable(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+    def begin(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        return _translated(self._factory.begin())
+
+
+@contextlib.asynccontextmanager
+async def _translated(
+    opened: contextlib.AbstractAsyncContextManager[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    try:
+        async with opened as session:
+            yield session
+    except Exception as exc:
+        translated = unavailable(exc)
+        if translated is None:
+            raise
+        raise translated from exc
 
 
 SessionFactory = Sessions
