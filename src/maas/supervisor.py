@@ -98,7 +98,13 @@ class Supervisor:
                 for index, child in enumerate(workers):
                     self._keep(child, now, lambda c, i=index: self._start_worker(c, i))
                 for index, child in enumerate(gateways):
-                    self._keep(child, now, lambda c, i=index: self._start_gateway(c, i, listener))
+                    serving = any(g.alive() for g in gateways if g is not child)
+                    self._keep(
+                        child,
+                        now,
+                        lambda c, i=index: self._start_gateway(c, i, listener),
+                        others_serve=serving,
+                    )
                 self._stop_requested.wait(POLL_S)
         finally:
             _stop_all(gateways)  # gateways first: they finish what they hold with the workers
@@ -109,18 +115,20 @@ class Supervisor:
     def _stop(self, signum: int, frame: Any) -> None:
         self._stop_requested.set()
 
-    def _keep(self, child: _Child, now: float, start: Any) -> None:
+    def _keep(self, child: _Child, now: float, start: Any, *, others_serve: bool = False) -> None:
         if child.alive():
             return
         if child.process is not None:
             code = _exit_code(child.process)
             if (
                 child.name.startswith("g")
+                and not others_serve
                 and child.restarts >= _GATEWAY_CRASHES
                 and (now - child.started < 10.0)
             ):
                 # A gateway that cannot even start (bad settings, broken install) would crash
-                # forever; better to stop and say so than to look alive.
+                # forever; better to stop and say so than to look alive. While another one
+                # serves (a gateway cannot start while the registry is down), keep trying.
                 raise SystemExit(f"maas: gateway {child.name} keeps exiting ({code}); giving up")
             log.warning("%s exited (%s); restarting", child.name, code)
             print(f"maas: {child.name} exited ({code}); restarting", file=sys.stderr)

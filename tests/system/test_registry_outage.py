@@ -4,6 +4,8 @@ answer 503 `registry_unavailable`, /readyz says degraded, and all of it recovers
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -132,3 +134,44 @@ def test_a_registry_outage_stops_admin_writes_but_not_inference(
     assert after["propagated"]["missing"] == []
     assert writable <= 10
     assert final.json()["propagated"] == {"gateways": 2, "confirmed": 2, "missing": []}
+
+
+def _two_gateways(url: str) -> Any:
+    def check() -> list[dict[str, Any]] | None:
+        rows = gateways(url)
+        return rows if len(rows) == 2 else None
+
+    return check
+
+
+def test_a_gateway_that_dies_during_an_outage_comes_back_after_it(
+    tmp_path: Path,
+    stoppable_postgres: StoppablePostgres,  # noqa: F811
+) -> None:
+    """A new gateway cannot start without the registry; the supervisor keeps retrying (it must
+    not give up and stop the gateway that still serves), and it is back once the DB is."""
+    pg = stoppable_postgres
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, "MAAS_DATABASE_URL": pg.url}
+    with maas_server(tmp_path, "--gateways", "2", "--workers", "1", env=env) as url:
+        deploy(url, torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
+        wait_ready(url)
+        wait_for(lambda: len(gateways(url)) == 2, "two gateway rows")
+        pids = [g["pid"] for g in gateways(url)]
+        answers: list[Answer] = []
+        stop, threads = start_clients(url, 4, answers, fresh_connections=True)
+        try:
+            pg.stop()
+            os.kill(pids[0], signal.SIGKILL)
+            time.sleep(30.0)  # long enough for six failed starts of its successor (each ~2.5 s)
+            during = len(answers)
+            pg.start()
+            back = wait_for(_two_gateways(url), "the killed gateway back")
+        finally:
+            stop_clients(stop, threads)
+        assert pids[0] not in {g["pid"] for g in back}
+    failed = [a for a in answers if a.status != 200]
+    # Only requests the killed process held when it died may fail (at connection level).
+    assert all(a.status == 0 for a in failed), failed[:3]
+    assert len(failed) <= 4
+    assert during > 100
+    print(f"\n{len(answers)} predicts, {len(failed)} failed (held by the killed gateway)")
