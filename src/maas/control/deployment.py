@@ -115,7 +115,8 @@ class Deployer:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=RECONCILE_S)
+                async with asyncio.timeout(RECONCILE_S):  # not wait_for: it can lose a cancel
+                    await self._wake.wait()
             self._wake.clear()
             if not self._leadership.is_leader:
                 continue

@@ -158,7 +158,8 @@ class ControlPlane:
     async def _watch(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
+                async with asyncio.timeout(self._poll_s):  # not wait_for: it can lose a cancel
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 if self._target <= self.served:

@@ -60,7 +60,8 @@ class GenerationListener:
                 self.connected.set()
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), timeout=_CHECK_S)
+                        async with asyncio.timeout(_CHECK_S):  # not wait_for: it can lose a cancel
+                            await lost.wait()
                     if not lost.is_set():  # a silent network cuts no connection: ask
                         await connection.fetchval("SELECT 1", timeout=CONNECT_TIMEOUT_S)
             except asyncio.CancelledError:

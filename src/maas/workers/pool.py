@@ -123,7 +123,8 @@ class WorkerPool:
                 return
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=left)
+                async with asyncio.timeout(left):  # not wait_for: it can lose a cancel
+                    await self._changed.wait()
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -463,7 +464,8 @@ class WorkerPool:
                 raise ModelLoadError("no worker came up to load it on")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):  # not wait_for: it can lose a cancel
+                    await self._changed.wait()
 
 
 def _stats_view(stats: msg.VersionStats) -> dict[str, Any]:
