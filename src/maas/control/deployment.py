@@ -46,6 +46,7 @@ _LOADABLE = frozenset(
 )
 _SERVING = frozenset({VersionStatus.LOADING, VersionStatus.READY})
 _SETTLED_POLL_S = 0.05
+_CLOSE_S = 5.0
 
 
 class Deployer:
@@ -239,4 +240,7 @@ class Deployer:
         tasks = [*self._tasks.values(), *([self._loop_task] if self._loop_task else [])]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # bounded: a stop must never hang on a task that missed its cancel
+            _, stuck = await asyncio.wait(tasks, timeout=_CLOSE_S)
+            for task in stuck:
+                log.error("%s did not stop when cancelled", task.get_name())

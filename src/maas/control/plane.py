@@ -42,6 +42,7 @@ BEAT_S = 1.0
 LIVE_S = 3.0
 PRUNE_AFTER_S = 60.0
 _CONFIRM_POLL_S = 0.01
+_CLOSE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,10 @@ class ControlPlane:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a stop must never hang on a loop that missed its cancel
+            _, stuck = await asyncio.wait(self._tasks, timeout=_CLOSE_S)
+            for task in stuck:
+                log.error("%s did not stop when cancelled", task.get_name())
         if self._listener is not None:
             await self._listener.close()
         if self._peers is not None:
