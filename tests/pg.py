@@ -107,15 +107,21 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         try:
             if started:
-                subprocess.run(
-                    [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-                    cwd=base,
-                    capture_output=True,
-                    timeout=60,
-                    check=False,
-                )
+                _stop_now(prefix, data, base)
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop_now(prefix: list[str], data: Path, base: Path) -> None:
+    """`pg_ctl -m immediate stop`, whatever state the server is in (teardown)."""
+    pg_ctl = shutil.which("pg_ctl") or "pg_ctl"
+    subprocess.run(
+        [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+        cwd=base,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _admin(server: PostgresServer, sql: str) -> None:
@@ -235,13 +241,6 @@ def stoppable_postgres() -> Iterator[StoppablePostgres]:
     finally:
         try:
             if pg is not None and pg.running:
-                pg_ctl = shutil.which("pg_ctl") or "pg_ctl"
-                subprocess.run(
-                    [*prefix, pg_ctl, "-D", str(base / "data"), "-m", "immediate", "-w", "stop"],
-                    cwd=base,
-                    capture_output=True,
-                    timeout=60,
-                    check=False,
-                )
+                _stop_now(prefix, base / "data", base)
         finally:
             shutil.rmtree(base, ignore_errors=True)

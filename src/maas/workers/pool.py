@@ -155,9 +155,10 @@ class WorkerPool:
     # InferenceBackend -----------------------------------------------------------------------
 
     async def load(self, spec: LoadSpec) -> None:
-        """Load on every worker the version belongs on; fails if any of them cannot."""
+        """Load on every healthy worker; fails if any of them cannot. Which workers a version
+        belongs on is placement's business (`maas.control.placement`, through `load_on`)."""
         await self._wait_for_a_worker()
-        targets = [link for link in self.targets(spec) if link.healthy]
+        targets = [link for link in self._links if link.healthy]
         if not targets:
             raise ModelLoadError("no healthy worker to load it on")
         await asyncio.gather(*(self._load_on_link(link, spec) for link in targets))
@@ -244,10 +245,6 @@ class WorkerPool:
     @property
     def links(self) -> list[WorkerLink]:
         return list(self._links)
-
-    def targets(self, spec: LoadSpec) -> list[WorkerLink]:
-        """The workers a version belongs on: all, or the first `replicas` of them."""
-        return self._links[: spec.replicas] if spec.replicas else list(self._links)
 
     def describe(self) -> list[dict[str, Any]]:
         out = []
