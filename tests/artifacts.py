@@ -65,6 +65,14 @@ def expected(module: torch.nn.Module, instances: list[list[float]]) -> list[list
     return out
 
 
+def failing_meta() -> dict[str, Any]:
+    """Meta under which tiny_mlp's archive is valid but its load fails (the model gives 3
+    outputs per instance, this declares 7): a version that ends `failed`."""
+    meta = mlp_meta()
+    meta["outputs"][0]["shape"] = [7]
+    return meta
+
+
 def mlp_meta(fmt: str = "torchscript", **extra: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "format": fmt,

@@ -95,11 +95,11 @@ class Gateway:
 
     async def deploy_three_versions(self, name: str = "mlp") -> None:
         """`name`@1 (production), @2 (staging) and @3, whose artifact failed to load."""
-        from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
+        from artifacts import failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
 
         await self.deploy(name, torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
         await self.deploy(name, torchscript_bytes(tiny_mlp(seed=2)), mlp_meta(), alias="staging")
-        broken = await self.upload(name, b"not a model", mlp_meta())
+        broken = await self.upload(name, torchscript_bytes(tiny_mlp()), failing_meta())
         assert broken.status_code == 201, broken.text
         assert (await self.wait_settled(name, 3))["status"] == "failed"
 

@@ -6,10 +6,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+ENV_PREFIX = "MAAS_"
+# Variables maas reads that are not settings of a serving process (the CLI's own).
+_CLIENT_VARIABLES = frozenset({"MAAS_URL", "MAAS_API_KEY"})
+
+
+class SettingsError(ValueError):
+    """A setting with a value maas cannot use; the message names the variable (or flag) and
+    what it accepts, in one line."""
 
 
 def _default_gateways() -> int:
@@ -49,14 +57,14 @@ class Settings(BaseSettings):
     @classmethod
     def _key_long_enough(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 16:
-            raise ValueError("MAAS_BOOTSTRAP_ADMIN_KEY must be at least 16 characters")
+            raise ValueError("must be at least 16 characters")
         return value
 
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite", "postgresql", "postgres")):
-            raise ValueError("MAAS_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
 
     @property
@@ -71,8 +79,53 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
-        """Environment first, then the non-None overrides (CLI flags) on top."""
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
+        """Environment first, then the non-None overrides (CLI flags) on top. A bad value raises
+        SettingsError naming the variable, e.g. `MAAS_PORT=abc: must be an integer ...`."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, given)) from None
+
+    @classmethod
+    def unknown_variables(cls, environ: dict[str, str] | None = None) -> list[str]:
+        """`MAAS_*` variables in the environment that no setting reads (likely typos)."""
+        environ = dict(os.environ) if environ is None else environ
+        known = {ENV_PREFIX + name.upper() for name in cls.model_fields} | _CLIENT_VARIABLES
+        return sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)
+
+
+def _describe(exc: ValidationError, flags: dict[str, Any]) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        field = str(err["loc"][0]) if err["loc"] else ""
+        where = (
+            f"--{field.replace('_', '-')}={flags[field]!r}"
+            if field in flags
+            else f"{ENV_PREFIX}{field.upper()}={os.environ.get(ENV_PREFIX + field.upper(), '')!r}"
+        )
+        parts.append(f"{where}: {_allowed(err)}")
+    return "; ".join(parts)
+
+
+def _allowed(err: Any) -> str:
+    """pydantic's message, said as what the setting accepts."""
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind == "bool_parsing":
+        return "must be true or false"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        bound = {
+            "greater_than_equal": ">=",
+            "less_than_equal": "<=",
+            "greater_than": ">",
+            "less_than": "<",
+        }[kind]
+        return f"must be {bound} {next(iter(ctx.values()))}"
+    message: str = err["msg"]
+    return message.removeprefix("Value error, ")
 
 
 def async_database_url(url: str) -> str:

@@ -17,7 +17,9 @@ MaasError
 │   ├── AlreadyExists
 │   ├── VersionNotReady
 │   ├── AliasInUse
-│   └── ConcurrentChange
+│   ├── ConcurrentChange
+│   ├── NothingToUndo          a rollback with no change of the alias left to undo
+│   └── LastAdminKey           revoking it would leave no admin key
 ├── Overloaded                 queue full; carries retry_after seconds
 ├── Unavailable                no ready backend
 │   └── RegistryUnavailable    the registry database cannot be reached
@@ -109,6 +111,14 @@ class AliasInUse(Conflict):
 
 class ConcurrentChange(Conflict):
     code = "concurrent_change"
+
+
+class NothingToUndo(Conflict):
+    code = "nothing_to_undo"
+
+
+class LastAdminKey(Conflict):
+    code = "last_admin_key"
 
 
 class Overloaded(MaasError):

@@ -1,19 +1,23 @@
-"""A new version from an upload: artifact into the store, row into the registry, load started.
+"""A new version from an upload: artifact into the store, checks, row into the registry, load.
 
-If anything after the artifact is published fails, the artifact is removed again unless another
-version already uses the same bytes, so a rejected upload leaves no file and no row behind.
+Checks run before the version exists, so a file that cannot load costs no version number: the
+archive must be a TorchScript or `torch.export` file of the declared format (its zip layout),
+and with `wait` a worker trial-loads it (load, warm-up, golden examples) and keeps nothing. If
+anything fails before the row is written, the artifact is removed again unless another version
+already uses the same bytes, so a rejected upload leaves no file, no row and no empty model.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from maas.archive import check_archive
 from maas.artifacts import ArtifactStore, ArtifactWriter
 from maas.control.deployment import Deployer
 from maas.meta import VersionMeta
 from maas.registry.records import VersionRecord
-from maas.registry.service import Registry
-from maas.types import VersionStatus
+from maas.registry.service import Registry, draft_record
+from maas.types import InferenceBackend, VersionStatus
 
 
 async def publish_version(
@@ -21,20 +25,31 @@ async def publish_version(
     registry: Registry,
     store: ArtifactStore,
     deployer: Deployer,
+    backend: InferenceBackend,
     model: str,
     writer: ArtifactWriter,
     meta: VersionMeta,
     actor: str,
+    wait: bool = False,
+    create_model: bool = False,
 ) -> VersionRecord:
+    """The new version; with `wait`, once its load has finished (`ready` or `failed`)."""
     digest, is_new = await asyncio.to_thread(writer.commit)
+    path = store.path_for(digest)
+    new_version = meta.to_new_version()
     try:
+        await asyncio.to_thread(check_archive, path, meta.format)
+        if wait and meta.load:
+            draft = draft_record(model, sha256=digest, size=writer.size, meta=new_version)
+            await backend.check(draft.load_spec(str(path)))
         record = await registry.add_version(
             model=model,
             sha256=digest,
             size=writer.size,
-            meta=meta.to_new_version(),
+            meta=new_version,
             status=VersionStatus.REGISTERED,
             actor=actor,
+            create_model=create_model,
         )
     except BaseException:
         if is_new and await _unused(registry, digest):
@@ -42,6 +57,8 @@ async def publish_version(
         raise
     if meta.load:
         record = await deployer.start_load(record.key)
+        if wait:
+            record = await deployer.wait_settled(record.key)
     return record
 
 

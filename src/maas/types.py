@@ -38,6 +38,7 @@ class AliasAction(StrEnum):
     SET = "set"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    DELETE = "delete"  # the alias was removed: the undo stack ends there
 
 
 DTYPES = (
@@ -183,6 +184,11 @@ class InferenceBackend(Protocol):
     async def load(self, spec: LoadSpec) -> None: ...
 
     async def unload(self, key: VersionKey) -> None: ...
+
+    async def check(self, spec: LoadSpec) -> None:
+        """Load, warm up and check `spec` on one worker without keeping it (an upload's trial);
+        ModelLoadError with the cause when it cannot load."""
+        ...
 
     def is_loaded(self, key: VersionKey) -> bool: ...
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
+from artifacts import failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, Gateway, make_settings, running_gateway
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
@@ -51,6 +51,40 @@ async def test_revoked_key_stops_working(gateway: Gateway) -> None:
     assert (await gateway.client.get("/admin/models", headers=ops)).status_code == 401
     again = await gateway.client.delete(f"/admin/keys/{body['id']}", headers=ADMIN)
     assert again.status_code == 404
+
+
+async def test_keys_are_listed_without_secrets_and_the_last_admin_key_stays(
+    gateway: Gateway,
+) -> None:
+    reader = await gateway.client.post(
+        "/admin/keys", json={"name": "reader", "scopes": ["infer"]}, headers=ADMIN
+    )
+    listed = (await gateway.client.get("/admin/keys", headers=ADMIN)).json()["keys"]
+    assert [k["name"] for k in listed] == ["bootstrap-admin", "reader"]
+    for key in listed:
+        assert set(key) == {
+            "id",
+            "name",
+            "scopes",
+            "models",
+            "expires_at",
+            "created_at",
+            "revoked_at",
+        }
+        assert key["created_at"].endswith("+00:00")
+    assert reader.json()["secret"] not in json.dumps(listed)
+    bootstrap = listed[0]["id"]
+    refused = await gateway.client.delete(f"/admin/keys/{bootstrap}", headers=ADMIN)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "last_admin_key"
+    assert (await gateway.client.get("/admin/models", headers=ADMIN)).status_code == 200
+    revoked = await gateway.client.delete(f"/admin/keys/{reader.json()['id']}", headers=ADMIN)
+    body = revoked.json()
+    assert body["revoked"] is True
+    assert body["revoked_at"] is not None
+    assert body["propagated"]["missing"] == []
+    after = (await gateway.client.get("/admin/keys", headers=ADMIN)).json()["keys"]
+    assert after[1]["revoked_at"] == body["revoked_at"]
 
 
 async def test_create_model_validation_and_conflict(gateway: Gateway) -> None:
@@ -117,13 +151,13 @@ async def test_version_numbers_are_never_reused(gateway: Gateway) -> None:
     assert [*numbers, nxt.json()["version"]] == [1, 2, 3, 4]
 
 
-async def test_corrupt_artifact_fails_and_others_keep_serving(gateway: Gateway) -> None:
+async def test_a_failed_load_keeps_its_cause_and_others_keep_serving(gateway: Gateway) -> None:
     await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
-    response = await gateway.upload("mlp", b"definitely not a torchscript archive", mlp_meta())
+    response = await gateway.upload("mlp", torchscript_bytes(tiny_mlp()), failing_meta())
     assert response.status_code == 201
     settled = await gateway.wait_settled("mlp", response.json()["version"])
     assert settled["status"] == "failed"
-    assert "cannot load torchscript artifact" in settled["load_error"]
+    assert "output 'y' has shape [3] per instance, signature declares [7]" in settled["load_error"]
     serving = await gateway.predict("/v1/models/mlp:predict", ROW)
     assert serving.status_code == 200
     failed = await gateway.predict(f"/v1/models/mlp@{settled['version']}:predict", ROW)

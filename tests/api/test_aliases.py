@@ -142,3 +142,43 @@ async def test_audit_log_records_who_did_what(gateway: Gateway) -> None:
     assert [e["id"] for e in limited["events"]] == sorted(
         (e["id"] for e in limited["events"]), reverse=True
     )
+
+
+async def test_rollbacks_walk_back_through_promotions(gateway: Gateway) -> None:
+    await _two_versions(gateway)
+    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(3)), mlp_meta(), alias=None)
+    for version in (2, 3):
+        promoted = await gateway.client.post(
+            "/admin/models/mlp/promote", json={"version": version}, headers=ADMIN
+        )
+        assert promoted.status_code == 200
+    targets = []
+    for _ in range(2):
+        rolled = await gateway.client.post("/admin/models/mlp/rollback", json={}, headers=ADMIN)
+        assert rolled.status_code == 200, rolled.text
+        targets.append(rolled.json()["routes"][0]["version"])
+    assert targets == [2, 1]
+    served = await gateway.predict("/v1/models/mlp:predict", ROW)
+    assert served.json()["version"] == 1
+    empty = await gateway.client.post("/admin/models/mlp/rollback", json={}, headers=ADMIN)
+    assert empty.status_code == 409
+    assert empty.json()["error"]["code"] == "nothing_to_undo"
+    history = await _history(gateway)
+    assert [h["action"] for h in history] == ["rollback", "rollback", "promote", "promote", "set"]
+    assert history[0]["undoes"] == history[3]["id"]
+
+
+async def test_alias_delete(gateway: Gateway) -> None:
+    await _two_versions(gateway)
+    assert (await _put(gateway, "canary", {"version": 2})).status_code == 200
+    deleted = await gateway.client.delete("/admin/models/mlp/aliases/canary", headers=ADMIN)
+    assert deleted.status_code == 200
+    assert deleted.json()["deleted"] is True
+    assert (await gateway.predict("/v1/models/mlp@canary:predict", ROW)).status_code == 404
+    again = await gateway.client.delete("/admin/models/mlp/aliases/canary", headers=ADMIN)
+    assert again.status_code == 404
+    production = await gateway.client.delete("/admin/models/mlp/aliases/production", headers=ADMIN)
+    assert production.status_code == 409
+    assert (await gateway.predict("/v1/models/mlp:predict", ROW)).status_code == 200
+    events = await gateway.client.get("/admin/events?action=alias.delete", headers=ADMIN)
+    assert [e["target"] for e in events.json()["events"]] == ["mlp/canary"]

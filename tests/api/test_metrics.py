@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
+from artifacts import failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, Gateway, make_settings, running_gateway
 from maas.metrics import RequestMetrics, Scrape
 from maas.telemetry import BackendTelemetry, VersionTelemetry, WorkerHealth
@@ -84,7 +84,7 @@ async def test_statuses_and_alias_splits_are_exposed(gateway: Gateway) -> None:
         headers=ADMIN,
     )
     assert split.status_code == 200, split.text
-    broken = await gateway.upload("mlp", b"not a model", mlp_meta())
+    broken = await gateway.upload("mlp", torchscript_bytes(tiny_mlp()), failing_meta())
     assert broken.status_code == 201
     assert (await gateway.wait_settled("mlp", 3))["status"] == "failed"
     assert (await gateway.predict("/v1/models/mlp@3:predict", ROW)).status_code == 409

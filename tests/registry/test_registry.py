@@ -128,7 +128,8 @@ async def test_alias_rules(registry: Registry) -> None:
     history = await registry.alias_history(model="m", alias="production", limit=10)
     assert [h.action for h in history] == ["promote", "set"]
     assert history[0].key == "ops"
-    assert await registry.previous_routes(model="m", alias="production") == (Route(v1, 100),)
+    undone = await registry.undo_alias(model="m", alias="production", actor="ops")
+    assert undone.routes == (Route(v1, 100),)
 
 
 async def test_concurrent_alias_changes_serialise(registry: Registry) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -96,7 +96,10 @@ class CreateKey(BaseModel):
 
 
 def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """ISO 8601 with the timezone (SQLite hands back naive UTC datetimes)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def version_json(v: VersionRecord) -> dict[str, Any]:
@@ -149,6 +152,8 @@ def history_json(h: HistoryRecord) -> dict[str, Any]:
         "action": h.action,
         "key": h.key,
         "at": _ts(h.at),
+        "id": h.id,
+        "undoes": h.undoes,
     }
 
 
@@ -169,7 +174,12 @@ def key_json(k: KeyRecord, secret: str | None = None) -> dict[str, Any]:
         "id": k.id,
         "name": k.name,
         "scopes": list(k.scopes),
+        # Keys limited to models and keys that expire are not offered yet: every key acts on
+        # every model and never expires.
+        "models": None,
+        "expires_at": None,
         "created_at": _ts(k.created_at),
+        "revoked_at": _ts(k.revoked_at),
     }
     if secret is not None:
         out["secret"] = secret

@@ -152,10 +152,14 @@ class HistoryRecord:
     action: str
     key: str | None
     at: datetime
+    id: int = 0
+    undoes: int | None = None  # the row a rollback undid
 
     @classmethod
     def from_row(cls, row: AliasHistory) -> HistoryRecord:
         return cls(
+            id=row.id,
+            undoes=row.undoes,
             alias=row.alias,
             from_routes=None
             if row.from_routes is None
@@ -188,7 +192,8 @@ class KeyRecord:
     name: str
     scopes: tuple[str, ...]
     created_at: datetime
+    revoked_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: ApiKey) -> KeyRecord:
-        return cls(row.id, row.name, tuple(row.scopes), row.created_at)
+        return cls(row.id, row.name, tuple(row.scopes), row.created_at, row.revoked_at)

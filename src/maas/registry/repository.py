@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -125,8 +126,55 @@ async def alias_history(
     return (await session.execute(query)).scalars().all()
 
 
-async def audit_events(session: AsyncSession, *, limit: int) -> Sequence[AuditEvent]:
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+async def all_alias_history(
+    session: AsyncSession, *, model: Model, alias: str
+) -> Sequence[AliasHistory]:
+    """Every row of one alias, newest first (a rollback replays them as an undo stack)."""
+    query = (
+        select(AliasHistory)
+        .where(AliasHistory.model_id == model.id, AliasHistory.alias == alias)
+        .order_by(AliasHistory.id.desc())
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def delete_alias(session: AsyncSession, *, alias: Alias) -> None:
+    await session.delete(alias)  # its routes go with it (cascade)
+
+
+async def audit_events(
+    session: AsyncSession,
+    *,
+    limit: int,
+    model: str | None = None,
+    action: str | None = None,
+    key: str | None = None,
+    since: datetime | None = None,
+) -> Sequence[AuditEvent]:
+    """Newest first. `model` matches the model and its versions and aliases (`digits`,
+    `digits@4`, `digits/production`); `action` a whole action or its family (`alias` matches
+    `alias.promote`)."""
+    query = select(AuditEvent)
+    if model is not None:
+        query = query.where(
+            or_(
+                AuditEvent.target == model,
+                AuditEvent.target.startswith(f"{model}@", autoescape=True),
+                AuditEvent.target.startswith(f"{model}/", autoescape=True),
+            )
+        )
+    if action is not None:
+        query = query.where(
+            or_(
+                AuditEvent.action == action,
+                AuditEvent.action.startswith(f"{action}.", autoescape=True),
+            )
+        )
+    if key is not None:
+        query = query.where(AuditEvent.key_name == key)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    query = query.order_by(AuditEvent.id.desc()).limit(limit)
     return (await session.execute(query)).scalars().all()
 
 
@@ -137,6 +185,17 @@ async def key_by_hash(session: AsyncSession, *, secret_hash: str) -> ApiKey | No
 
 async def get_key(session: AsyncSession, *, key_id: int) -> ApiKey | None:
     return await session.get(ApiKey, key_id)
+
+
+async def list_keys(session: AsyncSession) -> Sequence[ApiKey]:
+    return (await session.execute(select(ApiKey).order_by(ApiKey.id))).scalars().all()
+
+
+async def active_keys(session: AsyncSession, *, lock: bool = False) -> Sequence[ApiKey]:
+    query = select(ApiKey).where(ApiKey.revoked_at.is_(None)).order_by(ApiKey.id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalars().all()
 
 
 async def count_artifact_users(session: AsyncSession, *, sha256: str) -> int:

@@ -21,8 +21,10 @@ from maas.errors import (
     AliasInUse,
     AlreadyExists,
     ConcurrentChange,
-    Conflict,
     KeyNotFound,
+    LastAdminKey,
+    ModelNotFound,
+    NothingToUndo,
     VersionNotReady,
 )
 from maas.registry import repository as repo
@@ -46,7 +48,7 @@ from maas.registry.tables import (
     Model,
     ModelVersion,
 )
-from maas.types import AliasAction, VersionKey, VersionStatus
+from maas.types import DEFAULT_ALIAS, AliasAction, Scope, VersionKey, VersionStatus
 
 log = logging.getLogger(__name__)
 
@@ -125,27 +127,23 @@ class Registry:
         meta: NewVersion,
         status: VersionStatus,
         actor: str,
+        create_model: bool = False,
     ) -> VersionRecord:
+        """A new version row; with `create_model`, a model of that name is created in the same
+        transaction if there is none (so a refused upload never leaves an empty model)."""
         async with self._writes.begin() as session:
-            row = await repo.get_model(session, name=model)
+            try:
+                row = await repo.get_model(session, name=model)
+            except ModelNotFound:
+                if not create_model:
+                    raise
+                row = Model(name=model, description="", last_version=0)
+                session.add(row)
+                await session.flush()
+                _audit(session, actor, "model.create", model, None, {"description": ""})
             number = await repo.next_version_number(session, model_id=row.id)
-            version = ModelVersion(
-                model_id=row.id,
-                version=number,
-                status=status.value,
-                format=meta.format,
-                sha256=sha256,
-                size=size,
-                inputs=meta.inputs,
-                outputs=meta.outputs,
-                batching=meta.batching,
-                device=meta.device,
-                replicas=meta.replicas,
-                metrics=meta.metrics,
-                tags=meta.tags,
-                golden=meta.golden,
-                description=meta.description,
-            )
+            version = _version_row(meta, model_id=row.id, number=number, status=status)
+            version.sha256, version.size = sha256, size
             session.add(version)
             await session.flush()
             _audit(
@@ -275,56 +273,77 @@ class Registry:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.get_alias(session, model=model_row, name=alias)
             _check_expected(current, expected_current)
-            targets = await _ready_targets(session, model_row, routes)
-            new_routes = tuple(sorted(routes, key=lambda r: r.version))
-            old_routes = (
-                tuple(Route(r.version, r.weight) for r in current.routes) if current else None
+            record = await _move_alias(
+                session, model_row, alias, current, routes, actor=actor, action=action
             )
-            if current is not None and old_routes == new_routes:
-                return AliasRecord.from_row(current, model)
+        if record.generation is not None:
+            self._changed(record.generation)
+        return record
+
+    async def undo_alias(self, *, model: str, alias: str, actor: str) -> AliasRecord:
+        """Rollback without a target: undo the alias's newest change that is not undone yet
+        (back to that change's `from`), so successive rollbacks walk back through the history
+        instead of toggling. NothingToUndo when no such change is left."""
+        async with self._writes.begin() as session:
+            model_row = await repo.get_model(session, name=model, lock=True)
+            current = await repo.require_alias(session, model=model_row, name=alias)
+            rows = await repo.all_alias_history(session, model=model_row, alias=alias)
+            change = _top_of_undo_stack(rows)
+            if change is None or change.from_routes is None:
+                what = "no change left to undo" if change is None else "no earlier target"
+                raise NothingToUndo(
+                    f"alias '{alias}' of '{model}' has {what} (its history: "
+                    f"GET /admin/models/{model}/aliases/{alias}/history)"
+                )
+            routes = [Route(r["version"], r["weight"]) for r in change.from_routes]
+            record = await _move_alias(
+                session,
+                model_row,
+                alias,
+                current,
+                routes,
+                actor=actor,
+                action=AliasAction.ROLLBACK,
+                undoes=change.id,
+            )
+        if record.generation is not None:
+            self._changed(record.generation)
+        return record
+
+    async def delete_alias(self, *, model: str, alias: str, actor: str) -> int:
+        """Remove an alias; returns the generation it committed with. `production` only while
+        the model has no ready version that requests naming just the model would lose."""
+        async with self._writes.begin() as session:
+            model_row = await repo.get_model(session, name=model, lock=True, children=True)
+            current = await repo.require_alias(session, model=model_row, name=alias)
+            if alias == DEFAULT_ALIAS:
+                ready = [
+                    v.version for v in model_row.versions if v.status == VersionStatus.READY.value
+                ]
+                if ready:
+                    raise AliasInUse(
+                        f"requests naming only '{model}' use its production alias and "
+                        f"version(s) {', '.join(map(str, ready))} are ready to serve them; "
+                        "point production elsewhere, or unload or archive them first"
+                    )
+            old = routes_json([Route(r.version, r.weight) for r in current.routes])
             now = datetime.now(UTC)
-            if current is None:
-                current = Alias(model_id=model_row.id, name=alias, created_at=now, routes=[])
-                session.add(current)
-            current.updated_at = now
-            current.routes = [
-                AliasRoute(version_id=targets[r.version].id, version=r.version, weight=r.weight)
-                for r in new_routes
-            ]
             session.add(
                 AliasHistory(
                     model_id=model_row.id,
                     alias=alias,
-                    action=action.value,
-                    from_routes=routes_json(old_routes),
-                    to_routes=routes_json(new_routes),
+                    action=AliasAction.DELETE.value,
+                    from_routes=old,
+                    to_routes=[],
                     key_name=actor,
                     at=now,
                 )
             )
-            _audit(
-                session,
-                actor,
-                f"alias.{action.value}",
-                f"{model}/{alias}",
-                routes_json(old_routes),
-                routes_json(new_routes),
-            )
-            await session.flush()
+            _audit(session, actor, "alias.delete", f"{model}/{alias}", old, None)
+            await repo.delete_alias(session, alias=current)
             generation = await repo.bump_generation(session)
-            record = AliasRecord(model, alias, new_routes, now, generation)
         self._changed(generation)
-        return record
-
-    async def previous_routes(self, *, model: str, alias: str) -> tuple[Route, ...]:
-        """What the alias pointed at before its last change (for a rollback)."""
-        async with self._sessions() as session:
-            model_row = await repo.get_model(session, name=model)
-            await repo.require_alias(session, model=model_row, name=alias)
-            last = await repo.alias_history(session, model=model_row, alias=alias, limit=1)
-            if not last or last[0].from_routes is None:
-                raise Conflict(f"alias '{alias}' of '{model}' has no earlier target to return to")
-            return tuple(Route(r["version"], r["weight"]) for r in last[0].from_routes)
+        return generation
 
     async def get_alias(self, *, model: str, alias: str) -> AliasRecord:
         async with self._sessions() as session:
@@ -338,9 +357,22 @@ class Registry:
             rows = await repo.alias_history(session, model=model_row, alias=alias, limit=limit)
             return [HistoryRecord.from_row(r) for r in rows]
 
-    async def events(self, *, limit: int) -> list[EventRecord]:
+    async def events(
+        self,
+        *,
+        limit: int,
+        model: str | None = None,
+        action: str | None = None,
+        key: str | None = None,
+        since: datetime | None = None,
+    ) -> list[EventRecord]:
+        if since is not None:
+            since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
         async with self._sessions() as session:
-            return [EventRecord.from_row(r) for r in await repo.audit_events(session, limit=limit)]
+            rows = await repo.audit_events(
+                session, limit=limit, model=model, action=action, key=key, since=since
+            )
+            return [EventRecord.from_row(r) for r in rows]
 
     # keys -----------------------------------------------------------------------------------
 
@@ -362,24 +394,68 @@ class Registry:
             record = KeyRecord.from_row(row)
         return record
 
+    async def list_keys(self) -> list[KeyRecord]:
+        async with self._sessions() as session:
+            return [KeyRecord.from_row(r) for r in await repo.list_keys(session)]
+
     async def find_key(self, secret_hash: str) -> KeyRecord | None:
         async with self._sessions() as session:
             row = await repo.key_by_hash(session, secret_hash=secret_hash)
             return KeyRecord.from_row(row) if row else None
 
-    async def revoke_key(self, key_id: int, *, actor: str) -> None:
+    async def revoke_key(self, key_id: int, *, actor: str) -> tuple[KeyRecord, int]:
+        """Revoke a key; returns it and the generation it committed with. The last active
+        admin key cannot be revoked: nobody could administer the registry after it."""
         async with self._writes.begin() as session:
-            row = await repo.get_key(session, key_id=key_id)
-            if row is None or row.revoked_at is not None:
+            active = await repo.active_keys(session, lock=True)
+            row = next((k for k in active if k.id == key_id), None)
+            if row is None:
                 raise KeyNotFound(f"no active key with id {key_id}")
+            admins = [k for k in active if Scope.ADMIN.value in k.scopes]
+            if admins == [row]:
+                raise LastAdminKey(
+                    f"key {key_id} ('{row.name}') is the last admin key; create another admin "
+                    "key first (maas keys create NAME --scope admin)"
+                )
             row.revoked_at = datetime.now(UTC)
             _audit(session, actor, "key.revoke", f"key/{key_id}", {"name": row.name}, None)
+            await session.flush()
+            record = KeyRecord.from_row(row)
             generation = await repo.bump_generation(session)
         self._changed(generation)
+        return record, generation
 
     async def ping(self) -> None:
         async with self._sessions() as session:
             await session.execute(select(Model.id).limit(1))
+
+
+def draft_record(model: str, *, sha256: str, size: int, meta: NewVersion) -> VersionRecord:
+    """What a version of `meta` would be, before it has a number (an upload's trial load)."""
+    row = _version_row(meta, model_id=0, number=0, status=VersionStatus.REGISTERED)
+    now = datetime.now(UTC)
+    row.sha256, row.size, row.created_at, row.updated_at = sha256, size, now, now
+    return VersionRecord.from_row(row, model)
+
+
+def _version_row(
+    meta: NewVersion, *, model_id: int, number: int, status: VersionStatus
+) -> ModelVersion:
+    return ModelVersion(
+        model_id=model_id,
+        version=number,
+        status=status.value,
+        format=meta.format,
+        inputs=meta.inputs,
+        outputs=meta.outputs,
+        batching=meta.batching,
+        device=meta.device,
+        replicas=meta.replicas,
+        metrics=meta.metrics,
+        tags=meta.tags,
+        golden=meta.golden,
+        description=meta.description,
+    )
 
 
 def _audit(session: Any, actor: str, action: str, target: str, before: Any, after: Any) -> None:
@@ -400,6 +476,73 @@ def _check_expected(current: Alias | None, expected: Any) -> None:
         raise ConcurrentChange(
             f"alias moved: expected it at version {expected}, it points at {targets or 'nothing'}"
         )
+
+
+async def _move_alias(
+    session: Any,
+    model_row: Model,
+    alias: str,
+    current: Alias | None,
+    routes: list[Route],
+    *,
+    actor: str,
+    action: AliasAction,
+    undoes: int | None = None,
+) -> AliasRecord:
+    """Point `current` (or a new alias) at `routes` in this transaction, with its history row
+    and audit event; a move that changes nothing returns the alias as it is (no generation)."""
+    targets = await _ready_targets(session, model_row, routes)
+    new_routes = tuple(sorted(routes, key=lambda r: r.version))
+    old_routes = tuple(Route(r.version, r.weight) for r in current.routes) if current else None
+    if current is not None and old_routes == new_routes:
+        return AliasRecord.from_row(current, model_row.name)
+    now = datetime.now(UTC)
+    if current is None:
+        current = Alias(model_id=model_row.id, name=alias, created_at=now, routes=[])
+        session.add(current)
+    current.updated_at = now
+    current.routes = [
+        AliasRoute(version_id=targets[r.version].id, version=r.version, weight=r.weight)
+        for r in new_routes
+    ]
+    session.add(
+        AliasHistory(
+            model_id=model_row.id,
+            alias=alias,
+            action=action.value,
+            from_routes=routes_json(old_routes),
+            to_routes=routes_json(new_routes),
+            key_name=actor,
+            at=now,
+            undoes=undoes,
+        )
+    )
+    _audit(
+        session,
+        actor,
+        f"alias.{action.value}",
+        f"{model_row.name}/{alias}",
+        routes_json(old_routes),
+        routes_json(new_routes),
+    )
+    await session.flush()
+    generation = await repo.bump_generation(session)
+    return AliasRecord(model_row.name, alias, new_routes, now, generation)
+
+
+def _top_of_undo_stack(rows: Any) -> AliasHistory | None:
+    """The newest change not undone yet, from history rows newest first: undo rows pop the
+    change they name and are never undone themselves; a deletion ends the stack."""
+    undone: set[int] = set()
+    for row in rows:
+        if row.action == AliasAction.DELETE.value:
+            return None
+        if row.undoes is not None:
+            undone.add(row.undoes)
+            continue
+        if row.id not in undone:
+            return row  # type: ignore[no-any-return]
+    return None
 
 
 async def _ready_targets(

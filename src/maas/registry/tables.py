@@ -137,6 +137,8 @@ class AliasHistory(Base):
     to_routes: Mapped[list[Any]] = mapped_column(JSON)
     key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A rollback without a target undoes one earlier row: its id (the undo stack's pop).
+    undoes: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class AuditEvent(Base):

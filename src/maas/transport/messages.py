@@ -39,6 +39,14 @@ class Load(msgspec.Struct, frozen=True, tag="load"):
     spec: LoadSpec
 
 
+class Check(msgspec.Struct, frozen=True, tag="check"):
+    """Load, warm up and golden-check `spec`, answer how it went, and keep nothing: the
+    quick trial of an upload before it becomes a version."""
+
+    id: int
+    spec: LoadSpec
+
+
 class Unload(msgspec.Struct, frozen=True, tag="unload"):
     id: int
     model: str
@@ -65,7 +73,7 @@ class Ping(msgspec.Struct, frozen=True, tag="ping"):
     id: int
 
 
-Single = Load | Unload | Infer | Cancel | Ping
+Single = Load | Check | Unload | Infer | Cancel | Ping
 
 
 class Envelope(msgspec.Struct, frozen=True, tag="envelope"):

@@ -60,6 +60,10 @@ class InProcessBackend:
         self._models[spec.key] = model
         self._telemetry[spec.key] = VersionTelemetry()
 
+    async def check(self, spec: LoadSpec) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._load_pool, self._load_blocking, spec)
+
     async def unload(self, key: VersionKey) -> None:
         self._models.pop(key, None)
         self._telemetry.pop(key, None)

@@ -175,6 +175,24 @@ class WorkerPool:
             raise ModelLoadError(reply.message)
         self._mark_loaded(link, str(spec.key))
 
+    async def check(self, spec: LoadSpec) -> None:
+        """Trial-load `spec` on one healthy worker, which keeps nothing; ModelLoadError with the
+        cause if it cannot load (also when the trial killed the worker)."""
+        await self._wait_for_a_worker()
+        healthy = [link for link in self._links if link.healthy]
+        if not healthy:
+            raise Unavailable("no healthy worker to check the artifact on; try again shortly")
+        link = min(healthy, key=lambda lk: lk.status.queue_depth if lk.status else 0)
+        try:
+            reply, _ = await self._call(link, msg.Check(next(self._ids), spec))
+        except WorkerLost:
+            raise ModelLoadError(
+                f"loading the artifact killed worker {link.name} (it is being restarted); "
+                "nothing was registered"
+            ) from None
+        if isinstance(reply, msg.Failed):
+            raise ModelLoadError(reply.message)
+
     def workers(self) -> list[WorkerState]:
         return [
             WorkerState(

@@ -21,6 +21,7 @@ from maas.artifacts import verify_file
 from maas.errors import InvalidArtifact, InvalidInput, ModelLoadError
 from maas.signature import group_instances
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec
+from maas.workers.diagnosis import cause, with_hint
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class LoadedModel:
                 raw = self._module(*tensors)
         except (RuntimeError, IndexError, ValueError, TypeError, AssertionError) as exc:
             # The instances matched the signature, so the model itself refused them.
-            raise InvalidInput(f"the model rejected the input: {_first_line(exc)}") from None
+            raise InvalidInput(f"the model rejected the input: {cause(exc)}") from None
         return self._outputs(raw, batch)
 
     def _outputs(self, raw: Any, batch: int) -> list[np.ndarray[Any, Any]]:
@@ -139,9 +140,7 @@ def load_model(spec: LoadSpec) -> LoadedModel:
     except ModelLoadError:
         raise
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ModelLoadError(
-            f"cannot load {spec.format} artifact: {type(exc).__name__}: {_first_line(exc)}"
-        ) from None
+        raise ModelLoadError(f"cannot load the {spec.format} artifact: {cause(exc)}") from None
     model = LoadedModel(spec, module, device)
     _warm_up(model)
     _check_golden(model)
@@ -154,7 +153,8 @@ def _load_module(path: Path, fmt: ArtifactFormat, device: torch.device) -> Any:
         module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
         module.eval()
         return module
-    program = torch.export.load(str(path))
+    with open(path, "rb") as fh:  # a file object: torch.export wants .pt2 names otherwise
+        program = torch.export.load(fh)
     module = program.module()
     if device.type != "cpu":
         module = module.to(device)
@@ -170,9 +170,12 @@ def _warm_up(model: LoadedModel) -> None:
         try:
             model.run(inputs)
             model.warmup_batch_s = time.perf_counter() - started
-        except InvalidInput as exc:
+        except (InvalidInput, ModelLoadError) as exc:
+            shapes = ", ".join(f"{list(a.shape)}" for a in inputs)
+            message = exc.message.removeprefix("the model rejected the input: ")
             raise ModelLoadError(
-                f"warm-up forward with batch {size} failed: {exc.message}"
+                f"warm-up forward of a batch of {size} (inputs {shapes}) failed: "
+                + with_hint(message, model.spec.inputs)
             ) from None
 
 
@@ -208,8 +211,3 @@ def _check_golden(model: LoadedModel) -> None:
                     f"golden example {index}, instance {position}: output differs from the "
                     f"expected values beyond atol={example.atol}"
                 )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:500] if text else type(exc).__name__

@@ -156,6 +156,8 @@ class WorkerServer:
                 self._send(identity, self.status(request.id))
             case msg.Load():
                 self._on_load(identity, request)
+            case msg.Check():
+                self._on_check(identity, request)
             case msg.Unload():
                 self._on_unload(identity, request)
 
@@ -216,6 +218,29 @@ class WorkerServer:
             log.info("worker %s loaded %s", self.worker_id, spec.key)
         for identity, request_id in self._loading.pop(spec.key, []):
             self._send(identity, msgspec.structs.replace(reply, id=request_id))
+
+    def _on_check(self, identity: bytes, request: msg.Check) -> None:
+        spec = request.spec
+        if spec.device == "auto":
+            spec = dataclasses.replace(spec, device=self.device)
+        assert self._loop is not None
+        task = self._loop.create_task(self._check(identity, request.id, spec), name="check")
+        task.add_done_callback(_log_crash)
+
+    async def _check(self, identity: bytes, request_id: int, spec: LoadSpec) -> None:
+        from maas.workers.runtime import load_model
+
+        reply: msg.Done | msg.Failed
+        try:
+            await asyncio.to_thread(load_model, spec)  # the model is dropped when it returns
+        except MaasError as exc:
+            reply = msg.failure(request_id, exc)
+        except Exception as exc:
+            reply = msg.failure(request_id, ModelLoadError(f"{type(exc).__name__}: {exc}"))
+        else:
+            reply = msg.Done(request_id)
+        gc.collect()
+        self._send(identity, reply)
 
     def _on_unload(self, identity: bytes, request: msg.Unload) -> None:
         self._flush_figures()  # what the version measured until now still counts

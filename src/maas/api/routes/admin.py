@@ -19,7 +19,7 @@ from maas.meta import parse_meta
 from maas.publishing import publish_version
 from maas.registry.records import AliasRecord, Route
 from maas.services import Services
-from maas.types import ALIAS_NAME_RE, AliasAction, VersionKey
+from maas.types import ALIAS_NAME_RE, MODEL_NAME_RE, AliasAction, VersionKey
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -74,9 +74,21 @@ async def get_model(name: str, services: ServicesDep) -> dict[str, Any]:
     },
 )
 async def upload_version(
-    name: str, request: Request, services: ServicesDep, who: AdminDep
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    who: AdminDep,
+    wait: Annotated[
+        bool, Query(description="answer once the version is loaded (ready) or failed")
+    ] = False,
+    create_model: Annotated[
+        bool, Query(description="create the model with this version if it does not exist")
+    ] = False,
 ) -> JSONResponse:
-    await services.registry.get_model(name)  # 404 before reading a byte of the body
+    if not create_model:
+        await services.registry.get_model(name)  # 404 before reading a byte of the body
+    elif not MODEL_NAME_RE.match(name):
+        raise BadRequest(f"'{name}' is not a valid model name ({MODEL_NAME_RE.pattern})")
     upload = await receive_upload(request, services.store, services.settings.max_artifact_bytes)
     try:
         meta = parse_meta(upload.meta)
@@ -87,10 +99,13 @@ async def upload_version(
         registry=services.registry,
         store=services.store,
         deployer=services.deployer,
+        backend=services.backend,
         model=name,
         writer=upload.writer,
         meta=meta,
         actor=who.name,
+        wait=wait,
+        create_model=create_model,
     )
     return JSONResponse(schemas.version_json(record), status_code=201)
 
@@ -192,14 +207,36 @@ async def promote(
 async def rollback(
     name: str, body: schemas.Rollback, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
+    """To `to_version`, or else undo the alias's newest change not undone yet (an undo stack:
+    promote 2, promote 3, rollback → 2, rollback → 1)."""
     if body.to_version is not None:
-        routes = [Route(body.to_version, 100)]
+        record = await services.registry.set_alias(
+            model=name,
+            alias=body.alias,
+            routes=[Route(body.to_version, 100)],
+            actor=who.name,
+            action=AliasAction.ROLLBACK,
+        )
     else:
-        routes = list(await services.registry.previous_routes(model=name, alias=body.alias))
-    record = await services.registry.set_alias(
-        model=name, alias=body.alias, routes=routes, actor=who.name, action=AliasAction.ROLLBACK
-    )
+        record = await services.registry.undo_alias(model=name, alias=body.alias, actor=who.name)
     return await _propagated(services, record)
+
+
+@router.delete("/models/{name}/aliases/{alias}")
+async def delete_alias(
+    name: str, alias: str, services: ServicesDep, who: AdminDep
+) -> dict[str, Any]:
+    generation = await services.registry.delete_alias(
+        model=name, alias=_alias_name(alias), actor=who.name
+    )
+    propagation = await services.plane.propagate(generation)
+    return {
+        "model": name,
+        "alias": alias,
+        "deleted": True,
+        "generation": propagation.generation,
+        "propagated": propagation.as_json(),
+    }
 
 
 async def _propagated(services: Services, record: AliasRecord) -> dict[str, Any]:
@@ -223,8 +260,20 @@ async def alias_history(
 
 
 @router.get("/events")
-async def events(services: ServicesDep, limit: Limit = 100) -> dict[str, Any]:
-    return {"events": [schemas.event_json(e) for e in await services.registry.events(limit=limit)]}
+async def events(
+    services: ServicesDep,
+    limit: Limit = 100,
+    model: Annotated[str | None, Query(description="a model, its versions and aliases")] = None,
+    action: Annotated[
+        str | None, Query(description="an action (alias.promote) or its family (alias)")
+    ] = None,
+    key: Annotated[str | None, Query(description="the name of the key that acted")] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601; naive means UTC")] = None,
+) -> dict[str, Any]:
+    rows = await services.registry.events(
+        limit=limit, model=model, action=action, key=key, since=since
+    )
+    return {"events": [schemas.event_json(e) for e in rows]}
 
 
 @router.post("/keys", status_code=201)
@@ -237,10 +286,23 @@ async def create_key(
     return schemas.key_json(record, secret)
 
 
+@router.get("/keys")
+async def list_keys(services: ServicesDep) -> dict[str, Any]:
+    return {"keys": [schemas.key_json(k) for k in await services.registry.list_keys()]}
+
+
 @router.delete("/keys/{key_id}")
 async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[str, Any]:
-    await services.registry.revoke_key(key_id, actor=who.name)
-    return {"id": key_id, "revoked": True}
+    """Revoke a key; answers once every live gateway refuses it (or after the propagation
+    timeout, with the others in `missing`). 409 for the last admin key."""
+    record, generation = await services.registry.revoke_key(key_id, actor=who.name)
+    propagation = await services.plane.propagate(generation)
+    return {
+        **schemas.key_json(record),
+        "revoked": True,
+        "generation": propagation.generation,
+        "propagated": propagation.as_json(),
+    }
 
 
 @router.get("/workers")

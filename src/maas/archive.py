@@ -1,0 +1,83 @@
+"""What an uploaded file is, from its bytes alone: a TorchScript archive, a `torch.export`
+archive, a `torch.save` pickle (a `state_dict` or a whole module), or something else.
+
+An upload is checked with this before it is answered, so a file that can never load is refused
+at the door with what it is and what to do, instead of failing later in a worker. It reads the
+zip directory only (no torch, nothing executed): call it off the event loop.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from enum import StrEnum
+from pathlib import Path
+
+from maas.errors import InvalidArtifact
+from maas.types import ArtifactFormat
+
+_PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+_SAVE_HINT = (
+    "save the model as a program instead: torch.jit.script(model).save('model.pt') "
+    '("format": "torchscript") or torch.export.save(torch.export.export(model, example), '
+    '\'model.pt2\') ("format": "torch_export")'
+)
+
+
+class ArchiveKind(StrEnum):
+    TORCHSCRIPT = "torchscript"
+    TORCH_EXPORT = "torch_export"
+    PICKLE = "pickle"  # torch.save(...): weights or a pickled module, not a program
+    OTHER = "other"
+
+
+def inspect_archive(path: Path) -> tuple[ArchiveKind, str]:
+    """The kind of file at `path`, and a few words on what it looks like."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not zipfile.is_zipfile(path):
+        if head.startswith(_PICKLE_PROTOCOLS):
+            return ArchiveKind.PICKLE, "a legacy torch.save / pickle file"
+        return ArchiveKind.OTHER, _describe_bytes(head)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        return ArchiveKind.OTHER, f"a damaged zip file ({exc})"
+    leaves = {name.split("/", 1)[1] if "/" in name else name for name in names}
+    if "archive_format" in leaves or any(n.startswith("models/") for n in leaves):
+        return ArchiveKind.TORCH_EXPORT, "a torch.export archive"
+    if "constants.pkl" in leaves and any(n.startswith("code/") for n in leaves):
+        return ArchiveKind.TORCHSCRIPT, "a TorchScript archive"
+    if "data.pkl" in leaves:
+        return ArchiveKind.PICKLE, "a torch.save() file (a state_dict or a pickled module)"
+    return ArchiveKind.OTHER, f"a zip file of {len(names)} entries that torch did not write"
+
+
+def check_archive(path: Path, declared: ArtifactFormat) -> None:
+    """InvalidArtifact, with what the file is and what to do, unless it is an archive of the
+    declared format."""
+    kind, what = inspect_archive(path)
+    if kind.value == declared.value:
+        return
+    if kind is ArchiveKind.PICKLE:
+        raise InvalidArtifact(
+            f"the file is {what}, which holds weights or pickled Python objects but no program "
+            f"maas can run safely; {_SAVE_HINT}"
+        )
+    if kind in (ArchiveKind.TORCHSCRIPT, ArchiveKind.TORCH_EXPORT):
+        raise InvalidArtifact(
+            f'meta says "format": "{declared.value}" but the file is {what}; '
+            f'set "format": "{kind.value}"'
+        )
+    raise InvalidArtifact(f"the file is not a TorchScript or torch.export archive: {what}")
+
+
+def _describe_bytes(head: bytes) -> str:
+    if not head:
+        return "it is empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data starting with {head[:8].hex(' ')}"
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"a text file starting with {first!r}"
