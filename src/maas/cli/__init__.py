@@ -1,0 +1,76 @@
+"""The `maas` command line.
+
+`serve`, `worker` and `db` run maas itself; `models`, `keys`, `events`, `gateways` and
+`workers` talk to a running server's admin API (`MAAS_URL`, key from `MAAS_API_KEY` or
+`maas-data/admin.key`). Results go to stdout (`--json`: the API's own answer), errors to
+stderr in one line. Exit codes: 0 done, 1 refused, 2 usage, 3 server unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from maas.cli import keys, models, ops, serve
+from maas.cli.output import USAGE, CliError, one_line
+
+__all__ = ["main"]
+
+
+class MaasGroup(click.Group):
+    """A group whose every error, usage errors included, is one line on stderr."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            click.echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(USAGE)
+        except CliError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=MaasGroup)
+@click.version_option(package_name="maas")
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="The maas server for admin commands (default: MAAS_URL, else http://127.0.0.1:8000).",
+)
+def main(url: str | None) -> None:
+    """maas: model-as-a-service gateway for PyTorch models."""
+
+
+main.add_command(serve.serve)
+main.add_command(serve.worker)
+main.add_command(serve.db)
+main.add_command(models.models)
+main.add_command(keys.keys)
+main.add_command(ops.events)
+main.add_command(ops.gateways)
+main.add_command(ops.workers)

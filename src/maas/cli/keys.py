@@ -1,0 +1,171 @@
+"""`maas keys ...`: API keys, through the admin API; only `create --database-url` writes a
+database directly (to bootstrap the first key), and it says which."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from maas.cli.client import Client, path
+from maas.cli.output import emit_json, json_option, plain, say, short_time, table, usage_error, warn
+from maas.cli.refs import model_name
+
+
+@click.group()
+def keys() -> None:
+    """API keys (admin scope on a running server; MAAS_URL, MAAS_API_KEY)."""
+
+
+def _expires(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise usage_error(
+            f"--expires {text!r}: expected an ISO 8601 time such as 2026-01-31T00:00:00Z"
+        ) from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["admin", "infer"]),
+    help="Repeat for several scopes.",
+)
+@click.option("--model", "models", multiple=True, help="Limit the key to this model (repeat).")
+@click.option("--expires", default=None, help="ISO 8601 time after which the key is refused.")
+@click.option(
+    "--database-url",
+    default=None,
+    help="Write the key straight into this registry database instead of asking the server "
+    "(to bootstrap the first admin key).",
+)
+@json_option
+def keys_create(
+    name: str,
+    scopes: tuple[str, ...],
+    models: tuple[str, ...],
+    expires: str | None,
+    database_url: str | None,
+    as_json: bool,
+) -> None:
+    """Create a key and print its secret, shown this once only."""
+    body: dict[str, Any] = {"name": name, "scopes": list(dict.fromkeys(scopes))}
+    if models:
+        body["models"] = [model_name(m) for m in models]
+    expires_at = _expires(expires)
+    if expires_at is not None:
+        body["expires_at"] = expires_at
+    if database_url is not None:
+        answer = _create_in_database(database_url, body)
+    else:
+        with Client() as client:
+            answer = client.call("POST", path("keys"), json=body)
+    if as_json:
+        emit_json(answer)
+        return
+    say(f"created key {answer.get('id')} {answer.get('name')!r} ({plain(answer.get('scopes'))})")
+    say("its secret, shown only this once (only its hash is kept):")
+    say("")
+    say(f"    {answer.get('secret')}")
+    say("")
+
+
+def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, Any]:
+    from maas.auth import create_key
+    from maas.cli.serve import database_failure, load_settings, masked
+    from maas.registry import db as registry_db
+    from maas.registry.service import Registry
+
+    url = load_settings(database_url=database_url).database_url
+    extra = {k: v for k, v in body.items() if k in ("models", "expires_at")}
+    accepted = inspect.signature(create_key).parameters
+    unsupported = [k for k in extra if k not in accepted]
+    if unsupported:
+        flags = ", ".join("--model" if k == "models" else "--expires" for k in unsupported)
+        raise usage_error(f"{flags}: not supported with --database-url; ask the server instead")
+    if "expires_at" in extra:
+        extra["expires_at"] = datetime.fromisoformat(extra["expires_at"])
+
+    async def run() -> dict[str, Any]:
+        database = registry_db.open_database(url)
+        try:
+            await registry_db.upgrade(database.engine)
+            registry = Registry(database.reads, writes=database.writes)
+            record, secret = await create_key(
+                registry, name=body["name"], scopes=body["scopes"], actor="cli", **extra
+            )
+        finally:
+            await database.dispose()
+        created = getattr(record, "created_at", None)
+        answer: dict[str, Any] = {
+            "id": record.id,
+            "name": record.name,
+            "scopes": list(record.scopes),
+            "models": list(getattr(record, "models", None) or []) or None,
+            "expires_at": _iso(getattr(record, "expires_at", None)),
+            "secret": secret,
+            "created_at": _iso(created),
+        }
+        return answer
+
+    try:
+        answer = asyncio.run(run())
+    except Exception as exc:
+        raise database_failure("write a key into", url, exc) from None
+    warn(f"wrote key {answer['id']} into {masked(url)}")
+    return answer
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@keys.command("list")
+@json_option
+def keys_list(as_json: bool) -> None:
+    """Every key (revoked ones too), never a secret."""
+    with Client() as client:
+        answer = client.call("GET", path("keys"))
+    if as_json:
+        emit_json(answer)
+        return
+    rows = answer.get("keys") or []
+    table(
+        ["ID", "NAME", "SCOPES", "MODELS", "EXPIRES", "CREATED", "REVOKED"],
+        (
+            [
+                k.get("id"),
+                k.get("name"),
+                k.get("scopes"),
+                k.get("models") or "all",
+                short_time(k.get("expires_at")),
+                short_time(k.get("created_at")),
+                short_time(k.get("revoked_at")),
+            ]
+            for k in rows
+        ),
+    )
+
+
+@keys.command("revoke")
+@click.argument("key_id", metavar="ID", type=click.IntRange(min=1))
+@json_option
+def keys_revoke(key_id: int, as_json: bool) -> None:
+    """Revoke key ID (refused for the last admin key)."""
+    with Client() as client:
+        answer = client.call("DELETE", path("keys", key_id))
+    if as_json:
+        emit_json(answer if answer is not None else {})
+    else:
+        say(f"revoked key {key_id}")
