@@ -16,14 +16,32 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
 
 class TensorSpecIn(BaseModel):
+    """One named input or output tensor of the model."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=_NAME)
-    dtype: Literal[DTYPES]  # type: ignore[valid-type]
-    shape: list[int] = Field(max_length=8)
-    min: float | None = None
-    max: float | None = None
-    max_shape: list[int] | None = None
+    name: str = Field(pattern=_NAME, description="the tensor's name (the model's argument name)")
+    dtype: Literal[DTYPES] = Field(description="element type")  # type: ignore[valid-type]
+    shape: list[int] = Field(
+        max_length=8,
+        description="one instance's shape, without the batch axis (the gateway stacks "
+        "instances along a new leading axis); -1 marks an axis of any length, e.g. [64] or [-1]",
+    )
+    min: float | None = Field(
+        None,
+        description="inputs: the lowest value of the model's domain (e.g. 0 for token ids); "
+        "an instance with a smaller value answers 422",
+    )
+    max: float | None = Field(
+        None,
+        description="inputs: the highest value of the model's domain (e.g. vocabulary size - 1); "
+        "an instance with a larger value answers 422",
+    )
+    max_shape: list[int] | None = Field(
+        None,
+        description="the longest each axis of `shape` may be, one bound per axis (caps the -1 "
+        "axes, e.g. [256]); a longer instance answers 422",
+    )
 
     @field_validator("shape")
     @classmethod
@@ -44,21 +62,45 @@ class TensorSpecIn(BaseModel):
 
 
 class BatchingIn(BaseModel):
+    """How instances of concurrent requests are batched together."""
+
     model_config = ConfigDict(extra="forbid")
 
-    max_batch_size: int = Field(32, ge=1, le=4096)
-    max_delay_ms: float = Field(5, ge=0, le=10_000)
-    max_queue: int = Field(1024, ge=1, le=1_000_000)
-    pad_value: float | None = None
-    buckets: list[int] | None = None
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="the most instances the model runs in one batch"
+    )
+    max_delay_ms: float = Field(
+        5, ge=0, le=10_000, description="the longest a batch waits for more instances"
+    )
+    max_queue: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="the most instances waiting for the version; beyond it requests answer 429",
+    )
+    pad_value: float | None = Field(
+        None,
+        description="with it, instances whose -1 axes differ in length share a batch: those axes "
+        "are padded with this value up to the next of `buckets` (used only when no output has "
+        "a -1 axis); unset: instances of different lengths run in separate batches",
+    )
+    buckets: list[int] | None = Field(
+        None,
+        description="the lengths a padded -1 axis is rounded up to (e.g. [32, 64, 128, 256]; a "
+        "longer one keeps its own length), so the model sees few distinct shapes",
+    )
 
 
 class GoldenIn(BaseModel):
+    """Known answers, checked when the version warms up: a mismatch fails the load."""
+
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[Any] = Field(min_length=1)
-    outputs: list[Any] = Field(min_length=1)
-    atol: float = Field(1e-4, ge=0)
+    inputs: list[Any] = Field(min_length=1, description="instances, as a predict request sends")
+    outputs: list[Any] = Field(
+        min_length=1, description="the expected output of each instance, in the same order"
+    )
+    atol: float = Field(1e-4, ge=0, description="absolute tolerance of the comparison")
 
     @model_validator(mode="after")
     def _same_length(self) -> GoldenIn:
@@ -68,19 +110,56 @@ class GoldenIn(BaseModel):
 
 
 class VersionMeta(BaseModel):
+    """The `meta` part of an upload (JSON): what the artifact is and how to serve it.
+
+    Example (the digits demo): {"format": "torchscript", "inputs": [{"name": "x", "dtype":
+    "float32", "shape": [64]}], "outputs": [{"name": "logits", "dtype": "float32", "shape": [10]}]}
+    """
+
     model_config = ConfigDict(extra="forbid")
 
-    format: ArtifactFormat
-    inputs: list[TensorSpecIn] = Field(min_length=1, max_length=64)
-    outputs: list[TensorSpecIn] = Field(min_length=1, max_length=64)
-    batching: BatchingIn = Field(default_factory=lambda: BatchingIn())
-    device: str = "auto"
-    replicas: int | None = Field(None, ge=1, le=1024)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    tags: dict[str, Any] = Field(default_factory=dict)
-    golden: list[GoldenIn] = Field(default_factory=list, max_length=64)
-    description: str = Field("", max_length=10_000)
-    load: bool = True
+    format: ArtifactFormat = Field(
+        description="torchscript (torch.jit.save) or torch_export (torch.export.save)"
+    )
+    inputs: list[TensorSpecIn] = Field(
+        min_length=1, max_length=64, description="the model's inputs, in argument order"
+    )
+    outputs: list[TensorSpecIn] = Field(
+        min_length=1, max_length=64, description="the model's outputs, in return order"
+    )
+    batching: BatchingIn = Field(
+        default_factory=lambda: BatchingIn(),
+        description="batching settings (each has a default; PATCH can change them later)",
+    )
+    device: str = Field(
+        "auto",
+        description="where the version runs: auto (a GPU when the worker has one, else the "
+        "CPU), cpu, cuda or cuda:N",
+    )
+    replicas: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="on how many workers to load it (unset: on every worker)",
+    )
+    metrics: dict[str, Any] = Field(
+        default_factory=dict,
+        description='offline evaluation figures, kept and shown as given (e.g. {"accuracy": 0.97})',
+    )
+    tags: dict[str, Any] = Field(
+        default_factory=dict, description="free-form labels, kept and shown as given"
+    )
+    golden: list[GoldenIn] = Field(
+        default_factory=list,
+        max_length=64,
+        description="known answers checked when the version warms up; a mismatch fails the load",
+    )
+    description: str = Field("", max_length=10_000, description="for humans")
+    load: bool = Field(
+        True,
+        description="false: register the version without loading it (load it later with "
+        "POST .../load)",
+    )
 
     @field_validator("device")
     @classmethod

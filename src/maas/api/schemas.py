@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,7 +17,7 @@ from maas.registry.records import (
     VersionRecord,
     routes_json,
 )
-from maas.types import MODEL_NAME_RE, Scope
+from maas.types import DTYPES, MODEL_NAME_RE, AliasAction, ArtifactFormat, Scope, VersionStatus
 
 
 class CreateModel(BaseModel):
@@ -184,3 +184,319 @@ def key_json(k: KeyRecord, secret: str | None = None) -> dict[str, Any]:
     if secret is not None:
         out["secret"] = secret
     return out
+
+
+# Answers ----------------------------------------------------------------------------------------
+# What the admin, health and error answers look like, for /openapi.json and /docs. The routes
+# still return the dicts the renderers above build (FastAPI does not pass them through these
+# models), so each model must describe those dicts key for key: tests/api/test_openapi.py
+# checks real answers against them.
+
+Timestamp = Annotated[
+    str,
+    Field(
+        json_schema_extra={"format": "date-time"},
+        description="ISO 8601, with the timezone",
+        examples=["2025-01-31T12:00:00.123456+00:00"],
+    ),
+]
+Generation = Annotated[
+    int,
+    Field(
+        description="the registry generation this change committed with (it rises with every "
+        "change); once the call returns, every gateway that confirmed serves it"
+    ),
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="what went wrong, in snake_case (e.g. model_not_found)")
+    message: str = Field(description="the same, for a human")
+
+
+class ErrorBody(BaseModel):
+    """Every error of the native and admin routes."""
+
+    error: ErrorDetail
+
+
+class V2ErrorBody(BaseModel):
+    """Every error of the Open Inference Protocol (/v2) routes, in that protocol's shape."""
+
+    error: str = Field(description="what went wrong, for a human")
+
+
+class TensorSpecOut(BaseModel):
+    """One named input or output of a version, as its meta declared it."""
+
+    name: str
+    dtype: Literal[DTYPES]  # type: ignore[valid-type]
+    shape: list[int] = Field(
+        description="one instance's shape, without the batch axis; -1 marks an axis of any length"
+    )
+    min: float | None = Field(None, description="lowest allowed value (only when declared)")
+    max: float | None = Field(None, description="highest allowed value (only when declared)")
+    max_shape: list[int] | None = Field(
+        None, description="the longest each axis may be (only when declared)"
+    )
+
+
+class RouteOut(BaseModel):
+    version: int
+    weight: int = Field(description="share of the alias's traffic, relative to the others")
+
+
+class BatchingOut(BaseModel):
+    """How requests to the version are batched together."""
+
+    model_config = ConfigDict(extra="allow")
+
+    max_batch_size: int = Field(description="most instances in one batch")
+    max_delay_ms: float = Field(description="longest a batch waits to fill up")
+    max_queue: int = Field(description="most instances waiting; more answer 429")
+    pad_value: float | None = Field(
+        None, description="value that pads -1 axes to one length in a batch (only when set)"
+    )
+    buckets: list[int] | None = Field(
+        None, description="lengths that -1 axes are padded up to (only when set)"
+    )
+
+
+class VersionOut(BaseModel):
+    """A version of a model."""
+
+    model: str
+    version: int
+    status: VersionStatus = Field(
+        description="registered -> loading -> ready, or failed (see load_error); unloaded; "
+        "archived. Only ready versions serve traffic."
+    )
+    sha256: str = Field(description="the artifact's content hash")
+    size: int = Field(description="the artifact's size in bytes")
+    format: ArtifactFormat
+    inputs: list[TensorSpecOut]
+    outputs: list[TensorSpecOut]
+    batching: BatchingOut
+    device: str = Field(description="auto, cpu, cuda or cuda:N")
+    replicas: int | None = Field(
+        description="on how many workers it is loaded; null: on every worker"
+    )
+    metrics: dict[str, Any] = Field(description="offline evaluation figures, as uploaded")
+    tags: dict[str, Any]
+    description: str
+    load_error: str | None = Field(description="why the last load failed (status failed)")
+    created_at: Timestamp
+    updated_at: Timestamp
+    loaded_at: Timestamp | None = Field(description="when it last became ready")
+
+
+class VersionStatsOut(BaseModel):
+    """Live figures of the version on the workers serving it (only `loaded` until one does)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loaded: bool = Field(description="whether a worker holds it now")
+    queue_depth: int | None = Field(None, description="instances waiting now")
+    batches: int | None = Field(None, description="batches run")
+    instances: int | None = Field(None, description="instances run")
+    mean_batch_size: float | None = None
+    mean_inference_ms: float | None = None
+    mean_queue_wait_ms: float | None = None
+    padding_waste: float | None = Field(
+        None, description="share of a batch's elements that were padding"
+    )
+
+
+class VersionDetail(VersionOut):
+    """A version of a model, with its live figures."""
+
+    stats: VersionStatsOut
+
+
+class AliasOut(BaseModel):
+    """An alias: the version(s) it sends traffic to, with their weights."""
+
+    model: str
+    alias: str
+    routes: list[RouteOut]
+    updated_at: Timestamp
+
+
+class Propagation(BaseModel):
+    """Which live gateways serve the change (within MAAS_PROPAGATION_TIMEOUT_MS)."""
+
+    gateways: int = Field(description="live gateways of this registry")
+    confirmed: int = Field(description="those that serve the generation")
+    missing: list[str] = Field(description='those that did not confirm in time ("host:pid")')
+
+
+class AliasChange(AliasOut):
+    """The alias after the change (a change that moves nothing answers it as it is)."""
+
+    generation: Generation
+    propagated: Propagation
+
+
+class AliasDeleted(BaseModel):
+    model: str
+    alias: str
+    deleted: Literal[True]
+    generation: Generation
+    propagated: Propagation
+
+
+class ModelOut(BaseModel):
+    """A model, every version it has and its aliases."""
+
+    name: str
+    description: str
+    created_at: Timestamp
+    versions: list[VersionOut]
+    aliases: list[AliasOut]
+
+
+class ModelList(BaseModel):
+    models: list[ModelOut]
+
+
+class HistoryEntry(BaseModel):
+    """One change of an alias."""
+
+    alias: str
+    from_: list[RouteOut] | None = Field(
+        alias="from", description="the routes before (null for a new alias)"
+    )
+    to: list[RouteOut] = Field(description="the routes after (empty when it was deleted)")
+    action: AliasAction
+    key: str | None = Field(description="name of the key that made the change")
+    at: Timestamp
+    id: int
+    undoes: int | None = Field(description="the id of the change a rollback undid")
+
+
+class HistoryList(BaseModel):
+    history: list[HistoryEntry] = Field(description="newest first")
+
+
+class EventOut(BaseModel):
+    """One entry of the audit log."""
+
+    id: int
+    at: Timestamp
+    key: str | None = Field(description="name of the key that acted (system: maas itself)")
+    action: str = Field(description="e.g. model.create, version.create, alias.promote")
+    target: str = Field(description="e.g. digits, digits@4, digits/production, key/3")
+    before: Any = Field(description="the state before (JSON), or null")
+    after: Any = Field(description="the state after (JSON), or null")
+
+
+class EventList(BaseModel):
+    events: list[EventOut] = Field(description="newest first")
+
+
+class KeyOut(BaseModel):
+    """An API key, without its secret."""
+
+    id: int
+    name: str
+    scopes: list[Scope]
+    models: list[str] | None = Field(description="the models it may act on; null: all")
+    expires_at: Timestamp | None = Field(description="null: never")
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+
+class KeyCreated(KeyOut):
+    """The new key, with its secret: the only time the secret is shown."""
+
+    secret: str = Field(description="send it as 'Authorization: Bearer <secret>'")
+
+
+class KeyRevoked(KeyOut):
+    revoked: Literal[True]
+    generation: Generation
+    propagated: Propagation
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut] = Field(description="every key, revoked ones too")
+
+
+class WorkerVersionStatsOut(BaseModel):
+    """The figures of one version on one worker."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str = Field(description="the version, e.g. digits@1")
+    mean_batch_ms: float
+    queue_depth: int
+    batches: int
+    instances: int
+    mean_batch_size: float
+    mean_inference_ms: float
+    mean_queue_wait_ms: float
+    padding_waste: float
+
+
+class WorkerOut(BaseModel):
+    """A worker: its process, device, health and the versions it holds."""
+
+    id: str
+    pid: int | None = Field(description="null until it has reported")
+    host: str | None
+    device: str | None
+    healthy: bool
+    queue_depth: int
+    versions: list[str] = Field(description='the versions it holds, e.g. ["digits@1"]')
+    restarts: int
+    loading: list[str] | None = Field(
+        None, description="the versions it is loading (worker processes only)"
+    )
+    endpoint: str | None = Field(None, description="its address (worker processes only)")
+    gateways: int | None = Field(
+        None, description="gateways connected to it (worker processes only)"
+    )
+    stats: list[WorkerVersionStatsOut] | None = Field(
+        None, description="per version (worker processes only)"
+    )
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerOut]
+
+
+class GatewayOut(BaseModel):
+    id: str = Field(description='"host:pid"')
+    host: str
+    pid: int
+    generation: int = Field(description="the registry generation it serves")
+    last_seen: Timestamp
+    leader: bool = Field(description="whether it places versions on the workers")
+
+
+class GatewayList(BaseModel):
+    generation: int = Field(description="the registry's own generation")
+    gateways: list[GatewayOut] = Field(description="every live gateway of this registry")
+
+
+class Alive(BaseModel):
+    status: Literal["alive"]
+
+
+class Healthy(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: Literal[True]
+    degraded: list[str] | None = Field(
+        None,
+        description="what is wrong but does not stop serving (e.g. the registry is down and "
+        "the gateway serves its last routing table); absent when nothing is",
+    )
+
+
+class NotReady(BaseModel):
+    ready: Literal[False]
+    reasons: list[str] = Field(description="why not, e.g. 'migrations have not run'")
+    degraded: list[str]

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from maas import auth
 from maas.api import schemas
 from maas.api.deps import AdminDep, ServicesDep, require_admin
+from maas.api.openapi import REGISTRY_UNAVAILABLE, answers, upload_body
 from maas.api.upload import receive_upload
 from maas.errors import AliasInUse, BadRequest, MaasError
 from maas.meta import parse_meta
@@ -26,13 +27,33 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(requir
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
+# Errors more than one route can answer (401, 403 and 503 come with every admin route).
+_JSON = "`bad_request`: the body is not valid JSON"
+_INVALID = "`invalid_request`: a parameter or the body does not validate"
+_VERSION = "`model_not_found` or `version_not_found`"
+_ALIAS_NAME = "`bad_request`: the alias is not a valid name ([a-z][a-z0-9_-]{0,31}), or " + _JSON
+_MOVE_CONFLICT = (
+    "`version_not_ready`: an alias may only point at ready versions; `concurrent_change`: "
+    "another change of the alias won"
+)
+
+
 def _alias_name(alias: str) -> str:
     if not ALIAS_NAME_RE.match(alias):
         raise BadRequest(f"'{alias}' is not a valid alias name ([a-z][a-z0-9_-]{{0,31}})")
     return alias
 
 
-@router.post("/models", status_code=201)
+@router.post(
+    "/models",
+    status_code=201,
+    responses=answers(
+        schemas.ModelOut,
+        "The new model (no versions, no aliases yet)",
+        status=201,
+        errors={400: _JSON, 409: "`already_exists`: a model of that name exists", 422: _INVALID},
+    ),
+)
 async def create_model(
     body: schemas.CreateModel, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
@@ -42,12 +63,15 @@ async def create_model(
     return schemas.model_json(record)
 
 
-@router.get("/models")
+@router.get("/models", responses=answers(schemas.ModelList, "Every model"))
 async def list_models(services: ServicesDep) -> dict[str, Any]:
     return {"models": [schemas.model_json(m) for m in await services.registry.list_models()]}
 
 
-@router.get("/models/{name}")
+@router.get(
+    "/models/{name}",
+    responses=answers(schemas.ModelOut, "The model", errors={404: "`model_not_found`"}),
+)
 async def get_model(name: str, services: ServicesDep) -> dict[str, Any]:
     return schemas.model_json(await services.registry.get_model(name))
 
@@ -55,23 +79,25 @@ async def get_model(name: str, services: ServicesDep) -> dict[str, Any]:
 @router.post(
     "/models/{name}/versions",
     status_code=201,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file", "meta"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "meta": {"type": "string", "description": "JSON, see CONTRACT"},
-                        },
-                    }
-                }
-            },
-        }
-    },
+    responses=answers(
+        schemas.VersionOut,
+        'The new version: `loading` (or `registered` when meta has `"load": false`); with '
+        "`?wait=true`, once its load finished: `ready` or `failed` (see `load_error`)",
+        status=201,
+        errors={
+            400: "`bad_request`: not multipart/form-data, no `file` or `meta` part, meta is not "
+            "valid JSON, or (with `?create_model=true`) not a valid model name",
+            404: "`model_not_found` (without `?create_model=true`)",
+            413: "`payload_too_large`: the artifact exceeds MAAS_MAX_ARTIFACT_BYTES, or meta "
+            "exceeds 1 MiB",
+            422: "`invalid_artifact`: meta does not validate, or the file is not an archive of "
+            "the declared format; `model_load_error`: with `?wait=true`, the trial load failed "
+            "(nothing is registered); `invalid_request`: a query parameter does not validate",
+            503: REGISTRY_UNAVAILABLE + "; `unavailable`: with `?wait=true`, no healthy worker to "
+            "trial-load the artifact on",
+        },
+    ),
+    openapi_extra={"requestBody": upload_body()},
 )
 async def upload_version(
     name: str,
@@ -110,7 +136,14 @@ async def upload_version(
     return JSONResponse(schemas.version_json(record), status_code=201)
 
 
-@router.get("/models/{name}/versions/{version}")
+@router.get(
+    "/models/{name}/versions/{version}",
+    responses=answers(
+        schemas.VersionDetail,
+        "The version, with its live figures under `stats`",
+        errors={404: _VERSION, 422: _INVALID},
+    ),
+)
 async def get_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
     record = await services.registry.get_version(VersionKey(name, version))
     out = schemas.version_json(record)
@@ -122,7 +155,14 @@ async def get_version(name: str, version: int, services: ServicesDep) -> dict[st
     return out
 
 
-@router.patch("/models/{name}/versions/{version}")
+@router.patch(
+    "/models/{name}/versions/{version}",
+    responses=answers(
+        schemas.VersionOut,
+        "The version as changed",
+        errors={400: _JSON, 404: _VERSION, 422: _INVALID},
+    ),
+)
 async def patch_version(
     name: str, version: int, body: schemas.PatchVersion, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
@@ -136,12 +176,36 @@ async def patch_version(
     return schemas.version_json(record)
 
 
-@router.post("/models/{name}/versions/{version}/load", status_code=202)
+@router.post(
+    "/models/{name}/versions/{version}/load",
+    status_code=202,
+    responses=answers(
+        schemas.VersionOut,
+        "The version, now `loading`: poll it until `ready` or `failed`",
+        status=202,
+        errors={
+            404: _VERSION,
+            409: "`conflict`: the version cannot be loaded in its status (e.g. archived)",
+            422: _INVALID,
+        },
+    ),
+)
 async def load_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
     return schemas.version_json(await services.deployer.start_load(VersionKey(name, version)))
 
 
-@router.post("/models/{name}/versions/{version}/unload")
+@router.post(
+    "/models/{name}/versions/{version}/unload",
+    responses=answers(
+        schemas.VersionOut,
+        "The version, now `unloaded` (an archived one as it is)",
+        errors={
+            404: _VERSION,
+            409: "`alias_in_use`: an alias points at the version; move it first",
+            422: _INVALID,
+        },
+    ),
+)
 async def unload_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
     key = VersionKey(name, version)
     record = await services.registry.get_version(key)
@@ -157,7 +221,18 @@ async def unload_version(name: str, version: int, services: ServicesDep) -> dict
     return schemas.version_json(await services.deployer.unload(key))
 
 
-@router.delete("/models/{name}/versions/{version}")
+@router.delete(
+    "/models/{name}/versions/{version}",
+    responses=answers(
+        schemas.VersionOut,
+        "The version, now `archived`",
+        errors={
+            404: _VERSION,
+            409: "`alias_in_use`: an alias points at the version; move it first",
+            422: _INVALID,
+        },
+    ),
+)
 async def archive_version(
     name: str, version: int, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
@@ -167,7 +242,20 @@ async def archive_version(
     return schemas.version_json(record)
 
 
-@router.put("/models/{name}/aliases/{alias}")
+@router.put(
+    "/models/{name}/aliases/{alias}",
+    responses=answers(
+        schemas.AliasChange,
+        "The alias, once every live gateway serves it (or after MAAS_PROPAGATION_TIMEOUT_MS, "
+        "with the others in `propagated.missing`)",
+        errors={
+            400: _ALIAS_NAME,
+            404: _VERSION,
+            409: _MOVE_CONFLICT + " (`expected_current` did not match)",
+            422: _INVALID,
+        },
+    ),
+)
 async def set_alias(
     name: str, alias: str, body: schemas.SetAlias, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
@@ -184,12 +272,24 @@ async def set_alias(
     return await _propagated(services, record)
 
 
-@router.get("/models/{name}/aliases/{alias}")
+@router.get(
+    "/models/{name}/aliases/{alias}",
+    responses=answers(
+        schemas.AliasOut, "The alias", errors={404: "`model_not_found` or `alias_not_found`"}
+    ),
+)
 async def get_alias(name: str, alias: str, services: ServicesDep) -> dict[str, Any]:
     return schemas.alias_json(await services.registry.get_alias(model=name, alias=alias))
 
 
-@router.post("/models/{name}/promote")
+@router.post(
+    "/models/{name}/promote",
+    responses=answers(
+        schemas.AliasChange,
+        "The alias, once every live gateway serves it",
+        errors={400: _JSON, 404: _VERSION, 409: _MOVE_CONFLICT, 422: _INVALID},
+    ),
+)
 async def promote(
     name: str, body: schemas.Promote, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
@@ -203,7 +303,19 @@ async def promote(
     return await _propagated(services, record)
 
 
-@router.post("/models/{name}/rollback")
+@router.post(
+    "/models/{name}/rollback",
+    responses=answers(
+        schemas.AliasChange,
+        "The alias, once every live gateway serves it",
+        errors={
+            400: _JSON,
+            404: _VERSION + " or `alias_not_found`",
+            409: "`nothing_to_undo`: no change of the alias is left to undo; " + _MOVE_CONFLICT,
+            422: _INVALID,
+        },
+    ),
+)
 async def rollback(
     name: str, body: schemas.Rollback, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
@@ -222,7 +334,19 @@ async def rollback(
     return await _propagated(services, record)
 
 
-@router.delete("/models/{name}/aliases/{alias}")
+@router.delete(
+    "/models/{name}/aliases/{alias}",
+    responses=answers(
+        schemas.AliasDeleted,
+        "The alias is gone, on every live gateway that confirmed",
+        errors={
+            400: "`bad_request`: the alias is not a valid name ([a-z][a-z0-9_-]{0,31})",
+            404: "`model_not_found` or `alias_not_found`",
+            409: "`alias_in_use`: `production` while the model has ready versions (requests "
+            "naming only the model would be left without a target)",
+        },
+    ),
+)
 async def delete_alias(
     name: str, alias: str, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
@@ -251,7 +375,14 @@ async def _propagated(services: Services, record: AliasRecord) -> dict[str, Any]
     }
 
 
-@router.get("/models/{name}/aliases/{alias}/history")
+@router.get(
+    "/models/{name}/aliases/{alias}/history",
+    responses=answers(
+        schemas.HistoryList,
+        "The alias's changes, newest first",
+        errors={404: "`model_not_found`", 422: _INVALID},
+    ),
+)
 async def alias_history(
     name: str, alias: str, services: ServicesDep, limit: Limit = 100
 ) -> dict[str, Any]:
@@ -259,7 +390,10 @@ async def alias_history(
     return {"history": [schemas.history_json(h) for h in rows]}
 
 
-@router.get("/events")
+@router.get(
+    "/events",
+    responses=answers(schemas.EventList, "The audit log, newest first", errors={422: _INVALID}),
+)
 async def events(
     services: ServicesDep,
     limit: Limit = 100,
@@ -276,7 +410,16 @@ async def events(
     return {"events": [schemas.event_json(e) for e in rows]}
 
 
-@router.post("/keys", status_code=201)
+@router.post(
+    "/keys",
+    status_code=201,
+    responses=answers(
+        schemas.KeyCreated,
+        "The new key and its secret (shown only here)",
+        status=201,
+        errors={400: _JSON, 422: _INVALID},
+    ),
+)
 async def create_key(
     body: schemas.CreateKey, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
@@ -286,12 +429,23 @@ async def create_key(
     return schemas.key_json(record, secret)
 
 
-@router.get("/keys")
+@router.get("/keys", responses=answers(schemas.KeyList, "Every key, without secrets"))
 async def list_keys(services: ServicesDep) -> dict[str, Any]:
     return {"keys": [schemas.key_json(k) for k in await services.registry.list_keys()]}
 
 
-@router.delete("/keys/{key_id}")
+@router.delete(
+    "/keys/{key_id}",
+    responses=answers(
+        schemas.KeyRevoked,
+        "The key, revoked on every live gateway that confirmed",
+        errors={
+            404: "`key_not_found`: no active key with that id",
+            409: "`last_admin_key`: it is the last admin key",
+            422: _INVALID,
+        },
+    ),
+)
 async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[str, Any]:
     """Revoke a key; answers once every live gateway refuses it (or after the propagation
     timeout, with the others in `missing`). 409 for the last admin key."""
@@ -305,12 +459,15 @@ async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[
     }
 
 
-@router.get("/workers")
+@router.get("/workers", responses=answers(schemas.WorkerList, "Every worker"))
 async def workers(services: ServicesDep) -> dict[str, Any]:
     return {"workers": services.backend.describe()}
 
 
-@router.get("/gateways")
+@router.get(
+    "/gateways",
+    responses=answers(schemas.GatewayList, "Every live gateway of this registry"),
+)
 async def gateways(services: ServicesDep) -> dict[str, Any]:
     """Every live gateway of this registry (any host), the generation each serves, and which
     ones lead placement."""

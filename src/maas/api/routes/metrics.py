@@ -13,7 +13,18 @@ from maas.metrics import CONTENT_TYPE, Scrape
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    responses={
+        200: {
+            "description": "Every metric family, in the Prometheus text exposition format "
+            f"(Content-Type: {CONTENT_TYPE})",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(services: ServicesDep) -> Response:
     snapshot = await services.router.current()  # kept current by the control plane
     scrape = Scrape(
