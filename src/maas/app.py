@@ -20,8 +20,8 @@ from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from maas import __version__
+from maas.api import access_log, docs, fastpath, openapi
 from maas.api import errors as api_errors
-from maas.api import fastpath
 from maas.api.native import routes as native
 from maas.api.routes import admin, health, metrics
 from maas.api.v2 import routes as v2
@@ -149,16 +149,21 @@ def create_app(
         version=__version__,
         description="Model-as-a-service gateway for PyTorch models",
         lifespan=lifespan,
+        docs_url=None,  # served by maas.api.docs, with no CDN
+        redoc_url=None,
         # FastAPI's built-in OpenTelemetry hook asks the OTel providers (and the environment)
         # on every request; maas exposes Prometheus metrics instead.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.access_log = settings.access_log
     api_errors.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(native.router)
     app.include_router(v2.router)
     app.include_router(admin.router)
+    docs.install(app)
+    openapi.install(app)
     return app
 
 
@@ -166,7 +171,15 @@ class MaasApp(FastAPI):
     """The FastAPI app, with the inference calls of every protocol answered before its
     middleware and routing (see `maas.api.fastpath` and `maas.serving.call`)."""
 
+    access_log = False  # set from the settings when the gateway starts
+
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if access_log.wanted(scope, self.access_log):
+            await access_log.logged(self._serve, scope, receive, send)
+            return
+        await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             found = fastpath.find(scope["path"])
             if found is not None:

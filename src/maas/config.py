@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = Field(2048 * MiB, ge=1024)
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)
     require_infer_key: bool = False
+    # One log line per request (admin changes are always logged).
+    access_log: bool = False
     bootstrap_admin_key: str | None = None
     demo: bool = False
     # An alias change returns once every live gateway serves it, or after this long.

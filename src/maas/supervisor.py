@@ -11,6 +11,7 @@ answers. The gateways tell each other of registry changes through sockets in `ru
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import multiprocessing
 import os
@@ -32,9 +33,15 @@ from maas.config import Settings
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 _BACKOFF_MAX_S = 5.0
 _STOP_GRACE_S = 10.0
 _GATEWAY_CRASHES = 5
+
+
+class StartupError(Exception):
+    """`maas serve` cannot start (the port is taken...): one line for the operator, said
+    before anything was created."""
 
 
 @dataclass
@@ -76,24 +83,32 @@ class Supervisor:
         return [f"ipc://{self.run_dir}/worker-{i}.sock" for i in range(self.settings.workers)]
 
     def run(self) -> None:
+        # The port first: a busy one is said in one line before anything exists on disk. It is
+        # bound here and listened on by the first gateway that serves, so a connection is
+        # accepted only once something answers it (`/healthz` from the first moment).
+        listener = _bind(self.settings.host, self.settings.port)
+        try:
+            self._run(listener)
+        finally:
+            listener.close()
+
+    def _run(self, listener: socket.socket) -> None:
         asyncio.run(prepare_registry(self.settings))
         # The gateways count requests into files here; a scrape on any of them adds them up,
         # and a restarted gateway's predecessor still counts (see maas.metrics).
         metrics_dir = self.run_dir / "metrics"
         metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        listener = _listen(self.settings.host, self.settings.port)
         workers = [_Child(f"w{i}") for i in range(self.settings.workers)]
         gateways = [_Child(f"g{i}") for i in range(self.settings.gateways)]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
-        print(
-            f"maas: serving on http://{self.settings.host}:{self.settings.port} with "
-            f"{len(gateways)} gateway and {len(workers)} worker processes",
-            file=sys.stderr,
-        )
+        announced = False
         try:
             while not self._stop_requested.is_set():
+                if not announced and _accepts(self.settings.host, self.settings.port):
+                    print(banner(self.settings), file=sys.stderr)
+                    announced = True
                 now = time.monotonic()
                 for index, child in enumerate(workers):
                     self._keep(child, now, lambda c, i=index: self._start_worker(c, i))
@@ -109,7 +124,6 @@ class Supervisor:
         finally:
             _stop_all(gateways)  # gateways first: they finish what they hold with the workers
             _stop_all(workers)
-            listener.close()
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _stop(self, signum: int, frame: Any) -> None:
@@ -139,7 +153,9 @@ class Supervisor:
 
     def _start_worker(self, child: _Child, index: int) -> None:
         threads = self.settings.effective_torch_threads
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        unknown = set(Settings.unknown_variables())  # warned about once, by `maas serve`
+        env = {k: v for k, v in os.environ.items() if k not in unknown}
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         command = [
             sys.executable,
             "-m",
@@ -158,7 +174,9 @@ class Supervisor:
             "--log-level",
             self.log_level,
         ]
-        child.process = subprocess.Popen(command, env=env)
+        # Its own session: a Ctrl-C in the terminal reaches the supervisor only, which stops
+        # the gateways before the workers they are talking to.
+        child.process = subprocess.Popen(command, env=env, start_new_session=True)
 
     def _start_gateway(self, child: _Child, index: int, listener: socket.socket) -> None:
         settings = self.settings.model_copy(
@@ -208,6 +226,10 @@ def run_gateway(
     """A gateway process: the FastAPI app under uvicorn, on the supervisor's socket."""
     import uvicorn
 
+    os.setpgrp()  # like the workers: stopped by the supervisor, in order, not by a Ctrl-C
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
     from maas.app import create_app
 
     settings = Settings(**settings_data)
@@ -220,21 +242,79 @@ def run_gateway(
     config = uvicorn.Config(
         app,
         log_level=log_level,
-        access_log=False,
+        log_config=uvicorn_log_config(),
+        access_log=False,  # maas writes its own (maas.api.access_log)
         timeout_graceful_shutdown=int(_STOP_GRACE_S),
     )
     server = uvicorn.Server(config)
     server.run(sockets=[listener])
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} on {host} is already in use by another process; stop it or "
+                "choose another port with --port or MAAS_PORT"
+            ) from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _accepts(host: str, port: int) -> bool:
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((target, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def banner(settings: Settings) -> str:
+    """One line on what is on, once the port accepts connections."""
+    where = f"http://{settings.host}:{settings.port}"
+    infer = "inference needs a key" if settings.require_infer_key else "inference needs no key"
+    return (
+        f"maas: ready on {where} ({where}/docs): {settings.gateways} gateway and "
+        f"{settings.workers} worker processes, registry {mask_password(settings.database_url)}, "
+        f"admin routes need a key, {infer} (MAAS_REQUIRE_INFER_KEY)"
+    )
+
+
+def mask_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own lines in maas's one format (timestamp, logger, level, message)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"maas": {"format": LOG_FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "maas",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+        },
+    }
 
 
 def _exit_code(process: subprocess.Popen[bytes] | BaseProcess) -> int | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from worker_proc import (
 )
 
 from maas.errors import DeadlineExceeded, ModelLoadError, Overloaded, Unavailable
-from maas.types import VersionKey
+from maas.types import TensorSpec, VersionKey
 from maas.workers.pool import WorkerLink
 
 KEY = VersionKey("m", 1)
@@ -200,3 +202,42 @@ async def test_a_cancel_from_one_gateway_never_drops_another_gateways_request(
                 await dropped
             stats = await refreshed_stats(first, fast)
             assert stats["instances"] == 2  # the first request and `kept`; not `dropped`
+
+
+async def test_a_stalled_gateway_does_not_blame_the_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway's own event loop blocked for longer than a worker may stay silent (a long
+    import, a slow GC): the worker's replies were waiting, unread. It is not 'lost', and a load
+    in flight goes on."""
+    path, digest = write_artifact(tmp_path, SlowMLP())
+    endpoint = f"ipc://{tmp_path}/w.sock"
+    with worker_process(endpoint):
+        async with connected_pool([endpoint]) as pool:
+            await wait_healthy(pool)
+            loading = asyncio.create_task(pool.load(load_spec(path, digest)))
+            await asyncio.sleep(0)
+            time.sleep(2.5)  # noqa: ASYNC251 - block this loop, as a blocking import did
+            await loading
+            await asyncio.sleep(0.5)  # a few heartbeats after the stall
+            assert pool.links[0].healthy
+            assert pool.is_loaded(KEY)
+    assert not [r for r in caplog.records if "lost" in r.getMessage()]
+
+
+async def test_a_check_loads_without_keeping_anything(tmp_path: Path) -> None:
+    path, digest = write_artifact(tmp_path, SlowMLP())
+    endpoint = f"ipc://{tmp_path}/w.sock"
+    with worker_process(endpoint):
+        async with connected_pool([endpoint]) as pool:
+            await wait_healthy(pool)
+            await pool.check(load_spec(path, digest))
+            status = pool.links[0].status
+            assert status is not None
+            assert status.versions == ()
+            wide = dataclasses.replace(  # the same file, with a wrong declared width
+                load_spec(path, digest), inputs=(TensorSpec("x", "float32", (9,)),)
+            )
+            with pytest.raises(ModelLoadError, match="the model expects 4 values"):
+                await pool.check(wide)
+            assert pool.links[0].healthy

@@ -25,11 +25,24 @@ ADMIN_KEY_FILE = "admin.key"
 Trainer = Callable[[], DemoModel]
 
 
-def demo_trainers() -> list[tuple[str, Trainer]]:
-    """The demo models by name; torch and scikit-learn are imported only when asked for."""
-    from maas.demo import digits, tokens
+DEMO_NAMES = ("digits", "tokens")
 
-    return [("digits", digits.train), ("tokens", tokens.train)]
+
+def demo_trainers() -> list[tuple[str, Trainer]]:
+    """The demo models by name. Each trainer imports torch and scikit-learn itself, on the
+    thread it runs on: an import of those takes seconds and must not stall the event loop."""
+    return [(name, _trainer(name)) for name in DEMO_NAMES]
+
+
+def _trainer(name: str) -> Trainer:
+    def train() -> DemoModel:
+        import importlib
+
+        module = importlib.import_module(f"maas.demo.{name}")
+        model: DemoModel = module.train()
+        return model
+
+    return train
 
 
 async def install_demo(
@@ -42,7 +55,7 @@ async def install_demo(
 
 async def wait_for_demo(services: Services, poll_s: float = 0.5) -> None:
     """For gateways other than the first: ready once the first one has installed the demo."""
-    names = [name for name, _ in demo_trainers()]
+    names = DEMO_NAMES
     while True:
         models = {m.name: m for m in await services.registry.list_models()}
         if all(

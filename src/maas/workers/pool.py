@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 0.2
 DEAD_AFTER_S = 1.0
+# A heartbeat tick this much later than planned means this process stalled, not the worker.
+_STALL_S = 0.25
 _LOAD_WAIT_S = 60.0
 _NO_DEADLINE_S = 3600.0
 
@@ -438,9 +440,17 @@ class WorkerPool:
                 self._lose(link, "its connection closed")
 
     async def _heartbeat(self) -> None:
+        last_tick = time.monotonic()
         while True:
             now = time.monotonic()
+            stalled = now - last_tick - HEARTBEAT_S
+            last_tick = now
             for link in self._links:
+                if stalled > _STALL_S:
+                    # This process did not run for a while (a long import, a GC pause, a busy
+                    # machine): the replies it did not read are its own silence, not the
+                    # worker's. The worker gets a fresh window to be heard.
+                    link.last_seen += stalled
                 if link.healthy and now - link.last_seen > DEAD_AFTER_S:
                     self._lose(link, f"it was silent for {DEAD_AFTER_S:.0f} s")
                 self._expire(link, now)
