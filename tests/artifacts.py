@@ -82,3 +82,15 @@ def mlp_meta(fmt: str = "torchscript", **extra: Any) -> dict[str, Any]:
     }
     meta.update(extra)
     return meta
+
+
+def new_version() -> Any:
+    """What the registry keeps of an upload of tiny_mlp (for registry-level tests)."""
+    from maas.registry.service import NewVersion
+
+    return NewVersion(
+        format="torchscript",
+        inputs=[{"name": "x", "dtype": "float32", "shape": [IN]}],
+        outputs=[{"name": "y", "dtype": "float32", "shape": [OUT]}],
+        batching={"max_batch_size": 8},
+    )

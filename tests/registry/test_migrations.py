@@ -23,17 +23,6 @@ REPO_ROOT = Path(__file__).parents[2]
 TABLES = set(Base.metadata.tables)
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of each backend; PostgreSQL's server starts only when needed."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/r.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(database_url)

@@ -3,43 +3,18 @@ SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
+from artifacts import new_version
 from maas.auth import create_key
 from maas.errors import AliasInUse, AliasNotFound, KeyNotFound, LastAdminKey, NothingToUndo
-from maas.registry import db
 from maas.registry.records import Route
-from maas.registry.service import NewVersion, Registry
+from maas.registry.service import Registry
 from maas.types import AliasAction, VersionKey, VersionStatus
 
-META = NewVersion(
-    format="torchscript",
-    inputs=[{"name": "x", "dtype": "float32", "shape": [4]}],
-    outputs=[{"name": "y", "dtype": "float32", "shape": [3]}],
-    batching={"max_batch_size": 8},
-)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/registry.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def registry(database_url: str) -> AsyncIterator[Registry]:
-    database = db.open_database(database_url)
-    await db.upgrade(database.engine)
-    try:
-        yield Registry(database.reads, writes=database.writes)
-    finally:
-        await database.dispose()
+META = new_version()
 
 
 async def _model_with_ready_versions(registry: Registry, count: int) -> list[int]:

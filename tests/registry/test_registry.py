@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
+from artifacts import new_version
 from maas.errors import (
     AliasInUse,
     AlreadyExists,
@@ -16,35 +15,11 @@ from maas.errors import (
     VersionNotFound,
     VersionNotReady,
 )
-from maas.registry import db
 from maas.registry.records import Route
-from maas.registry.service import NewVersion, Registry
+from maas.registry.service import Registry
 from maas.types import AliasAction, VersionKey, VersionStatus
 
-META = NewVersion(
-    format="torchscript",
-    inputs=[{"name": "x", "dtype": "float32", "shape": [4]}],
-    outputs=[{"name": "y", "dtype": "float32", "shape": [3]}],
-    batching={"max_batch_size": 8},
-)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/registry.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def registry(database_url: str) -> AsyncIterator[Registry]:
-    database = db.open_database(database_url)
-    await db.upgrade(database.engine)
-    try:
-        yield Registry(database.reads, writes=database.writes)
-    finally:
-        await database.dispose()
+META = new_version()
 
 
 async def _ready_version(registry: Registry, model: str) -> int:

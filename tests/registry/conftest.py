@@ -1,0 +1,30 @@
+"""A fresh, migrated registry on each backend: SQLite, and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from maas.registry import db
+from maas.registry.service import Registry
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each backend; PostgreSQL's server starts only when needed."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/registry.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def registry(database_url: str) -> AsyncIterator[Registry]:
+    database = db.open_database(database_url)
+    await db.upgrade(database.engine)
+    try:
+        yield Registry(database.reads, writes=database.writes)
+    finally:
+        await database.dispose()
