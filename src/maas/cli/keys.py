@@ -4,7 +4,6 @@ database directly (to bootstrap the first key), and it says which."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,20 +81,17 @@ def keys_create(
 
 
 def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The bootstrap path: the key written straight into the database, answered in the admin
+    API's own shape."""
+    from maas.api.schemas import key_json
     from maas.auth import create_key
     from maas.cli.serve import database_failure, load_settings, masked
     from maas.registry import db as registry_db
     from maas.registry.service import Registry
 
+    if "models" in body or "expires_at" in body:
+        raise usage_error("--model, --expires: not supported with --database-url; ask the server")
     url = load_settings(database_url=database_url).database_url
-    extra = {k: v for k, v in body.items() if k in ("models", "expires_at")}
-    accepted = inspect.signature(create_key).parameters
-    unsupported = [k for k in extra if k not in accepted]
-    if unsupported:
-        flags = ", ".join("--model" if k == "models" else "--expires" for k in unsupported)
-        raise usage_error(f"{flags}: not supported with --database-url; ask the server instead")
-    if "expires_at" in extra:
-        extra["expires_at"] = datetime.fromisoformat(extra["expires_at"])
 
     async def run() -> dict[str, Any]:
         database = registry_db.open_database(url)
@@ -103,21 +99,11 @@ def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, An
             await registry_db.upgrade(database.engine)
             registry = Registry(database.reads, writes=database.writes)
             record, secret = await create_key(
-                registry, name=body["name"], scopes=body["scopes"], actor="cli", **extra
+                registry, name=body["name"], scopes=body["scopes"], actor="cli"
             )
         finally:
             await database.dispose()
-        created = getattr(record, "created_at", None)
-        answer: dict[str, Any] = {
-            "id": record.id,
-            "name": record.name,
-            "scopes": list(record.scopes),
-            "models": list(getattr(record, "models", None) or []) or None,
-            "expires_at": _iso(getattr(record, "expires_at", None)),
-            "secret": secret,
-            "created_at": _iso(created),
-        }
-        return answer
+        return key_json(record, secret)
 
     try:
         answer = asyncio.run(run())
@@ -125,10 +111,6 @@ def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, An
         raise database_failure("write a key into", url, exc) from None
     warn(f"wrote key {answer['id']} into {masked(url)}")
     return answer
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 @keys.command("list")

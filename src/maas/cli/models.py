@@ -410,7 +410,10 @@ def _alias_change(
     as_json: bool,
 ) -> None:
     before = _current_routes(client, name, alias)
-    answer = client.call(method, url, json=body)
+    _show_alias(client.call(method, url, json=body), before, as_json)
+
+
+def _show_alias(answer: Any, before: Any, as_json: bool) -> None:
     if as_json:
         emit_json(answer)
     else:
@@ -517,10 +520,7 @@ def models_canary(ref: str, weight: int, alias: str, as_json: bool) -> None:
         if len(pairs) == 1:
             body["expected_current"] = pairs[0][0]  # 409 if it moved since we read it
         answer = client.call("PUT", path("models", target.name, "aliases", alias), json=body)
-    if as_json:
-        emit_json(answer)
-    else:
-        say(alias_sentence(answer, current))
+    _show_alias(answer, current, as_json)
 
 
 @models.command("history")

@@ -192,55 +192,37 @@ class WorkerServer:
             waiters.append((identity, request.id))
             return
         self._loading[spec.key] = [(identity, request.id)]
-        if spec.device == "auto":
-            spec = dataclasses.replace(spec, device=self.device)
         assert self._loop is not None
-        task = self._loop.create_task(self._load(spec), name=f"load {spec.key}")
+        task = self._loop.create_task(self._load(self._here(spec)), name=f"load {spec.key}")
         task.add_done_callback(_log_crash)
 
     async def _load(self, spec: LoadSpec) -> None:
-        from maas.workers.runtime import load_model
-
-        reply: msg.Done | msg.Failed
-        try:
-            model = await asyncio.to_thread(load_model, spec)
-        except MaasError as exc:
-            reply = msg.failure(0, exc)
-        except Exception as exc:
-            reply = msg.failure(0, ModelLoadError(f"{type(exc).__name__}: {exc}"))
-        else:
+        model, reply = await _load_off_loop(spec)
+        if model is not None:
             gc.collect()
             gc.freeze()  # the model's objects leave every later collection (see maas.app)
             batcher = Batcher(spec)
             batcher.stats.mean_batch_s = model.warmup_batch_s or batcher.stats.mean_batch_s
             self._versions[spec.key] = _Version(model, batcher)
-            reply = msg.Done(0)
             log.info("worker %s loaded %s", self.worker_id, spec.key)
         for identity, request_id in self._loading.pop(spec.key, []):
             self._send(identity, msgspec.structs.replace(reply, id=request_id))
 
+    def _here(self, spec: LoadSpec) -> LoadSpec:
+        """`spec` with `auto` resolved to this worker's device."""
+        return dataclasses.replace(spec, device=self.device) if spec.device == "auto" else spec
+
     def _on_check(self, identity: bytes, request: msg.Check) -> None:
-        spec = request.spec
-        if spec.device == "auto":
-            spec = dataclasses.replace(spec, device=self.device)
         assert self._loop is not None
-        task = self._loop.create_task(self._check(identity, request.id, spec), name="check")
+        check = self._check(identity, request.id, self._here(request.spec))
+        task = self._loop.create_task(check, name="check")
         task.add_done_callback(_log_crash)
 
     async def _check(self, identity: bytes, request_id: int, spec: LoadSpec) -> None:
-        from maas.workers.runtime import load_model
-
-        reply: msg.Done | msg.Failed
-        try:
-            await asyncio.to_thread(load_model, spec)  # the model is dropped when it returns
-        except MaasError as exc:
-            reply = msg.failure(request_id, exc)
-        except Exception as exc:
-            reply = msg.failure(request_id, ModelLoadError(f"{type(exc).__name__}: {exc}"))
-        else:
-            reply = msg.Done(request_id)
+        model, reply = await _load_off_loop(spec)
+        del model  # a check keeps nothing
         gc.collect()
-        self._send(identity, reply)
+        self._send(identity, msgspec.structs.replace(reply, id=request_id))
 
     def _on_unload(self, identity: bytes, request: msg.Unload) -> None:
         self._flush_figures()  # what the version measured until now still counts
@@ -404,6 +386,19 @@ class WorkerServer:
             gateways=sum(1 for seen in self._peers.values() if time.monotonic() - seen < 2.0),
             stats=stats,
         )
+
+
+async def _load_off_loop(spec: LoadSpec) -> tuple[LoadedModel | None, msg.Done | msg.Failed]:
+    """Load `spec` on a thread: the model and Done, or None and the failure (id 0: the caller
+    answers each asker with its own id)."""
+    from maas.workers.runtime import load_model
+
+    try:
+        return await asyncio.to_thread(load_model, spec), msg.Done(0)
+    except MaasError as exc:
+        return None, msg.failure(0, exc)
+    except Exception as exc:
+        return None, msg.failure(0, ModelLoadError(f"{type(exc).__name__}: {exc}"))
 
 
 def _forward(version: _Version, batch: Batch) -> list[Any] | MaasError:

@@ -353,26 +353,24 @@ async def delete_alias(
     generation = await services.registry.delete_alias(
         model=name, alias=_alias_name(alias), actor=who.name
     )
-    propagation = await services.plane.propagate(generation)
-    return {
-        "model": name,
-        "alias": alias,
-        "deleted": True,
-        "generation": propagation.generation,
-        "propagated": propagation.as_json(),
-    }
+    answer = {"model": name, "alias": alias, "deleted": True}
+    return await _once_served(services, generation, answer)
 
 
 async def _propagated(services: Services, record: AliasRecord) -> dict[str, Any]:
     """The alias, once every live gateway serves the generation it committed with (a change
     that moved nothing waits for what this gateway serves already)."""
     generation = record.generation if record.generation is not None else services.plane.served
+    return await _once_served(services, generation, schemas.alias_json(record))
+
+
+async def _once_served(
+    services: Services, generation: int, answer: dict[str, Any]
+) -> dict[str, Any]:
+    """`answer` with `generation` and `propagated`, once every live gateway serves it (or the
+    propagation timeout passed)."""
     propagation = await services.plane.propagate(generation)
-    return {
-        **schemas.alias_json(record),
-        "generation": propagation.generation,
-        "propagated": propagation.as_json(),
-    }
+    return {**answer, "generation": propagation.generation, "propagated": propagation.as_json()}
 
 
 @router.get(
@@ -450,13 +448,7 @@ async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[
     """Revoke a key; answers once every live gateway refuses it (or after the propagation
     timeout, with the others in `missing`). 409 for the last admin key."""
     record, generation = await services.registry.revoke_key(key_id, actor=who.name)
-    propagation = await services.plane.propagate(generation)
-    return {
-        **schemas.key_json(record),
-        "revoked": True,
-        "generation": propagation.generation,
-        "propagated": propagation.as_json(),
-    }
+    return await _once_served(services, generation, {**schemas.key_json(record), "revoked": True})
 
 
 @router.get("/workers", responses=answers(schemas.WorkerList, "Every worker"))
