@@ -91,7 +91,7 @@ def snapshot(root: int, *, tree: bool = True) -> dict[int, Sample]:
 def role(sample: Sample, root: int) -> str:
     """worker (its cmdline says so), main (the process we started), helper or gateway."""
     cmd = sample.cmdline
-    if "maas worker" in cmd or "maas.workers" in cmd:
+    if "maas worker" in cmd or "maas.worker" in cmd:
         return "worker"
     if sample.pid == root:
         return "main"

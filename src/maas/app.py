@@ -49,14 +49,16 @@ StartupHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def _default_backend(settings: Settings) -> InferenceBackend:
-    """Worker processes when `maas serve` gave us their addresses, else this process."""
+    """Worker processes when `maas serve` gave us their addresses, else the worker loop on a
+    thread of this process (`inproc://`): one engine either way."""
     if settings.worker_endpoints:
-        from maas.workers.pool import WorkerPool
+        from maas.dispatch.pool import WorkerPool
 
         return WorkerPool(list(settings.worker_endpoints))
-    from maas.workers.inprocess import InProcessBackend
+    from maas.dispatch.pool import WorkerPool
+    from maas.worker.inproc import InprocWorker
 
-    return InProcessBackend(torch_threads=settings.effective_torch_threads)
+    return WorkerPool([], local=InprocWorker(torch_threads=settings.effective_torch_threads))
 
 
 def create_app(
@@ -221,7 +223,7 @@ def _leadership(settings: Settings, coordination: Coordination, holder: str) -> 
 
 def _wake_on_worker_changes(backend: InferenceBackend, deployer: Deployer) -> None:
     """A worker that (re)starts holds nothing: placement looks again at once."""
-    from maas.workers.pool import WorkerLink, WorkerPool
+    from maas.dispatch.pool import WorkerLink, WorkerPool
 
     if not isinstance(backend, WorkerPool):
         return

@@ -7,7 +7,7 @@ multiprocess mode, as under gunicorn). Alone, a gateway keeps them in memory.
 
 The workers' figures (queue wait, forward time, batch sizes, queue depth, padding waste) are
 exposed once per worker, under a `worker` label. Under `maas serve` the workers write them into
-the same directory (`maas.workers.exposition`), so the scrape that adds up the gateways' files
+the same directory (`maas.worker.exposition`), so the scrape that adds up the gateways' files
 adds up theirs too: every gateway process shows the same values, and a restarted worker's
 predecessor still counts, so these counters never go back. Without that directory they come
 from the backend at scrape time (the workers' latest heartbeats, or the in-process backend's

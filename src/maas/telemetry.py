@@ -4,7 +4,7 @@ Workers keep these counters in memory where the batches run (an observation is a
 and an add) and send them with every heartbeat: `GET /admin/...` shows them, and a gateway
 without a multiprocess directory renders them for Prometheus, one series per worker. Under
 `maas serve`, workers also write what changed into prometheus_client's multiprocess files every
-heartbeat period (`maas.workers.exposition`); gateways there expose those instead. Histograms
+heartbeat period (`maas.worker.exposition`); gateways there expose those instead. Histograms
 have fixed bounds, so merging the same metric from several workers is adding counts. These
 in-memory counters start again at zero when a worker restarts; the files do not.
 """

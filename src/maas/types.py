@@ -168,7 +168,7 @@ class WorkerState:
 
 
 class InferenceBackend(Protocol):
-    """Where model execution happens: in-process today, worker processes behind the same seam.
+    """Where model execution happens: worker processes, or the same worker loop in-process.
 
     `infer` takes one array per declared input, all stacked along a leading batch axis, and
     returns one array per declared output with the same leading axis; `timeout_s` is what is
@@ -211,7 +211,12 @@ class InferenceBackend(Protocol):
         ...
 
     def telemetry(self) -> BackendTelemetry:
-        """Worker health and per-version figures, for `/metrics`."""
+        """Worker health and per-version figures, for `/metrics` (as of the last `refresh`
+        or heartbeat)."""
+        ...
+
+    async def refresh(self) -> None:
+        """Bring what `telemetry` and `describe` say up to date with every worker now."""
         ...
 
     async def close(self) -> None: ...

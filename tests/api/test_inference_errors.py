@@ -10,7 +10,8 @@ import pytest
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, Gateway, make_settings, running_gateway
 from maas.config import Settings
-from maas.workers.inprocess import InProcessBackend
+from maas.dispatch.pool import WorkerPool
+from maas.worker.inproc import InprocWorker
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ async def test_paths_beside_the_predict_routes_are_json_errors(
     _error(response, status)
 
 
-class _FailingBackend(InProcessBackend):
+class _FailingBackend(WorkerPool):
     """Loads for real; every forward then fails in a way no code path expects."""
 
     async def infer(self, key: Any, inputs: Any, *, timeout_s: float | None = None) -> Any:
@@ -181,7 +182,7 @@ async def test_an_unexpected_failure_is_a_json_500_and_is_counted(tmp_path: Path
     settings = make_settings(tmp_path)
 
     def failing(s: Settings) -> _FailingBackend:
-        return _FailingBackend(torch_threads=1)
+        return _FailingBackend([], local=InprocWorker(torch_threads=1))
 
     async with running_gateway(settings, backend_factory=failing) as gateway:
         await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())

@@ -459,6 +459,11 @@ class WorkerOut(BaseModel):
     stats: list[WorkerVersionStatsOut] | None = Field(
         None, description="per version (worker processes only)"
     )
+    reason: str | None = Field(
+        None,
+        description="why it is unhealthy: not answering, or refused (it speaks another "
+        "protocol version: a mixed release)",
+    )
 
 
 class WorkerList(BaseModel):

@@ -110,7 +110,7 @@ def worker(
     warn_unknown_variables()
     settings = load_settings()
     from maas.supervisor import LOG_FORMAT
-    from maas.workers.server import run_worker
+    from maas.worker.main import run_worker
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     endpoint = listen if "://" in listen else f"tcp://{listen}"

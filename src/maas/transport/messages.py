@@ -71,6 +71,7 @@ class Cancel(msgspec.Struct, frozen=True, tag="cancel"):
 
 class Ping(msgspec.Struct, frozen=True, tag="ping"):
     id: int
+    protocol: int = 0  # the sender's `maas.transport.version.PROTOCOL`; 0: before versions
 
 
 Single = Load | Check | Unload | Infer | Cancel | Ping
@@ -125,6 +126,7 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):
     queue_depth: int
     gateways: int = 0
     stats: tuple[VersionStats, ...] = ()
+    protocol: int = 0  # the worker's `maas.transport.version.PROTOCOL`
 
 
 Request = Single | Envelope

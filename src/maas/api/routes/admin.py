@@ -147,6 +147,7 @@ async def upload_version(
 async def get_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
     record = await services.registry.get_version(VersionKey(name, version))
     out = schemas.version_json(record)
+    await services.backend.refresh()
     figures = services.backend.telemetry().versions.get(str(record.key))
     out["stats"] = {
         "loaded": services.backend.is_loaded(record.key),
@@ -453,6 +454,7 @@ async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[
 
 @router.get("/workers", responses=answers(schemas.WorkerList, "Every worker"))
 async def workers(services: ServicesDep) -> dict[str, Any]:
+    await services.backend.refresh()
     return {"workers": services.backend.describe()}
 
 

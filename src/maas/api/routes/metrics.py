@@ -27,6 +27,7 @@ router = APIRouter(tags=["health"])
 )
 async def metrics(services: ServicesDep) -> Response:
     snapshot = await services.router.current()  # kept current by the control plane
+    await services.backend.refresh()
     scrape = Scrape(
         models=snapshot.models,
         backend=services.backend.telemetry(),

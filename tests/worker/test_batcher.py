@@ -10,7 +10,7 @@ import pytest
 
 from maas.errors import Overloaded
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
-from maas.workers.batcher import Batch, Batcher, Pending
+from maas.worker.batcher import Batch, Batcher, Pending
 
 DELAY_S = 0.005
 

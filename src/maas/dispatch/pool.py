@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import zmq
@@ -37,6 +37,7 @@ from maas.errors import (
 from maas.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport import messages as msg
 from maas.transport.frames import readable, recv_frames, send_frames
+from maas.transport.version import PROTOCOL
 from maas.types import LoadSpec, VersionKey, WorkerState
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class WorkerLink:
     status: msg.WorkerStatus | None = None
     last_seen: float = 0.0
     healthy: bool = False
+    refused: str = ""  # why this gateway will not use the worker (another protocol)
     pending: dict[int, asyncio.Future[Outcome]] = field(default_factory=dict)
     deadlines: dict[int, float] = field(default_factory=dict)
     outbox: list[tuple[msg.Single, list[Any]]] = field(default_factory=list)
@@ -81,13 +83,34 @@ class WorkerLink:
 BootHook = Callable[[WorkerLink], Awaitable[None]]
 
 
+class LocalWorker(Protocol):
+    """A worker this pool runs itself (the in-process one): started before the pool connects,
+    stopped after it closes. Both calls block, so the pool makes them off the loop."""
+
+    context: zmq.Context[zmq.Socket[bytes]]
+    endpoint: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class WorkerPool:
     enforces_deadlines = True
 
-    def __init__(self, endpoints: list[str], *, on_worker_boot: BootHook | None = None) -> None:
-        self._endpoints = endpoints
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        on_worker_boot: BootHook | None = None,
+        local: LocalWorker | None = None,
+    ) -> None:
+        """`local`: a worker to run alongside (its `inproc://` endpoint is added to `endpoints`
+        and its context shared)."""
+        self._local = local
+        self._endpoints = [*endpoints, local.endpoint] if local else endpoints
         self.on_worker_boot = on_worker_boot
-        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._context: zmq.Context[zmq.Socket[bytes]] = local.context if local else zmq.Context()
         self._links: list[WorkerLink] = []
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,6 +120,8 @@ class WorkerPool:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._local is not None:
+            await asyncio.to_thread(self._local.start)
         for index, endpoint in enumerate(self._endpoints):
             sock = self._context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
@@ -140,7 +165,22 @@ class WorkerPool:
             link.socket.disable_monitor()
             link.monitor.close(linger=0)
             link.socket.close(linger=0)
-        self._context.term()
+        if self._local is not None:
+            await asyncio.to_thread(self._local.stop)  # ends the shared context too
+        else:
+            self._context.term()
+
+    async def refresh(self, timeout_s: float = 0.5) -> None:
+        """Ask every healthy worker for its figures now, and wait (up to `timeout_s`) for the
+        answers: what a scrape shows then includes the last request, not the last heartbeat."""
+        calls = [
+            self._call(link, msg.Ping(next(self._ids), PROTOCOL))
+            for link in self._links
+            if link.healthy
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*calls, return_exceptions=True)
 
     def _own(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -283,6 +323,7 @@ class WorkerPool:
                     "restarts": status.restarts if status else 0,
                     "endpoint": link.endpoint,
                     "gateways": status.gateways if status else 0,
+                    "reason": link.refused or (None if link.healthy else _silent(link)),
                     "stats": [_stats_view(s) for s in status.stats] if status else [],
                 }
             )
@@ -389,6 +430,8 @@ class WorkerPool:
             return
         if isinstance(reply, msg.WorkerStatus):
             self._on_status(link, reply)
+            if reply.id:
+                self._resolve(link, reply.id, (reply, []))
         elif isinstance(reply, msg.Results):
             self._on_results(link, reply, frames[1:])
         else:
@@ -418,6 +461,10 @@ class WorkerPool:
         future.set_result(outcome)
 
     def _on_status(self, link: WorkerLink, status: msg.WorkerStatus) -> None:
+        if status.protocol != PROTOCOL:
+            self._refuse(link, status)
+            return
+        link.refused = ""
         rebooted = link.status is None or link.status.boot != status.boot
         if rebooted and link.status is not None:
             # A new process answers on the old address: what the old one held is gone.
@@ -429,6 +476,19 @@ class WorkerPool:
             self._changed.set()
             if rebooted and self.on_worker_boot is not None:
                 self._own(self.on_worker_boot(link), f"sync {status.worker}")
+
+    def _refuse(self, link: WorkerLink, status: msg.WorkerStatus) -> None:
+        """A worker of another release: known to be there, never used, and shown with why."""
+        why = f"speaks protocol {status.protocol}, this gateway {PROTOCOL} (mixed releases)"
+        if link.refused != why:
+            log.warning("worker %s at %s refused: %s", status.worker, link.endpoint, why)
+        link.refused = why
+        link.status = _with_versions(status, ())
+        link.last_seen = time.monotonic()
+        if link.healthy:
+            link.healthy = False
+            self._fail_pending(link, WorkerLost(f"worker {status.worker} {why}"))
+        self._changed.set()
 
     def _on_monitor(self, link: WorkerLink) -> None:
         while readable(link.monitor):
@@ -454,7 +514,7 @@ class WorkerPool:
                 if link.healthy and now - link.last_seen > DEAD_AFTER_S:
                     self._lose(link, f"it was silent for {DEAD_AFTER_S:.0f} s")
                 self._expire(link, now)
-                self._send(link, msg.Ping(0))
+                self._send(link, msg.Ping(0, PROTOCOL))
             await asyncio.sleep(HEARTBEAT_S)
 
     def _expire(self, link: WorkerLink, now: float) -> None:
@@ -496,6 +556,10 @@ class WorkerPool:
 def _stats_view(stats: msg.VersionStats) -> dict[str, Any]:
     # The summary of the histograms; the histograms themselves are for /metrics.
     return {"key": stats.key, "mean_batch_ms": stats.mean_batch_ms, **stats.telemetry.summary()}
+
+
+def _silent(link: WorkerLink) -> str:
+    return "not answering" if link.status is None else "stopped answering"
 
 
 def _with_versions(status: msg.WorkerStatus, versions: tuple[str, ...]) -> msg.WorkerStatus:

@@ -21,7 +21,7 @@ from maas.artifacts import verify_file
 from maas.errors import InvalidArtifact, InvalidInput, ModelLoadError
 from maas.signature import group_instances
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec
-from maas.workers.diagnosis import cause, with_hint
+from maas.worker.diagnosis import cause, with_hint
 
 log = logging.getLogger(__name__)
 

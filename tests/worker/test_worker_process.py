@@ -22,9 +22,9 @@ from worker_proc import (
     write_artifact,
 )
 
+from maas.dispatch.pool import WorkerLink
 from maas.errors import DeadlineExceeded, ModelLoadError, Overloaded, Unavailable
 from maas.types import TensorSpec, VersionKey
-from maas.workers.pool import WorkerLink
 
 KEY = VersionKey("m", 1)
 

@@ -7,7 +7,7 @@ is the only thing this process does, and a thread hop costs more than a small fo
 run on a thread so traffic to loaded versions goes on meanwhile.
 
 Under `maas serve` (`PROMETHEUS_MULTIPROC_DIR` set), a timer on the loop also writes what the
-batchers measured into prometheus_client's multiprocess files (`maas.workers.exposition`), for
+batchers measured into prometheus_client's multiprocess files (`maas.worker.exposition`), for
 the gateways to expose once per worker; heartbeats carry the same figures for `/admin`.
 
 Torch is imported here only after the thread settings are in the environment.
@@ -16,13 +16,13 @@ Torch is imported here only after the thread settings are in the environment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import gc
 import logging
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -36,12 +36,13 @@ import zmq
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, ModelLoadError, Unavailable
 from maas.transport import messages as msg
 from maas.transport.frames import readable, recv_frames, send_frames
+from maas.transport.version import PROTOCOL
 from maas.types import LoadSpec, VersionKey
-from maas.workers.batcher import Batch, Batcher, Pending
-from maas.workers.exposition import FLUSH_S, Exposition, Figures, multiprocess_dir
+from maas.worker.batcher import Batch, Batcher, Pending
+from maas.worker.exposition import FLUSH_S, Exposition, Figures, multiprocess_dir
 
 if TYPE_CHECKING:
-    from maas.workers.runtime import LoadedModel
+    from maas.worker.runtime import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,22 @@ class _Version:
 
 
 class WorkerServer:
-    def __init__(self, *, endpoint: str, worker_id: str, device: str, restarts: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        worker_id: str,
+        device: str,
+        restarts: int = 0,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        torch_threads: int | None = None,
+    ) -> None:
+        """`context` is shared with the gateway for an `inproc://` endpoint (the loop then runs
+        on a thread of the gateway's process, and sets torch's threads at its first load)."""
         self.endpoint = endpoint
+        self._context = context
+        self._torch_threads = torch_threads
+        self.bound = threading.Event()
         self.worker_id = worker_id
         self.device = device
         self.restarts = restarts
@@ -66,6 +81,7 @@ class WorkerServer:
         self._versions: dict[VersionKey, _Version] = {}
         self._loading: dict[VersionKey, list[tuple[bytes, int]]] = {}
         self._peers: dict[bytes, float] = {}  # gateway socket → when it last pinged
+        self._mismatched: dict[bytes, int] = {}  # gateways speaking another protocol → theirs
         self._socket: zmq.Socket[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._run_scheduled = False
@@ -83,15 +99,17 @@ class WorkerServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stopped = asyncio.Event()
-        context = zmq.Context()
+        context = self._context or zmq.Context()
         sock = context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
         sock.bind(self.endpoint)
         self._socket = sock
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopped.set)
+        self.bound.set()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stopped.set)
         loop.add_reader(sock.fileno(), self._on_readable)
         self._on_readable()  # the descriptor is edge-triggered: read what came before
         if self._exposition is not None:
@@ -106,7 +124,13 @@ class WorkerServer:
             self._flush_figures()  # a clean stop leaves nothing it measured unwritten
             loop.remove_reader(sock.fileno())
             sock.close(linger=0)
-            context.term()
+            if self._context is None:
+                context.term()
+
+    def stop(self) -> None:
+        """Stop serving; callable from any thread."""
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
 
     # receiving ------------------------------------------------------------------------------
 
@@ -144,6 +168,13 @@ class WorkerServer:
             self._on_request(identity, request, frames[2:])
 
     def _on_request(self, identity: bytes, request: msg.Single, frames: list[Any]) -> None:
+        if identity in self._mismatched and not isinstance(request, msg.Ping):
+            theirs = self._mismatched[identity]
+            refused = Unavailable(
+                f"worker {self.worker_id} speaks protocol {PROTOCOL}, this gateway {theirs}"
+            )
+            self._send(identity, msg.failure(getattr(request, "id", 0), refused))
+            return
         match request:
             case msg.Infer():
                 self._on_infer(identity, request, frames)
@@ -152,8 +183,19 @@ class WorkerServer:
                     if version.batcher.cancel(identity, request.id):
                         break
             case msg.Ping():
-                self._peers[identity] = time.monotonic()
-                self._send(identity, self.status(request.id))
+                if request.protocol != PROTOCOL:
+                    if identity not in self._mismatched:
+                        log.warning(
+                            "worker %s refuses a gateway speaking protocol %d (this worker: %d)",
+                            self.worker_id,
+                            request.protocol,
+                            PROTOCOL,
+                        )
+                    self._mismatched[identity] = request.protocol
+                else:
+                    self._mismatched.pop(identity, None)
+                    self._peers[identity] = time.monotonic()
+                self._send(identity, self.status(request.id))  # says which protocol it speaks
             case msg.Load():
                 self._on_load(identity, request)
             case msg.Check():
@@ -197,7 +239,7 @@ class WorkerServer:
         task.add_done_callback(_log_crash)
 
     async def _load(self, spec: LoadSpec) -> None:
-        model, reply = await _load_off_loop(spec)
+        model, reply = await self._load_off_loop(spec)
         if model is not None:
             gc.collect()
             gc.freeze()  # the model's objects leave every later collection (see maas.app)
@@ -219,7 +261,7 @@ class WorkerServer:
         task.add_done_callback(_log_crash)
 
     async def _check(self, identity: bytes, request_id: int, spec: LoadSpec) -> None:
-        model, reply = await _load_off_loop(spec)
+        model, reply = await self._load_off_loop(spec)
         del model  # a check keeps nothing
         gc.collect()
         self._send(identity, msgspec.structs.replace(reply, id=request_id))
@@ -232,6 +274,29 @@ class WorkerServer:
             for item in version.batcher.drain():
                 self._send(item.reply_to, msg.failure(item.request_id, gone))
         self._send(identity, msg.Done(request.id))
+
+    async def _load_off_loop(
+        self, spec: LoadSpec
+    ) -> tuple[LoadedModel | None, msg.Done | msg.Failed]:
+        """Load `spec` on a thread: the model and Done, or None and the failure (id 0: the
+        caller answers each asker with its own id)."""
+        try:
+            return await asyncio.to_thread(self._load_blocking, spec), msg.Done(0)
+        except MaasError as exc:
+            return None, msg.failure(0, exc)
+        except Exception as exc:
+            return None, msg.failure(0, ModelLoadError(f"{type(exc).__name__}: {exc}"))
+
+    def _load_blocking(self, spec: LoadSpec) -> LoadedModel:
+        if self._torch_threads is not None:
+            threads, self._torch_threads = self._torch_threads, None
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+            import torch
+
+            torch.set_num_threads(threads)
+        from maas.worker.runtime import load_model
+
+        return load_model(spec)
 
     # running --------------------------------------------------------------------------------
 
@@ -385,20 +450,8 @@ class WorkerServer:
             queue_depth=sum(v.batcher.depth for v in self._versions.values()),
             gateways=sum(1 for seen in self._peers.values() if time.monotonic() - seen < 2.0),
             stats=stats,
+            protocol=PROTOCOL,
         )
-
-
-async def _load_off_loop(spec: LoadSpec) -> tuple[LoadedModel | None, msg.Done | msg.Failed]:
-    """Load `spec` on a thread: the model and Done, or None and the failure (id 0: the caller
-    answers each asker with its own id)."""
-    from maas.workers.runtime import load_model
-
-    try:
-        return await asyncio.to_thread(load_model, spec), msg.Done(0)
-    except MaasError as exc:
-        return None, msg.failure(0, exc)
-    except Exception as exc:
-        return None, msg.failure(0, ModelLoadError(f"{type(exc).__name__}: {exc}"))
 
 
 def _forward(version: _Version, batch: Batch) -> list[Any] | MaasError:
@@ -415,33 +468,3 @@ def _forward(version: _Version, batch: Batch) -> list[Any] | MaasError:
 def _log_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("worker task %s crashed", task.get_name(), exc_info=task.exception())
-
-
-def choose_device(index: int) -> str:
-    """CUDA devices round-robin over local workers when there are any, else the CPU."""
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-        return f"cuda:{index % torch.cuda.device_count()}"
-    return "cpu"
-
-
-def run_worker(
-    *, endpoint: str, worker_id: str, index: int, device: str | None, threads: int, restarts: int
-) -> None:
-    """Process entry point (`maas worker`): thread settings first, then torch, then serve."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    with contextlib.suppress(RuntimeError):  # settable once per process
-        torch.set_num_interop_threads(1)
-    gc.set_threshold(20_000, 20, 50)
-    server = WorkerServer(
-        endpoint=endpoint,
-        worker_id=worker_id,
-        device=device or choose_device(index),
-        restarts=restarts,
-    )
-    asyncio.run(server.serve())

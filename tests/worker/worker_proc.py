@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from artifacts import SlowMLP
+from maas.dispatch.pool import WorkerLink, WorkerPool
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
-from maas.workers.pool import WorkerLink, WorkerPool
 
 __all__ = ["SlowMLP"]
 

@@ -22,7 +22,7 @@ from worker_proc import (
 from maas.demo.artifact import DemoModel, load_artifact
 from maas.meta import parse_meta
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
-from maas.workers.server import choose_device
+from maas.worker.main import choose_device
 
 
 def _tokens_spec(tmp_path: Path, demo: DemoModel) -> LoadSpec:

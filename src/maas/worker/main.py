@@ -1,0 +1,41 @@
+"""The worker process's entry point (`maas worker`): thread settings first, then torch, then
+the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+
+from maas.worker.loop import WorkerServer
+
+
+def choose_device(index: int) -> str:
+    """CUDA devices round-robin over local workers when there are any, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return f"cuda:{index % torch.cuda.device_count()}"
+    return "cpu"
+
+
+def run_worker(
+    *, endpoint: str, worker_id: str, index: int, device: str | None, threads: int, restarts: int
+) -> None:
+    """Process entry point (`maas worker`): thread settings first, then torch, then serve."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # settable once per process
+        torch.set_num_interop_threads(1)
+    gc.set_threshold(20_000, 20, 50)
+    server = WorkerServer(
+        endpoint=endpoint,
+        worker_id=worker_id,
+        device=device or choose_device(index),
+        restarts=restarts,
+    )
+    asyncio.run(server.serve())

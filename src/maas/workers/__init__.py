@@ -1,1 +1,0 @@
-"""Where models run. Only this package imports torch (lazily), so the gateway starts fast."""
