@@ -53,8 +53,10 @@ def _default_backend(settings: Settings) -> InferenceBackend:
     thread of this process (`inproc://`): one engine either way."""
     if settings.worker_endpoints:
         from maas.dispatch.pool import WorkerPool
+        from maas.transport.curve import DeploymentKeys
 
-        return WorkerPool(list(settings.worker_endpoints))
+        keys = DeploymentKeys.load(settings.worker_keys_dir) if settings.worker_keys_dir else None
+        return WorkerPool(list(settings.worker_endpoints), keys=keys)
     from maas.dispatch.pool import WorkerPool
     from maas.worker.inproc import InprocWorker
 

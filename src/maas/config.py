@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # models in the gateway process itself, as tests do) and which gateway this one is.
     worker_endpoints: tuple[str, ...] = ()
     gateway_index: int = Field(0, ge=0)
+    # CurveZMQ keys of the deployment for tcp:// worker links (`maas keys worker --out DIR`).
+    worker_keys_dir: Path | None = None
     # Set by `maas serve`: where its gateways tell each other of a new registry generation.
     peers_dir: Path | None = None
     migrate_on_start: bool = True  # off for gateways whose supervisor migrated already

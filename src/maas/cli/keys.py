@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
 from maas.cli.client import Client, path
-from maas.cli.output import emit_json, json_option, plain, say, short_time, table, usage_error, warn
+from maas.cli.output import (
+    CliError,
+    emit_json,
+    json_option,
+    plain,
+    say,
+    short_time,
+    table,
+    usage_error,
+    warn,
+)
 from maas.cli.refs import model_name
 
 
@@ -111,6 +122,27 @@ def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, An
         raise database_failure("write a key into", url, exc) from None
     warn(f"wrote key {answer['id']} into {masked(url)}")
     return answer
+
+
+@keys.command("worker")
+@click.option(
+    "--out",
+    "folder",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the key files (give it to every gateway and worker as MAAS_WORKER_KEYS_DIR).",
+)
+def keys_worker(folder: Path) -> None:
+    """Make the deployment's CurveZMQ key pairs for tcp:// worker links (no server needed)."""
+    from maas.transport.curve import KeysError, make_keys
+
+    try:
+        written = make_keys(folder)
+    except (KeysError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    for written_path in written:
+        say(str(written_path))
+    say(f"set MAAS_WORKER_KEYS_DIR={folder} for every gateway and worker of this deployment")
 
 
 @keys.command("list")

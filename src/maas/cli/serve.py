@@ -114,6 +114,19 @@ def worker(
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     endpoint = listen if "://" in listen else f"tcp://{listen}"
+    keys = None
+    if settings.worker_keys_dir is not None:
+        from maas.transport.curve import DeploymentKeys, KeysError
+
+        try:
+            keys = DeploymentKeys.load(settings.worker_keys_dir)
+        except KeysError as exc:
+            raise CliError(f"MAAS_WORKER_KEYS_DIR: {exc}") from None
+    elif endpoint.startswith("tcp://"):
+        raise CliError(
+            f"--listen {listen}: a tcp:// worker needs the deployment's keys in "
+            "MAAS_WORKER_KEYS_DIR (make them with: maas keys worker --out DIR)"
+        )
     run_worker(
         endpoint=endpoint,
         worker_id=worker_id,
@@ -121,6 +134,7 @@ def worker(
         device=device,
         threads=threads or settings.effective_torch_threads,
         restarts=restarts,
+        keys=keys,
     )
 
 

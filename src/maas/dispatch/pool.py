@@ -36,6 +36,7 @@ from maas.errors import (
 )
 from maas.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport import messages as msg
+from maas.transport.curve import DeploymentKeys, connect_securely, needs_curve
 from maas.transport.frames import readable, recv_frames, send_frames
 from maas.transport.version import PROTOCOL
 from maas.types import LoadSpec, VersionKey, WorkerState
@@ -104,10 +105,12 @@ class WorkerPool:
         *,
         on_worker_boot: BootHook | None = None,
         local: LocalWorker | None = None,
+        keys: DeploymentKeys | None = None,
     ) -> None:
         """`local`: a worker to run alongside (its `inproc://` endpoint is added to `endpoints`
         and its context shared)."""
         self._local = local
+        self._keys = keys
         self._endpoints = [*endpoints, local.endpoint] if local else endpoints
         self.on_worker_boot = on_worker_boot
         self._context: zmq.Context[zmq.Socket[bytes]] = local.context if local else zmq.Context()
@@ -130,8 +133,15 @@ class WorkerPool:
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
             monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            sock.connect(endpoint)
             link = WorkerLink(index, endpoint, sock, monitor)
+            if needs_curve(endpoint) and self._keys is None:
+                link.refused = "tcp:// needs the deployment's keys (MAAS_WORKER_KEYS_DIR)"
+                log.error("worker at %s not used: %s", endpoint, link.refused)
+            else:
+                if needs_curve(endpoint):
+                    assert self._keys is not None
+                    connect_securely(sock, self._keys)
+                sock.connect(endpoint)
             self._links.append(link)
             loop.add_reader(sock.fileno(), self._on_readable, link)
             loop.add_reader(monitor.fileno(), self._on_monitor, link)
@@ -144,7 +154,7 @@ class WorkerPool:
         before it knows who holds what would answer 'no ready worker' to its first requests
         (after a restart, the kernel hands it connections at once)."""
         deadline = time.monotonic() + timeout_s
-        while any(link.status is None for link in self._links):
+        while any(link.status is None and not link.refused for link in self._links):
             left = deadline - time.monotonic()
             if left <= 0:
                 return

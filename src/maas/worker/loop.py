@@ -35,6 +35,7 @@ import zmq
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, ModelLoadError, Unavailable
 from maas.transport import messages as msg
+from maas.transport.curve import DeploymentKeys, KeysError, needs_curve, serve_securely
 from maas.transport.frames import readable, recv_frames, send_frames
 from maas.transport.version import PROTOCOL
 from maas.types import LoadSpec, VersionKey
@@ -67,12 +68,14 @@ class WorkerServer:
         restarts: int = 0,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         torch_threads: int | None = None,
+        keys: DeploymentKeys | None = None,
     ) -> None:
         """`context` is shared with the gateway for an `inproc://` endpoint (the loop then runs
         on a thread of the gateway's process, and sets torch's threads at its first load)."""
         self.endpoint = endpoint
         self._context = context
         self._torch_threads = torch_threads
+        self._keys = keys
         self.bound = threading.Event()
         self.worker_id = worker_id
         self.device = device
@@ -104,6 +107,14 @@ class WorkerServer:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
+        auth = None
+        if needs_curve(self.endpoint):
+            if self._keys is None:
+                raise KeysError(
+                    f"{self.endpoint}: a tcp:// worker needs the deployment's keys "
+                    "(MAAS_WORKER_KEYS_DIR; make them with: maas keys worker --out DIR)"
+                )
+            auth = serve_securely(context, sock, self._keys)
         sock.bind(self.endpoint)
         self._socket = sock
         self.bound.set()
@@ -124,6 +135,8 @@ class WorkerServer:
             self._flush_figures()  # a clean stop leaves nothing it measured unwritten
             loop.remove_reader(sock.fileno())
             sock.close(linger=0)
+            if auth is not None:
+                auth.stop()
             if self._context is None:
                 context.term()
 

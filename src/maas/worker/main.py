@@ -8,6 +8,7 @@ import contextlib
 import gc
 import os
 
+from maas.transport.curve import DeploymentKeys
 from maas.worker.loop import WorkerServer
 
 
@@ -21,7 +22,14 @@ def choose_device(index: int) -> str:
 
 
 def run_worker(
-    *, endpoint: str, worker_id: str, index: int, device: str | None, threads: int, restarts: int
+    *,
+    endpoint: str,
+    worker_id: str,
+    index: int,
+    device: str | None,
+    threads: int,
+    restarts: int,
+    keys: DeploymentKeys | None = None,
 ) -> None:
     """Process entry point (`maas worker`): thread settings first, then torch, then serve."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -37,5 +45,6 @@ def run_worker(
         worker_id=worker_id,
         device=device or choose_device(index),
         restarts=restarts,
+        keys=keys,
     )
     asyncio.run(server.serve())
