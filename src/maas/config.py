@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 ENV_PREFIX = "MAAS_"
@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./maas-data/registry.db"
     data_dir: Path = Path("./maas-data")
     artifact_dir: Path = Path("./maas-data/artifacts")
-    workers: int = Field(1, ge=1, le=64)
+    # Local worker processes of `maas serve`; 0: only the remote ones in worker_endpoints.
+    workers: int = Field(1, ge=0, le=64)
     gateways: int = Field(default_factory=_default_gateways, ge=1, le=64)
     torch_threads: int | None = Field(None, ge=1, le=256)
     max_body_bytes: int = Field(16 * MiB, ge=1024)
@@ -47,9 +48,10 @@ class Settings(BaseSettings):
     demo: bool = False
     # An alias change returns once every live gateway serves it, or after this long.
     propagation_timeout_ms: int = Field(2000, ge=0, le=600_000)
-    # Set by `maas serve` for its gateway processes: where the workers listen (empty: run
-    # models in the gateway process itself, as tests do) and which gateway this one is.
-    worker_endpoints: tuple[str, ...] = ()
+    # Remote workers (`maas worker --listen`), comma-separated in MAAS_WORKER_ENDPOINTS; `maas
+    # serve` adds its local ones for its gateways. Empty in a gateway: the worker loop runs in
+    # its own process (as tests do).
+    worker_endpoints: Annotated[tuple[str, ...], NoDecode] = ()
     gateway_index: int = Field(0, ge=0)
     # CurveZMQ keys of the deployment for tcp:// worker links (`maas keys worker --out DIR`).
     worker_keys_dir: Path | None = None
@@ -62,6 +64,16 @@ class Settings(BaseSettings):
     def _key_long_enough(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 16:
             raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("worker_endpoints", mode="before")
+    @classmethod
+    def _endpoint_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for endpoint in value:
+            if not str(endpoint).startswith(("tcp://", "ipc://")):
+                raise ValueError(f"{endpoint!r} is not a tcp://HOST:PORT or ipc://PATH address")
         return value
 
     @field_validator("database_url")
@@ -79,7 +91,7 @@ class Settings(BaseSettings):
     def effective_torch_threads(self) -> int:
         if self.torch_threads is not None:
             return self.torch_threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

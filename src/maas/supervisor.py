@@ -80,12 +80,19 @@ class Supervisor:
 
     @property
     def endpoints(self) -> list[str]:
-        return [f"ipc://{self.run_dir}/worker-{i}.sock" for i in range(self.settings.workers)]
+        """The local workers' `ipc://` addresses, then the remote ones of the settings."""
+        local = [f"ipc://{self.run_dir}/worker-{i}.sock" for i in range(self.settings.workers)]
+        return [*local, *self.settings.worker_endpoints]
 
     def run(self) -> None:
         # The port first: a busy one is said in one line before anything exists on disk. It is
         # bound here and listened on by the first gateway that serves, so a connection is
         # accepted only once something answers it (`/healthz` from the first moment).
+        if not self.endpoints:
+            raise StartupError(
+                "--workers 0 needs remote workers: list them in MAAS_WORKER_ENDPOINTS "
+                "(tcp://HOST:PORT,...; each started with maas worker --listen HOST:PORT)"
+            )
         listener = _bind(self.settings.host, self.settings.port)
         try:
             self._run(listener)
@@ -285,9 +292,14 @@ def banner(settings: Settings) -> str:
     infer = "inference needs a key" if settings.require_infer_key else "inference needs no key"
     return (
         f"maas: ready on {where} ({where}/docs): {settings.gateways} gateway and "
-        f"{settings.workers} worker processes, registry {mask_password(settings.database_url)}, "
+        f"{settings.workers} worker processes{_remote(settings)}, registry {mask_password(settings.database_url)}, "
         f"admin routes need a key, {infer} (MAAS_REQUIRE_INFER_KEY)"
     )
+
+
+def _remote(settings: Settings) -> str:
+    count = len(settings.worker_endpoints)
+    return f" and {count} remote worker{'s' if count != 1 else ''}" if count else ""
 
 
 def mask_password(url: str) -> str:

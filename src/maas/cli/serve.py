@@ -55,7 +55,12 @@ def database_failure(action: str, database_url: str, exc: BaseException) -> CliE
 @click.command()
 @click.option("--host", default=None, help="Interface to listen on (MAAS_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (MAAS_PORT).")
-@click.option("--workers", type=int, default=None, help="Local worker processes (MAAS_WORKERS).")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Local worker processes (MAAS_WORKERS); 0: only MAAS_WORKER_ENDPOINTS.",
+)
 @click.option("--gateways", type=int, default=None, help="Gateway processes (MAAS_GATEWAYS).")
 @click.option("--database-url", default=None, help="Registry database (MAAS_DATABASE_URL).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="MAAS_DATA_DIR.")
