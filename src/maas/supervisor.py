@@ -292,7 +292,8 @@ def banner(settings: Settings) -> str:
     infer = "inference needs a key" if settings.require_infer_key else "inference needs no key"
     return (
         f"maas: ready on {where} ({where}/docs): {settings.gateways} gateway and "
-        f"{settings.workers} worker processes{_remote(settings)}, registry {mask_password(settings.database_url)}, "
+        f"{settings.workers} worker processes{_remote(settings)}, "
+        f"registry {mask_password(settings.database_url)}, "
         f"admin routes need a key, {infer} (MAAS_REQUIRE_INFER_KEY)"
     )
 

@@ -165,6 +165,7 @@ class WorkerState:
     versions: frozenset[str]  # "model@version" keys loaded
     # Changes whenever the worker process is a new one (a restart): what it held is gone.
     boot: str = ""
+    device: str = ""  # "cpu", "cuda:0"...; "" until it has reported
 
 
 class InferenceBackend(Protocol):

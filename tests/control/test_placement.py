@@ -35,3 +35,27 @@ def test_a_lost_worker_s_versions_move_to_the_others() -> None:
     assert plan([("a@1", 1)], workers) == {"a@1": ["w1"]}
     assert plan([("a@1", 5)], workers) == {"a@1": ["w1", "w2"]}
     assert plan([("a@1", 1)], [_worker("w0", healthy=False)]) == {"a@1": []}
+
+
+def _on(name: str, device: str, *versions: str) -> WorkerState:
+    return WorkerState(name, True, frozenset(versions), device=device)
+
+
+def test_cuda_workers_come_first_where_a_version_asks_for_them() -> None:
+    workers = [_on("c0", "cpu"), _on("c1", "cpu"), _on("g0", "cuda:0"), _on("g1", "cuda:0")]
+    # auto: CUDA first, but any worker when every one is wanted
+    assert plan([("a@1", 1)], workers, {"a@1": "auto"}) == {"a@1": ["g0"]}
+    assert plan([("a@1", None)], workers, {"a@1": "auto"}) == {"a@1": ["c0", "c1", "g0", "g1"]}
+    # cuda: only CUDA workers, however many replicas
+    assert plan([("a@1", None)], workers, {"a@1": "cuda"}) == {"a@1": ["g0", "g1"]}
+    assert plan([("a@1", 1), ("b@1", 1)], workers, {"a@1": "cuda", "b@1": "cuda:0"}) == {
+        "a@1": ["g0"],
+        "b@1": ["g1"],
+    }
+    # cpu: CPU first
+    assert plan([("a@1", 1)], workers, {"a@1": "cpu"}) == {"a@1": ["c0"]}
+    # no CUDA worker at all: where it will fail to load with the reason, not nowhere
+    cpus = [_on("c0", "cpu")]
+    assert plan([("a@1", None)], cpus, {"a@1": "cuda"}) == {"a@1": ["c0"]}
+    # a holder stays a holder even if a CUDA worker is free
+    assert plan([("a@1", 1)], [_on("c0", "cpu", "a@1"), _on("g0", "cuda:0")]) == {"a@1": ["c0"]}

@@ -143,7 +143,11 @@ class Deployer:
             (v for v in records if v.status in _SERVING),
             key=lambda v: v.status is not VersionStatus.READY,
         )
-        chosen = placement.plan([(str(v.key), v.replicas) for v in serving], workers)
+        chosen = placement.plan(
+            [(str(v.key), v.replicas) for v in serving],
+            workers,
+            {str(v.key): v.device for v in serving},
+        )
         for record in serving:
             key = str(record.key)
             wanted = chosen[key]

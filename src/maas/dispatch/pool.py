@@ -252,6 +252,7 @@ class WorkerPool:
                 link.healthy,
                 frozenset(link.status.versions) if link.status else frozenset(),
                 link.status.boot if link.status else "",
+                link.status.device if link.status else "",
             )
             for link in self._links
         ]
