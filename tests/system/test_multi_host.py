@@ -1,0 +1,285 @@
+"""Five hosts, each its own network namespace and address: a PostgreSQL host, two gateway
+hosts (`maas serve --workers 0`) and two worker hosts (`maas worker --listen`, CurveZMQ), plus a
+stranger worker with other keys. Inference through both gateways, a promotion seen by both
+within 1 s, a worker host killed under load (no request hangs), a gateway host cut from the
+database (it keeps serving), and the stranger refused.
+
+The hosts share this machine's filesystem: the gateways' artifact directory is the workers'
+too (workers do not fetch artifacts by content yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from control_helpers import upload, wait_for, wait_ready_version
+from netns import Host, env_of, network, skip_reason
+
+from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
+from gateway import ADMIN, ADMIN_SECRET
+from maas.transport.curve import make_keys
+from pg import _as_server_user, _init_cluster, _run
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+MAAS = [sys.executable, "-m", "maas"]
+ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
+WORKER_PORT, GATEWAY_PORT = 5555, 8000
+
+
+def _start_postgres(host: Host, base: Path) -> tuple[str, list[str], Path]:
+    prefix, owner = _as_server_user()
+    data, _port = _init_cluster(base, prefix, owner)  # its own port: 5432 below wins
+    with (data / "postgresql.conf").open("a") as fh:
+        fh.write(f"listen_addresses = '{host.address}'\nport = 5432\n")
+    with (data / "pg_hba.conf").open("a") as fh:
+        fh.write("host all all 10.213.0.0/16 trust\n")
+    pg_ctl = shutil.which("pg_ctl") or "pg_ctl"
+    log = base / "server.log"
+    _run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            host.netns,
+            *prefix,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "start",
+        ],
+        cwd=base,
+        what="pg_ctl start in the database host",
+        log=log,
+    )
+
+    async def create() -> None:
+        conn: Any = await asyncpg.connect(
+            host=host.address, port=5432, user="postgres", database="postgres"
+        )
+        try:
+            await conn.execute('CREATE DATABASE "maas"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"postgresql://postgres@{host.address}:5432/maas", prefix, data
+
+
+def _gateway_url(host: Host) -> str:
+    return f"http://{host.address}:{GATEWAY_PORT}"
+
+
+def _wait_up(url: str, log: Path, timeout_s: float = 90) -> None:
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, f"{url} to serve", timeout_s)
+    except AssertionError:
+        raise AssertionError(f"{url} not up:\n{log.read_text(errors='replace')[-4000:]}") from None
+
+
+def _served_version(url: str) -> int:
+    answer = httpx.post(url + "/v1/models/m:predict", json=ROW, timeout=5)
+    assert answer.status_code == 200, answer.text
+    version: int = answer.json()["version"]
+    return version
+
+
+def _workers(url: str) -> dict[str, dict[str, Any]]:
+    listed = httpx.get(url + "/admin/workers", headers=ADMIN, timeout=5).json()["workers"]
+    return {w["endpoint"]: w for w in listed}
+
+
+def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    if shutil.which("initdb") is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not on PATH")
+    base = Path(tempfile.mkdtemp(prefix="maas-hosts-"))
+    base.chmod(0o755)
+    pg_dir = base / "pg"
+    pg_dir.mkdir()
+    keys, other_keys = base / "keys", base / "other-keys"
+    make_keys(keys)
+    make_keys(other_keys)
+    artifacts = base / "artifacts"
+    logs: list[Any] = []
+    pg: tuple[list[str], Path] | None = None
+
+    def log(name: str) -> Any:
+        out = (base / f"{name}.log").open("wb")
+        logs.append(out)
+        return out
+
+    try:
+        with network() as net:
+            db, gw1, gw2, wk1, wk2 = (
+                net.add(name, number)
+                for name, number in (("db", 1), ("gw1", 11), ("gw2", 12), ("wk1", 21), ("wk2", 22))
+            )
+            database_url, prefix, data = _start_postgres(db, pg_dir)
+            pg = (prefix, data)
+            endpoints = [f"tcp://{h.address}:{WORKER_PORT}" for h in (wk1, wk2)]
+            stranger = f"tcp://{wk2.address}:{WORKER_PORT + 1}"
+            for host, endpoint, name, folder in (
+                (wk1, endpoints[0], "wk1", keys),
+                (wk2, endpoints[1], "wk2", keys),
+                (wk2, stranger, "stranger", other_keys),
+            ):
+                host.popen(
+                    [
+                        *MAAS,
+                        "worker",
+                        "--listen",
+                        endpoint.removeprefix("tcp://"),
+                        "--id",
+                        name,
+                        "--threads",
+                        "1",
+                    ],
+                    env=env_of(MAAS_WORKER_KEYS_DIR=folder),
+                    log=log(name),
+                )
+            gateway_env = env_of(
+                MAAS_DATABASE_URL=database_url,
+                MAAS_WORKER_ENDPOINTS=",".join([*endpoints, stranger]),
+                MAAS_WORKER_KEYS_DIR=keys,
+                MAAS_ARTIFACT_DIR=artifacts,
+                MAAS_BOOTSTRAP_ADMIN_KEY=ADMIN_SECRET,
+                MAAS_TORCH_THREADS=1,
+            )
+            for host in (gw1, gw2):  # one after the other: the first migrates the registry
+                (base / host.name).mkdir()
+                host.popen(
+                    [
+                        *MAAS,
+                        "serve",
+                        "--workers",
+                        "0",
+                        "--gateways",
+                        "1",
+                        "--host",
+                        host.address,
+                        "--port",
+                        str(GATEWAY_PORT),
+                        "--data-dir",
+                        str(base / host.name),
+                    ],
+                    env=gateway_env,
+                    log=log(host.name),
+                )
+                _wait_up(_gateway_url(host), base / f"{host.name}.log")
+            a, b = _gateway_url(gw1), _gateway_url(gw2)
+
+            # Two versions on both worker hosts, production → 1, served through both gateways.
+            for seed in (1, 2):
+                number = upload(a, "m", torchscript_bytes(tiny_mlp(seed=seed)), mlp_meta())
+                wait_ready_version(a, "m", number)
+            put = httpx.put(
+                a + "/admin/models/m/aliases/production", json={"version": 1}, headers=ADMIN
+            )
+            assert put.status_code == 200, put.text
+            for url in (a, b):
+                wait_for(
+                    lambda url=url: all(
+                        {"m@1", "m@2"} <= set(_workers(url)[e]["versions"]) for e in endpoints
+                    ),
+                    f"both worker hosts to hold m@1 and m@2, seen from {url}",
+                    60,
+                )
+                assert _served_version(url) == 1
+            # The stranger never completed a handshake with either gateway.
+            for url in (a, b):
+                seen = _workers(url)[stranger]
+                assert seen["healthy"] is False
+                assert seen["pid"] is None
+            print(f"\nhosts: {', '.join(f'{h.name}={h.address}' for h in net.hosts.values())}")
+
+            # A promotion through A is served by B within 1 s.
+            started = time.monotonic()
+            put = httpx.put(
+                a + "/admin/models/m/aliases/production", json={"version": 2}, headers=ADMIN
+            )
+            assert put.status_code == 200, put.text
+            wait_for(lambda: _served_version(b) == 2, "B to serve the promotion", 5)
+            converged = time.monotonic() - started
+            print(f"promotion through gw1 served by gw2 after {converged * 1000:.0f} ms")
+            assert converged <= 1.0
+
+            # A worker host dies under load: requests fail fast or go to the other host.
+            durations: list[tuple[float, int]] = []
+            stop = threading.Event()
+
+            def drive(url: str) -> None:
+                with httpx.Client(base_url=url, timeout=10) as client:
+                    while not stop.is_set():
+                        begun = time.monotonic()
+                        try:
+                            status = client.post("/v1/models/m:predict", json=ROW).status_code
+                        except httpx.HTTPError:
+                            status = 0
+                        durations.append((time.monotonic() - begun, status))
+
+            clients = [threading.Thread(target=drive, args=(url,)) for url in (a, b, a, b)]
+            for thread in clients:
+                thread.start()
+            time.sleep(1.0)
+            wk1.kill()
+            killed_at = len(durations)
+            time.sleep(3.0)
+            stop.set()
+            for thread in clients:
+                thread.join(15)
+            after = durations[killed_at:]
+            slowest = max(d for d, _ in durations)
+            failed = [s for _, s in after if s != 200]
+            print(
+                f"worker host wk1 killed under load: {len(durations)} requests, {len(after)} "
+                f"after the kill, {len(failed)} not 200 ({sorted(set(failed))}), "
+                f"slowest {slowest * 1000:.0f} ms"
+            )
+            assert slowest < 5.0  # none hangs
+            assert not any(t.is_alive() for t in clients)
+            assert [s for _, s in after[-20:]] == [200] * 20  # the other host serves
+            assert all(s in (200, 503) for _, s in after)
+
+            # gw2 loses the database: it keeps serving what it knows.
+            gw2.cut_from(db)
+            time.sleep(1.0)
+            answers = [
+                httpx.post(b + "/v1/models/m:predict", json=ROW, timeout=5) for _ in range(20)
+            ]
+            assert {r.status_code for r in answers} == {200}
+            assert {r.json()["version"] for r in answers} == {2}
+            print("gw2 cut from the database host: 20/20 predictions answered 200")
+    finally:
+        for out in logs:
+            out.close()
+        if pg is not None:
+            prefix, data = pg
+            pg_ctl = shutil.which("pg_ctl") or "pg_ctl"
+            subprocess.run(
+                [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+            )
+        shutil.rmtree(base, ignore_errors=True)
