@@ -56,7 +56,8 @@ def _default_backend(settings: Settings) -> InferenceBackend:
         from maas.transport.curve import DeploymentKeys
 
         keys = DeploymentKeys.load(settings.worker_keys_dir) if settings.worker_keys_dir else None
-        return WorkerPool(list(settings.worker_endpoints), keys=keys)
+        store = ArtifactStore(settings.artifact_dir)
+        return WorkerPool(list(settings.worker_endpoints), keys=keys, artifacts=store.path_for)
     from maas.dispatch.pool import WorkerPool
     from maas.worker.inproc import InprocWorker
 

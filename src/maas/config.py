@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     gateway_index: int = Field(0, ge=0)
     # CurveZMQ keys of the deployment for tcp:// worker links (`maas keys worker --out DIR`).
     worker_keys_dir: Path | None = None
+    # `maas worker`: where it keeps the artifacts it fetched from gateways (by sha256).
+    worker_cache_dir: Path = Path("./maas-data/worker-cache")
     # Set by `maas serve`: where its gateways tell each other of a new registry generation.
     peers_dir: Path | None = None
     migrate_on_start: bool = True  # off for gateways whose supervisor migrated already

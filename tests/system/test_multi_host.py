@@ -4,8 +4,8 @@ stranger worker with other keys. Inference through both gateways, a promotion se
 within 1 s, a worker host killed under load (no request hangs), a gateway host cut from the
 database (it keeps serving), and the stranger refused.
 
-The hosts share this machine's filesystem: the gateways' artifact directory is the workers'
-too (workers do not fetch artifacts by content yet).
+The gateway hosts share one artifact directory; the worker hosts cannot see it (a tmpfs over it
+in their own mount namespace) and fetch each artifact by sha256 over their CurveZMQ link.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
     make_keys(keys)
     make_keys(other_keys)
     artifacts = base / "artifacts"
+    artifacts.mkdir()
     logs: list[Any] = []
     pg: tuple[list[str], Path] | None = None
 
@@ -146,8 +147,16 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                 (wk2, endpoints[1], "wk2", keys),
                 (wk2, stranger, "stranger", other_keys),
             ):
+                # The worker hosts do not see the gateways' artifact directory (an empty
+                # tmpfs over it, in a mount namespace of their own): they fetch by sha256.
                 host.popen(
                     [
+                        "unshare",
+                        "--mount",
+                        "sh",
+                        "-c",
+                        f'mount -t tmpfs none "{artifacts}" && exec "$@"',
+                        "worker-host",
                         *MAAS,
                         "worker",
                         "--listen",
@@ -157,7 +166,9 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                         "--threads",
                         "1",
                     ],
-                    env=env_of(MAAS_WORKER_KEYS_DIR=folder),
+                    env=env_of(
+                        MAAS_WORKER_KEYS_DIR=folder, MAAS_WORKER_CACHE_DIR=base / f"cache-{name}"
+                    ),
                     log=log(name),
                 )
             gateway_env = env_of(
@@ -213,6 +224,8 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                 seen = _workers(url)[stranger]
                 assert seen["healthy"] is False
                 assert seen["pid"] is None
+            fetched = [p.name for p in (base / "cache-wk1").iterdir()]
+            assert len(fetched) == 2  # both versions' artifacts, fetched by sha256
             print(f"\nhosts: {', '.join(f'{h.name}={h.address}' for h in net.hosts.values())}")
 
             # A promotion through A is served by B within 1 s.

@@ -140,6 +140,7 @@ def worker(
         threads=threads or settings.effective_torch_threads,
         restarts=restarts,
         keys=keys,
+        cache_dir=settings.worker_cache_dir,
     )
 
 

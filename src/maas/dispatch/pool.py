@@ -18,9 +18,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -30,6 +32,7 @@ from zmq.utils.monitor import parse_monitor_message
 from maas.errors import (
     DeadlineExceeded,
     InvalidInput,
+    MaasError,
     ModelLoadError,
     Unavailable,
     WorkerCrashedLoading,
@@ -106,11 +109,13 @@ class WorkerPool:
         on_worker_boot: BootHook | None = None,
         local: LocalWorker | None = None,
         keys: DeploymentKeys | None = None,
+        artifacts: Callable[[str], Path] | None = None,
     ) -> None:
         """`local`: a worker to run alongside (its `inproc://` endpoint is added to `endpoints`
         and its context shared)."""
         self._local = local
         self._keys = keys
+        self._artifacts = artifacts  # sha256 → the file, for workers that fetch one (`Fetch`)
         self._endpoints = [*endpoints, local.endpoint] if local else endpoints
         self.on_worker_boot = on_worker_boot
         self._context: zmq.Context[zmq.Socket[bytes]] = local.context if local else zmq.Context()
@@ -445,8 +450,23 @@ class WorkerPool:
                 self._resolve(link, reply.id, (reply, []))
         elif isinstance(reply, msg.Results):
             self._on_results(link, reply, frames[1:])
+        elif isinstance(reply, msg.Fetch):
+            self._own(self._send_artifact(link, reply), f"artifact to {link.name}")
         else:
             self._resolve(link, reply.id, (reply, []))
+
+    async def _send_artifact(self, link: WorkerLink, fetch: msg.Fetch) -> None:
+        """A worker without the artifact on its host asked for a piece of it."""
+        if self._artifacts is None:
+            self._send(link, msg.Chunk(fetch.id, 0, "this gateway keeps no artifacts"), [b""])
+            return
+        try:
+            path = self._artifacts(fetch.sha256)
+            data, total = await asyncio.to_thread(_read_piece, path, fetch.offset, fetch.length)
+        except (OSError, MaasError) as exc:
+            self._send(link, msg.Chunk(fetch.id, 0, f"{type(exc).__name__}: {exc}"), [b""])
+            return
+        self._send(link, msg.Chunk(fetch.id, total), [data])
 
     def _on_results(self, link: WorkerLink, reply: msg.Results, frames: list[Any]) -> None:
         try:
@@ -556,6 +576,8 @@ class WorkerPool:
     async def _wait_for_a_worker(self) -> None:
         deadline = time.monotonic() + _LOAD_WAIT_S
         while not any(link.healthy for link in self._links):
+            if all(link.refused for link in self._links):
+                raise ModelLoadError(f"no usable worker: {self._links[0].refused}")
             if time.monotonic() > deadline:
                 raise ModelLoadError("no worker came up to load it on")
             self._changed.clear()
@@ -567,6 +589,13 @@ class WorkerPool:
 def _stats_view(stats: msg.VersionStats) -> dict[str, Any]:
     # The summary of the histograms; the histograms themselves are for /metrics.
     return {"key": stats.key, "mean_batch_ms": stats.mean_batch_ms, **stats.telemetry.summary()}
+
+
+def _read_piece(path: Path, offset: int, length: int) -> tuple[bytes, int]:
+    with path.open("rb") as handle:
+        total = os.fstat(handle.fileno()).st_size
+        handle.seek(offset)
+        return handle.read(max(0, min(length, 64 * 1024 * 1024))), total
 
 
 def _silent(link: WorkerLink) -> str:

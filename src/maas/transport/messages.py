@@ -74,7 +74,16 @@ class Ping(msgspec.Struct, frozen=True, tag="ping"):
     protocol: int = 0  # the sender's `maas.transport.version.PROTOCOL`; 0: before versions
 
 
-Single = Load | Check | Unload | Infer | Cancel | Ping
+class Chunk(msgspec.Struct, frozen=True, tag="chunk"):
+    """Bytes of an artifact a worker asked for (`Fetch`): one frame follows, the bytes from the
+    asked offset (empty with an `error`). `total` is the artifact's size."""
+
+    id: int
+    total: int
+    error: str = ""
+
+
+Single = Load | Check | Unload | Infer | Cancel | Ping | Chunk
 
 
 class Envelope(msgspec.Struct, frozen=True, tag="envelope"):
@@ -85,6 +94,16 @@ class Envelope(msgspec.Struct, frozen=True, tag="envelope"):
 
 
 # Worker → gateway.
+
+
+class Fetch(msgspec.Struct, frozen=True, tag="fetch"):
+    """The worker asks the gateway that sent a load for `length` bytes of the artifact
+    `sha256` from `offset` (it is not on the worker's host: no shared filesystem)."""
+
+    id: int
+    sha256: str
+    offset: int
+    length: int
 
 
 class Done(msgspec.Struct, frozen=True, tag="done"):
@@ -130,7 +149,7 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):
 
 
 Request = Single | Envelope
-Reply = Done | Results | Failed | WorkerStatus
+Reply = Done | Results | Failed | WorkerStatus | Fetch
 
 _encoder = msgspec.msgpack.Encoder()
 _request_decoder = msgspec.msgpack.Decoder(Request)
@@ -139,7 +158,9 @@ _reply_decoder = msgspec.msgpack.Decoder(Reply)
 
 def frame_count(request: Single) -> int:
     """How many tensor frames follow `request`'s header."""
-    return len(request.arrays) if isinstance(request, Infer) else 0
+    if isinstance(request, Infer):
+        return len(request.arrays)
+    return 1 if isinstance(request, Chunk) else 0
 
 
 def encode(message: Request | Reply) -> bytes:

@@ -3,4 +3,4 @@ misread. Every heartbeat carries it both ways (`Ping.protocol`, `WorkerStatus.pr
 every release decodes): a peer of another version is refused and shown as such
 (`GET /admin/workers`), never taken for a dead worker."""
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: artifacts fetched by sha256 (Fetch, Chunk)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import itertools
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -40,6 +42,7 @@ from maas.transport.frames import readable, recv_frames, send_frames
 from maas.transport.version import PROTOCOL
 from maas.types import LoadSpec, VersionKey
 from maas.worker.batcher import Batch, Batcher, Pending
+from maas.worker.cache import ArtifactCache
 from maas.worker.exposition import FLUSH_S, Exposition, Figures, multiprocess_dir
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 # Forwards expected to take longer than this run on a thread; quicker ones inline (a thread
 # hop costs about 0.15 ms, more than a small model's whole forward).
 INLINE_FORWARD_MAX_S = 0.1
+FETCH_TIMEOUT_S = 30.0  # for one chunk of an artifact from the gateway
 
 
 @dataclasses.dataclass(slots=True)
@@ -69,6 +73,7 @@ class WorkerServer:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         torch_threads: int | None = None,
         keys: DeploymentKeys | None = None,
+        cache: ArtifactCache | None = None,
     ) -> None:
         """`context` is shared with the gateway for an `inproc://` endpoint (the loop then runs
         on a thread of the gateway's process, and sets torch's threads at its first load)."""
@@ -76,6 +81,9 @@ class WorkerServer:
         self._context = context
         self._torch_threads = torch_threads
         self._keys = keys
+        self._cache = cache
+        self._fetches: dict[int, asyncio.Future[tuple[msg.Chunk, bytes]]] = {}
+        self._fetch_ids = itertools.count(1)
         self.bound = threading.Event()
         self.worker_id = worker_id
         self.device = device
@@ -215,6 +223,10 @@ class WorkerServer:
                 self._on_check(identity, request)
             case msg.Unload():
                 self._on_unload(identity, request)
+            case msg.Chunk():
+                fetch = self._fetches.get(request.id)
+                if fetch is not None and not fetch.done():
+                    fetch.set_result((request, frames[0].bytes if frames else b""))
 
     def _on_infer(self, identity: bytes, request: msg.Infer, frames: list[Any]) -> None:
         version = self._versions.get(VersionKey(request.model, request.version))
@@ -248,11 +260,12 @@ class WorkerServer:
             return
         self._loading[spec.key] = [(identity, request.id)]
         assert self._loop is not None
-        task = self._loop.create_task(self._load(self._here(spec)), name=f"load {spec.key}")
+        load = self._load(self._here(spec), identity)
+        task = self._loop.create_task(load, name=f"load {spec.key}")
         task.add_done_callback(_log_crash)
 
-    async def _load(self, spec: LoadSpec) -> None:
-        model, reply = await self._load_off_loop(spec)
+    async def _load(self, spec: LoadSpec, identity: bytes) -> None:
+        model, reply = await self._load_off_loop(spec, identity)
         if model is not None:
             gc.collect()
             gc.freeze()  # the model's objects leave every later collection (see maas.app)
@@ -274,7 +287,7 @@ class WorkerServer:
         task.add_done_callback(_log_crash)
 
     async def _check(self, identity: bytes, request_id: int, spec: LoadSpec) -> None:
-        model, reply = await self._load_off_loop(spec)
+        model, reply = await self._load_off_loop(spec, identity)
         del model  # a check keeps nothing
         gc.collect()
         self._send(identity, msgspec.structs.replace(reply, id=request_id))
@@ -289,16 +302,51 @@ class WorkerServer:
         self._send(identity, msg.Done(request.id))
 
     async def _load_off_loop(
-        self, spec: LoadSpec
+        self, spec: LoadSpec, identity: bytes
     ) -> tuple[LoadedModel | None, msg.Done | msg.Failed]:
-        """Load `spec` on a thread: the model and Done, or None and the failure (id 0: the
-        caller answers each asker with its own id)."""
+        """Load `spec` on a thread (its artifact fetched from the gateway `identity` first when
+        this host has no copy): the model and Done, or None and the failure (id 0: the caller
+        answers each asker with its own id)."""
         try:
+            spec = await self._artifact_here(spec, identity)
             return await asyncio.to_thread(self._load_blocking, spec), msg.Done(0)
         except MaasError as exc:
             return None, msg.failure(0, exc)
         except Exception as exc:
             return None, msg.failure(0, ModelLoadError(f"{type(exc).__name__}: {exc}"))
+
+    async def _artifact_here(self, spec: LoadSpec, identity: bytes) -> LoadSpec:
+        """`spec` naming a file on this host with the artifact: the gateway's path where this
+        host sees it (one host, a shared volume), else this worker's cache, fetched into it
+        by sha256 from the gateway that asked when it is not there yet."""
+        if await asyncio.to_thread(Path(spec.path).is_file):
+            return spec
+        if self._cache is None:
+            raise ModelLoadError(f"{spec.path} is not on this host and the worker has no cache")
+        cached = await asyncio.to_thread(self._cache.find, spec.sha256)
+        if cached is None:
+            cached = await self._cache.fetch(
+                spec.sha256, lambda o, n: self._ask(identity, spec.sha256, o, n)
+            )
+        return dataclasses.replace(spec, path=str(cached))
+
+    async def _ask(
+        self, identity: bytes, sha256: str, offset: int, length: int
+    ) -> tuple[msg.Chunk, bytes]:
+        assert self._loop is not None
+        fetch_id = next(self._fetch_ids)
+        future: asyncio.Future[tuple[msg.Chunk, bytes]] = self._loop.create_future()
+        self._fetches[fetch_id] = future
+        try:
+            self._send(identity, msg.Fetch(fetch_id, sha256, offset, length))
+            async with asyncio.timeout(FETCH_TIMEOUT_S):
+                return await future
+        except TimeoutError:
+            raise ModelLoadError(
+                f"the gateway did not send artifact {sha256[:12]} within {FETCH_TIMEOUT_S:.0f} s"
+            ) from None
+        finally:
+            self._fetches.pop(fetch_id, None)
 
     def _load_blocking(self, spec: LoadSpec) -> LoadedModel:
         if self._torch_threads is not None:

@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import gc
 import os
+from pathlib import Path
 
 from maas.transport.curve import DeploymentKeys
+from maas.worker.cache import ArtifactCache
 from maas.worker.loop import WorkerServer
 
 
@@ -30,6 +32,7 @@ def run_worker(
     threads: int,
     restarts: int,
     keys: DeploymentKeys | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
     """Process entry point (`maas worker`): thread settings first, then torch, then serve."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -46,5 +49,6 @@ def run_worker(
         device=device or choose_device(index),
         restarts=restarts,
         keys=keys,
+        cache=ArtifactCache(cache_dir) if cache_dir is not None else None,
     )
     asyncio.run(server.serve())
