@@ -80,8 +80,8 @@ def test_an_invalid_setting_names_the_variable(
 
 
 def test_an_invalid_flag_names_the_flag(tmp_path: Path) -> None:
-    code, line = _one_line_error(_serve(tmp_path, "--workers", "0"))
-    assert (code, line) == (2, "error: --workers=0: must be >= 1")
+    code, line = _one_line_error(_serve(tmp_path, "--workers", "-1"))
+    assert (code, line) == (2, "error: --workers=-1: must be >= 0")
 
 
 def test_a_demo_start_is_honest(tmp_path: Path) -> None:
