@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 # bench/ arrives with the serving-core issue; lint it once it exists.
 LINT_PATHS := src tests migrations $(wildcard bench)
 
-.PHONY: serve test lint bench fmt clean
+.PHONY: serve test lint bench fmt clean promtool
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,39 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# promtool (tests/deploy checks deploy/prometheus/ with it) comes from Debian's `prometheus`
+# package: installed only when missing, and only as root with apt-get (elsewhere a note, and
+# those tests skip). The package would start a Prometheus server on :9090: a policy-rc.d that
+# answers 101 keeps invoke-rc.d from starting it (added for the install, removed after, unless
+# one was there already), and a server that a systemd or SysV init started anyway is stopped and
+# disabled. No recommends: prometheus-node-exporter would be one more service.
+PROMTOOL_LOG := /tmp/maas-promtool-install.log
+promtool:
+	@command -v promtool >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: promtool is missing and cannot be installed here (needs root and apt-get: apt-get install prometheus); tests/deploy skips its Prometheus checks"; \
+	  exit 0; \
+	fi; \
+	echo "installing promtool (Debian package prometheus; its server is kept stopped)"; \
+	added=; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && added=1; \
+	fi; \
+	apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >>$(PROMTOOL_LOG) 2>&1; }; \
+	apt_install || { apt-get update -q >>$(PROMTOOL_LOG) 2>&1 && apt_install; } \
+	  || echo "note: apt-get install prometheus failed (see $(PROMTOOL_LOG)); tests/deploy skips its Prometheus checks"; \
+	if [ -n "$$added" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then \
+	  systemctl disable --now prometheus.service >/dev/null 2>&1 || true; \
+	elif [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then \
+	  /etc/init.d/prometheus stop >/dev/null 2>&1 || true; \
+	  update-rc.d prometheus disable >/dev/null 2>&1 || true; \
+	fi
+
 serve: $(STAMP)
 	$(BIN)/maas serve --demo
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
