@@ -62,6 +62,13 @@ def test_two_gateways_share_one_worker_and_a_killed_worker_comes_back(tmp_path: 
         assert worker["versions"] == ["m@1"]
         assert worker["device"] == "cpu"
         assert worker["restarts"] == 0
+        # A CPU worker reports the host's memory (what placement weighs) and its threads.
+        meminfo = dict(
+            line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines()
+        )
+        assert worker["memory_total_bytes"] == int(meminfo["MemTotal"].split()[0]) * 1024
+        assert 0 < worker["memory_free_bytes"] < worker["memory_total_bytes"]
+        assert worker["threads"] >= 1
         _predict_many(url, 20)
 
         os.kill(worker["pid"], signal.SIGKILL)

@@ -166,6 +166,7 @@ class WorkerState:
     # Changes whenever the worker process is a new one (a restart): what it held is gone.
     boot: str = ""
     device: str = ""  # "cpu", "cuda:0"...; "" until it has reported
+    memory_free: int = 0  # bytes free on its device; 0 when unknown
 
 
 class InferenceBackend(Protocol):

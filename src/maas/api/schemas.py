@@ -445,6 +445,13 @@ class WorkerOut(BaseModel):
     pid: int | None = Field(description="null until it has reported")
     host: str | None
     device: str | None
+    memory_total_bytes: int | None = Field(
+        None, description="its device's memory (the host's for a CPU worker); null if unknown"
+    )
+    memory_free_bytes: int | None = Field(
+        None, description="free memory on its device, as placement sees it; null if unknown"
+    )
+    threads: int | None = Field(None, description="its torch threads (CPU capacity)")
     healthy: bool
     queue_depth: int
     versions: list[str] = Field(description='the versions it holds, e.g. ["digits@1"]')

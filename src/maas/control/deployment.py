@@ -147,6 +147,7 @@ class Deployer:
             [(str(v.key), v.replicas) for v in serving],
             workers,
             {str(v.key): v.device for v in serving},
+            {str(v.key): v.size for v in serving},
         )
         for record in serving:
             key = str(record.key)

@@ -258,6 +258,7 @@ class WorkerPool:
                 frozenset(link.status.versions) if link.status else frozenset(),
                 link.status.boot if link.status else "",
                 link.status.device if link.status else "",
+                link.status.memory_free if link.status else 0,
             )
             for link in self._links
         ]
@@ -332,6 +333,9 @@ class WorkerPool:
                     "pid": status.pid if status else None,
                     "host": status.host if status else None,
                     "device": status.device if status else None,
+                    "memory_total_bytes": status.memory_total or None if status else None,
+                    "memory_free_bytes": status.memory_free or None if status else None,
+                    "threads": status.threads or None if status else None,
                     "healthy": link.healthy,
                     "queue_depth": status.queue_depth if status else 0,
                     "versions": list(status.versions) if status else [],

@@ -146,6 +146,10 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):
     gateways: int = 0
     stats: tuple[VersionStats, ...] = ()
     protocol: int = 0  # the worker's `maas.transport.version.PROTOCOL`
+    # Its device's memory in bytes (0: unknown) and its torch threads: what placement weighs.
+    memory_total: int = 0
+    memory_free: int = 0
+    threads: int = 0
 
 
 Request = Single | Envelope

@@ -44,6 +44,7 @@ from maas.types import LoadSpec, VersionKey
 from maas.worker.batcher import Batch, Batcher, Pending
 from maas.worker.cache import ArtifactCache
 from maas.worker.exposition import FLUSH_S, Exposition, Figures, multiprocess_dir
+from maas.worker.memory import DeviceMemory
 
 if TYPE_CHECKING:
     from maas.worker.runtime import LoadedModel
@@ -74,6 +75,7 @@ class WorkerServer:
         torch_threads: int | None = None,
         keys: DeploymentKeys | None = None,
         cache: ArtifactCache | None = None,
+        threads: int = 0,
     ) -> None:
         """`context` is shared with the gateway for an `inproc://` endpoint (the loop then runs
         on a thread of the gateway's process, and sets torch's threads at its first load)."""
@@ -87,6 +89,8 @@ class WorkerServer:
         self.bound = threading.Event()
         self.worker_id = worker_id
         self.device = device
+        self.threads = threads or torch_threads or 0
+        self._memory = DeviceMemory(device)
         self.restarts = restarts
         self.boot = uuid.uuid4().hex
         self._versions: dict[VersionKey, _Version] = {}
@@ -498,6 +502,7 @@ class WorkerServer:
             )
             for key, v in self._versions.items()
         )
+        memory_total, memory_free = self._memory.read()
         return msg.WorkerStatus(
             id=request_id,
             worker=self.worker_id,
@@ -512,6 +517,9 @@ class WorkerServer:
             gateways=sum(1 for seen in self._peers.values() if time.monotonic() - seen < 2.0),
             stats=stats,
             protocol=PROTOCOL,
+            memory_total=memory_total,
+            memory_free=memory_free,
+            threads=self.threads,
         )
 
 

@@ -48,6 +48,7 @@ def run_worker(
         worker_id=worker_id,
         device=device or choose_device(index),
         restarts=restarts,
+        threads=threads,
         keys=keys,
         cache=ArtifactCache(cache_dir) if cache_dir is not None else None,
     )
