@@ -1,4 +1,4 @@
-"""A real `maas serve` process on a free port, for tests that need real HTTP."""
+"""Real `maas serve` and `maas worker` processes, for tests that need real HTTP and links."""
 
 from __future__ import annotations
 
@@ -73,6 +73,34 @@ def maas_server(
             process.kill()
             process.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def maas_worker(
+    endpoint: str,
+    worker_id: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`maas worker --listen ENDPOINT` with one torch thread, killed on the way out."""
+    argv = [sys.executable, "-m", "maas", "worker", "--listen", endpoint, "--threads", "1"]
+    if worker_id is not None:
+        argv += ["--id", worker_id]
+    out = open(log, "wb") if log is not None else None  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [*argv, "--log-level", "info" if log is not None else "warning"],
+        env={**os.environ, **(env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT if out is not None else None,
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+        if out is not None:
+            out.close()
 
 
 def deploy(

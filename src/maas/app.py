@@ -31,6 +31,8 @@ from maas.config import Settings
 from maas.control.deployment import Deployer
 from maas.control.leader import Leadership, LeaseLeader, SoleLeader, lease_name
 from maas.control.plane import ControlPlane
+from maas.control.workers import WorkerDiscovery
+from maas.dispatch.pool import WorkerPool
 from maas.metrics import RequestMetrics
 from maas.registry import db
 from maas.registry.coordination import Coordination
@@ -49,16 +51,15 @@ StartupHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def _default_backend(settings: Settings) -> InferenceBackend:
-    """Worker processes when `maas serve` gave us their addresses, else the worker loop on a
-    thread of this process (`inproc://`): one engine either way."""
-    if settings.worker_endpoints:
-        from maas.dispatch.pool import WorkerPool
+    """Worker processes when `maas serve` gave us their addresses or runs none of its own
+    (remote workers announce themselves), else the worker loop on a thread of this process
+    (`inproc://`): one engine either way."""
+    if settings.worker_endpoints or settings.workers == 0:
         from maas.transport.curve import DeploymentKeys
 
         keys = DeploymentKeys.load(settings.worker_keys_dir) if settings.worker_keys_dir else None
         store = ArtifactStore(settings.artifact_dir)
         return WorkerPool(list(settings.worker_endpoints), keys=keys, artifacts=store.path_for)
-    from maas.dispatch.pool import WorkerPool
     from maas.worker.inproc import InprocWorker
 
     return WorkerPool([], local=InprocWorker(torch_threads=settings.effective_torch_threads))
@@ -106,6 +107,15 @@ def create_app(
             _wake_on_worker_changes(backend, deployer)
             await backend.start()
             closing.append(backend.close)
+            if isinstance(backend, WorkerPool) and not backend.runs_local:
+                discovery = WorkerDiscovery(
+                    coordination,
+                    connect=backend.connect,
+                    disconnect=backend.disconnect,
+                    own=frozenset(backend.endpoints),
+                    ttl_s=settings.worker_ttl_s,
+                )
+                _own(background, discovery.run(), "worker discovery")
             services = Services(
                 settings=settings,
                 registry=registry,

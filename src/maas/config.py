@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     worker_keys_dir: Path | None = None
     # `maas worker`: where it keeps the artifacts it fetched from gateways (by sha256).
     worker_cache_dir: Path = Path("./maas-data/worker-cache")
+    # How long gateways keep a worker that announced itself in the registry and then went
+    # quiet before they let it go (it shows as not answering meanwhile).
+    worker_ttl_s: float = Field(30.0, ge=3.0, le=3600.0)
     # Set by `maas serve`: where its gateways tell each other of a new registry generation.
     peers_dir: Path | None = None
     migrate_on_start: bool = True  # off for gateways whose supervisor migrated already

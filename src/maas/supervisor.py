@@ -88,11 +88,6 @@ class Supervisor:
         # The port first: a busy one is said in one line before anything exists on disk. It is
         # bound here and listened on by the first gateway that serves, so a connection is
         # accepted only once something answers it (`/healthz` from the first moment).
-        if not self.endpoints:
-            raise StartupError(
-                "--workers 0 needs remote workers: list them in MAAS_WORKER_ENDPOINTS "
-                "(tcp://HOST:PORT,...; each started with maas worker --listen HOST:PORT)"
-            )
         listener = _bind(self.settings.host, self.settings.port)
         try:
             self._run(listener)
@@ -300,7 +295,10 @@ def banner(settings: Settings) -> str:
 
 def _remote(settings: Settings) -> str:
     count = len(settings.worker_endpoints)
-    return f" and {count} remote worker{'s' if count != 1 else ''}" if count else ""
+    listed = f" and {count} remote worker{'s' if count != 1 else ''}" if count else ""
+    if settings.workers == 0:
+        listed += " (remote workers join by announcing themselves in the registry)"
+    return listed
 
 
 def mask_password(url: str) -> str:

@@ -63,6 +63,21 @@ def wait_ready_version(url: str, name: str, number: int, timeout_s: float = 30) 
         timeout_s,
     )
     assert status == "ready", f"{name}@{number} is {status}"
+    wait_converged(url)
+
+
+def wait_converged(url: str, timeout_s: float = 10) -> None:
+    """Until every gateway serves the registry's generation of now: the admin API reads the
+    registry, so 'ready' there can come up to the propagation bound (1 s) before a gateway
+    that did not make the change routes to the version."""
+    response = httpx.get(url + "/admin/gateways", headers=ADMIN, timeout=10)
+    assert response.status_code == 200, response.text
+    wanted: int = response.json()["generation"]
+    wait_for(
+        lambda: all(g["generation"] >= wanted for g in gateways(url)),
+        f"every gateway to serve generation {wanted}",
+        timeout_s,
+    )
 
 
 def workers(url: str) -> list[dict[str, Any]]:

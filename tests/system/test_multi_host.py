@@ -1,8 +1,9 @@
 """Five hosts, each its own network namespace and address: a PostgreSQL host, two gateway
 hosts (`maas serve --workers 0`) and two worker hosts (`maas worker --listen`, CurveZMQ), plus a
-stranger worker with other keys. Inference through both gateways, a promotion seen by both
-within 1 s, a worker host killed under load (no request hangs), a gateway host cut from the
-database (it keeps serving), and the stranger refused.
+stranger worker with other keys. The gateways list wk1 (and the stranger) in
+MAAS_WORKER_ENDPOINTS; wk2 joins by announcing itself in the registry. Inference through both
+gateways, a promotion seen by both within 1 s, a worker host killed under load (no request
+hangs), a gateway host cut from the database (it keeps serving), and the stranger refused.
 
 The gateway hosts share one artifact directory; the worker hosts cannot see it (a tmpfs over it
 in their own mount namespace) and fetch each artifact by sha256 over their CurveZMQ link.
@@ -142,10 +143,10 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
             pg = (prefix, data)
             endpoints = [f"tcp://{h.address}:{WORKER_PORT}" for h in (wk1, wk2)]
             stranger = f"tcp://{wk2.address}:{WORKER_PORT + 1}"
-            for host, endpoint, name, folder in (
-                (wk1, endpoints[0], "wk1", keys),
-                (wk2, endpoints[1], "wk2", keys),
-                (wk2, stranger, "stranger", other_keys),
+            for host, endpoint, name, folder, registry in (
+                (wk1, endpoints[0], "wk1", keys, {}),
+                (wk2, endpoints[1], "wk2", keys, {"MAAS_DATABASE_URL": database_url}),
+                (wk2, stranger, "stranger", other_keys, {}),
             ):
                 # The worker hosts do not see the gateways' artifact directory (an empty
                 # tmpfs over it, in a mount namespace of their own): they fetch by sha256.
@@ -167,13 +168,15 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                         "1",
                     ],
                     env=env_of(
-                        MAAS_WORKER_KEYS_DIR=folder, MAAS_WORKER_CACHE_DIR=base / f"cache-{name}"
+                        MAAS_WORKER_KEYS_DIR=folder,
+                        MAAS_WORKER_CACHE_DIR=base / f"cache-{name}",
+                        **registry,
                     ),
                     log=log(name),
                 )
             gateway_env = env_of(
                 MAAS_DATABASE_URL=database_url,
-                MAAS_WORKER_ENDPOINTS=",".join([*endpoints, stranger]),
+                MAAS_WORKER_ENDPOINTS=",".join([endpoints[0], stranger]),
                 MAAS_WORKER_KEYS_DIR=keys,
                 MAAS_ARTIFACT_DIR=artifacts,
                 MAAS_BOOTSTRAP_ADMIN_KEY=ADMIN_SECRET,
@@ -224,8 +227,13 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                 seen = _workers(url)[stranger]
                 assert seen["healthy"] is False
                 assert seen["pid"] is None
-            fetched = [p.name for p in (base / "cache-wk1").iterdir()]
-            assert len(fetched) == 2  # both versions' artifacts, fetched by sha256
+            for name in ("wk1", "wk2"):
+                fetched = [p.name for p in (base / f"cache-{name}").iterdir()]
+                assert len(fetched) == 2, name  # both versions' artifacts, fetched by sha256
+            joined = _workers(b)[endpoints[1]]
+            assert joined["id"] == "wk2"
+            assert joined["memory_total_bytes"] > 0
+            print(f"wk2 joined both gateways through the registry: {joined['endpoint']}")
             print(f"\nhosts: {', '.join(f'{h.name}={h.address}' for h in net.hosts.values())}")
 
             # A promotion through A is served by B within 1 s.

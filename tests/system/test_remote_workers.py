@@ -3,15 +3,12 @@ with the deployment's CurveZMQ keys, placement on them, inference through them, 
 started with other keys never used.
 
 Every process runs on this host (the multi-host test puts them in network namespaces), so the
-workers read artifacts from the gateway's artifact directory.
+workers read artifacts from the gateway's artifact directory. Workers that announce themselves
+in the registry instead of being listed join and leave here too.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,41 +19,14 @@ from control_helpers import upload, wait_for, wait_ready_version, workers
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN_SECRET
 from maas.transport.curve import make_keys
-from server import maas_server
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from server import free_port, maas_server, maas_worker
 
 
 @contextmanager
-def remote_worker(name: str, keys: Path, log: Path) -> Iterator[str]:
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "maas",
-                "worker",
-                "--listen",
-                endpoint,
-                "--id",
-                name,
-                "--threads",
-                "1",
-            ],
-            env={**os.environ, "MAAS_WORKER_KEYS_DIR": str(keys)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+def remote_worker(name: str, keys: Path, log: Path, **env: str) -> Iterator[str]:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with maas_worker(endpoint, name, env={"MAAS_WORKER_KEYS_DIR": str(keys), **env}, log=log):
         yield endpoint
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_gateways_serve_through_remote_workers_and_skip_a_stranger(tmp_path: Path) -> None:
@@ -98,7 +68,9 @@ def test_gateways_serve_through_remote_workers_and_skip_a_stranger(tmp_path: Pat
                 )
                 for _ in range(20)
             ]
-            assert {a.status_code for a in answers} == {200}
+            assert {a.status_code for a in answers} == {200}, [
+                a.text for a in answers if a.status_code != 200
+            ]
             assert len({str(a.json()["predictions"]) for a in answers}) == 1
             banner = (tmp_path / "server.log").read_text()
             assert "0 worker processes and 3 remote workers" in banner
@@ -108,15 +80,73 @@ def test_gateways_serve_through_remote_workers_and_skip_a_stranger(tmp_path: Pat
             )
 
 
-def test_workers_0_without_endpoints_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "maas", "serve", "--workers", "0", "--port", str(_free_port())],
-        env={**os.environ, "MAAS_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
-    assert "MAAS_WORKER_ENDPOINTS" in done.stderr
-    assert "Traceback" not in done.stderr
-    assert not (tmp_path / "registry.db").exists()
+def test_workers_join_and_leave_through_the_registry(tmp_path: Path) -> None:
+    """`maas worker` with MAAS_DATABASE_URL announces itself; gateways that list no worker
+    connect to it, place versions on it, and let it go once it stops announcing."""
+    keys = tmp_path / "keys"
+    make_keys(keys)
+    registry = {"MAAS_DATABASE_URL": f"sqlite:///{tmp_path}/registry.db"}
+    env = {
+        "MAAS_WORKER_KEYS_DIR": str(keys),
+        "MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET,
+        "MAAS_WORKER_TTL_S": "3",
+    }
+    # One gateway process: each view below is then the one the next request gets.
+    with maas_server(tmp_path, "--workers", "0", "--gateways", "1", env=env) as url:
+        wait_for(
+            lambda: (
+                "remote workers join by announcing themselves in the registry"
+                in (tmp_path / "server.log").read_text()
+            ),
+            "the banner",
+        )
+        assert workers(url) == []
+        with remote_worker("r1", keys, tmp_path / "r1.log", **registry) as r1:
+            (joined,) = wait_for(
+                lambda: [w for w in workers(url) if w["healthy"]], "the worker to join"
+            )
+            assert joined["endpoint"] == r1
+            assert joined["id"] == "r1"
+            number = upload(url, "m", torchscript_bytes(tiny_mlp()), mlp_meta())
+            wait_ready_version(url, "m", number)
+            with remote_worker("r2", keys, tmp_path / "r2.log", **registry) as r2:
+                wait_for(
+                    lambda: (
+                        {w["endpoint"] for w in workers(url) if "m@1" in w["versions"]} == {r1, r2}
+                    ),
+                    "the second worker to join and get m@1",
+                )
+        # r1 and r2 are gone (killed: no goodbye), so their rows go stale and the gateways
+        # let both go.
+        wait_for(lambda: workers(url) == [], "the killed workers to be let go", 30)
+        with remote_worker("r3", keys, tmp_path / "r3.log", **registry) as r3:
+            wait_for(
+                lambda: [(w["endpoint"], w["versions"]) for w in workers(url)] == [(r3, ["m@1"])],
+                "a new worker to take the version",
+            )
+            answers = [
+                httpx.post(
+                    url + f"/v1/models/m/versions/{number}:predict",
+                    json={"instances": [[1, 2, 3, 4]]},
+                )
+                for _ in range(10)
+            ]
+            assert {a.status_code for a in answers} == {200}
+            assert "joined (registered in the registry)" in (tmp_path / "server.log").read_text()
+
+
+def test_a_worker_without_the_registry_s_tables_keeps_trying(tmp_path: Path) -> None:
+    """A worker that starts before the registry is migrated says so and announces later."""
+    keys = tmp_path / "keys"
+    make_keys(keys)
+    registry = {"MAAS_DATABASE_URL": f"sqlite:///{tmp_path}/registry.db"}
+    log = tmp_path / "early.log"
+    with remote_worker("early", keys, log, **registry) as endpoint:
+        wait_for(lambda: "cannot announce worker early" in log.read_text(), "the warning")
+        env = {"MAAS_WORKER_KEYS_DIR": str(keys), "MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+        with maas_server(tmp_path, "--workers", "0", env=env) as url:
+            wait_for(
+                lambda: [w["endpoint"] for w in workers(url) if w["healthy"]] == [endpoint],
+                "the worker to join once the registry exists",
+            )
+            assert "announced in the registry again" in log.read_text()

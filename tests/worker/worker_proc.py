@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import io
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from artifacts import SlowMLP
 from maas.dispatch.pool import WorkerLink, WorkerPool
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
+from server import maas_worker
 
 __all__ = ["SlowMLP"]
 
@@ -46,27 +46,8 @@ def load_spec(path: Path, digest: str, name: str = "m", **batching: Any) -> Load
 
 @contextlib.contextmanager
 def worker_process(endpoint: str, worker_id: str = "w0") -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "maas",
-            "worker",
-            "--listen",
-            endpoint,
-            "--id",
-            worker_id,
-            "--threads",
-            "1",
-            "--log-level",
-            "warning",
-        ],
-    )
-    try:
+    with maas_worker(endpoint, worker_id) as process:
         yield process
-    finally:
-        process.kill()
-        process.wait()
 
 
 async def wait_healthy(pool: WorkerPool, healthy: bool = True, timeout_s: float = 60) -> None:

@@ -94,7 +94,15 @@ def serve(log_level: str, **overrides: Any) -> None:
     required=True,
     help="HOST:PORT (tcp) or a ZeroMQ endpoint such as ipc:///run/maas/w0.sock.",
 )
-@click.option("--id", "worker_id", default="w0", show_default=True)
+@click.option(
+    "--id", "worker_id", default=None, help="Its name (default: HOST-PORT of this machine)."
+)
+@click.option(
+    "--advertise",
+    default=None,
+    help="HOST:PORT gateways reach it on, for its registry entry (default: --listen, with "
+    "this machine's name for 0.0.0.0).",
+)
 @click.option("--index", type=int, default=0, help="Picks the CUDA device round-robin.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: by --index).")
 @click.option("--threads", type=int, default=None, help="Torch intra-op threads.")
@@ -102,7 +110,8 @@ def serve(log_level: str, **overrides: Any) -> None:
 @click.option("--log-level", default="info", show_default=True)
 def worker(
     listen: str,
-    worker_id: str,
+    worker_id: str | None,
+    advertise: str | None,
     index: int,
     device: str | None,
     threads: int | None,
@@ -132,6 +141,11 @@ def worker(
             f"--listen {listen}: a tcp:// worker needs the deployment's keys in "
             "MAAS_WORKER_KEYS_DIR (make them with: maas keys worker --out DIR)"
         )
+    reachable = advertised_endpoint(endpoint, advertise)
+    worker_id = worker_id or default_worker_id(endpoint)
+    # With MAAS_DATABASE_URL set, a worker on tcp:// announces itself: gateways find it there
+    # (an ipc:// one is a local worker of `maas serve`, which knows it already).
+    announce = "database_url" in settings.model_fields_set and reachable.startswith("tcp://")
     run_worker(
         endpoint=endpoint,
         worker_id=worker_id,
@@ -141,7 +155,70 @@ def worker(
         restarts=restarts,
         keys=keys,
         cache_dir=settings.worker_cache_dir,
+        on_serving=(
+            (lambda server: announce_worker(settings.database_url, server, reachable))
+            if announce
+            else None
+        ),
     )
+
+
+def advertised_endpoint(endpoint: str, advertise: str | None) -> str:
+    """Where gateways reach a worker listening on `endpoint`."""
+    import socket
+
+    if advertise is not None:
+        return advertise if "://" in advertise else f"tcp://{advertise}"
+    if not endpoint.startswith("tcp://"):
+        return endpoint
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    if host in ("0.0.0.0", "*", "::", "[::]", ""):
+        host = socket.getfqdn()
+    return f"tcp://{host}:{port}"
+
+
+def default_worker_id(endpoint: str) -> str:
+    import socket
+
+    port = endpoint.rpartition(":")[2] if endpoint.startswith("tcp://") else ""
+    return f"{socket.gethostname()}-{port}" if port else socket.gethostname()
+
+
+def announce_worker(database_url: str, server: Any, endpoint: str) -> None:
+    """Run the worker's registry announcement on a thread of its own (its own event loop:
+    the worker's loop never waits on the database)."""
+    import socket
+    import threading
+    import time
+
+    from maas.control.workers import WorkerAnnouncer
+    from maas.registry import db
+    from maas.registry.coordination import Coordination, WorkerRecord
+    from maas.transport.version import PROTOCOL
+    from maas.worker.memory import DeviceMemory
+
+    total, _ = DeviceMemory(server.device).read()
+    record = WorkerRecord(
+        id=server.worker_id,
+        endpoint=endpoint,
+        host=socket.gethostname(),
+        device=server.device,
+        memory_total=total,
+        threads=server.threads,
+        protocol=PROTOCOL,
+        started_at=time.time(),
+        last_seen=time.time(),
+    )
+
+    async def announce() -> None:
+        database = db.open_database(database_url)
+        try:
+            coordination = Coordination(database.reads, writes=database.writes)
+            await WorkerAnnouncer(coordination, record).run()
+        finally:
+            await database.dispose()
+
+    threading.Thread(target=asyncio.run, args=(announce(),), name="announce", daemon=True).start()
 
 
 @click.group()

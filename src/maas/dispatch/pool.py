@@ -121,38 +121,76 @@ class WorkerPool:
         self._context: zmq.Context[zmq.Socket[bytes]] = local.context if local else zmq.Context()
         self._links: list[WorkerLink] = []
         self._ids = itertools.count(1)
+        self._link_ids = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
 
     # life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         if self._local is not None:
             await asyncio.to_thread(self._local.start)
-        for index, endpoint in enumerate(self._endpoints):
-            sock = self._context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a worker that is not there
-            sock.setsockopt(zmq.RECONNECT_IVL, 50)
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.setsockopt(zmq.RCVHWM, 0)
-            monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            link = WorkerLink(index, endpoint, sock, monitor)
-            if needs_curve(endpoint) and self._keys is None:
-                link.refused = "tcp:// needs the deployment's keys (MAAS_WORKER_KEYS_DIR)"
-                log.error("worker at %s not used: %s", endpoint, link.refused)
-            else:
-                if needs_curve(endpoint):
-                    assert self._keys is not None
-                    connect_securely(sock, self._keys)
-                sock.connect(endpoint)
-            self._links.append(link)
-            loop.add_reader(sock.fileno(), self._on_readable, link)
-            loop.add_reader(monitor.fileno(), self._on_monitor, link)
-            loop.call_soon(self._on_monitor, link)  # edge-triggered: look once to start
+        for endpoint in self._endpoints:
+            self._connect(endpoint)
         self._own(self._heartbeat(), "heartbeat")
         await self._hear_from_every_worker(DEAD_AFTER_S)
+
+    @property
+    def runs_local(self) -> bool:
+        return self._local is not None
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [link.endpoint for link in self._links]
+
+    def connect(self, endpoint: str) -> None:
+        """Start using the worker at `endpoint` (one that announced itself); its first
+        heartbeat makes it healthy and wakes placement."""
+        if endpoint not in self.endpoints:
+            self._connect(endpoint)
+            self._changed.set()
+
+    def disconnect(self, endpoint: str) -> None:
+        """Stop using the worker at `endpoint` (gone for good): its calls fail over."""
+        for link in self._links:
+            if link.endpoint == endpoint:
+                self._links.remove(link)
+                self._lose(link, "it is no longer registered")
+                self._close_link(link)
+                self._changed.set()
+                return
+
+    def _connect(self, endpoint: str) -> WorkerLink:
+        loop = asyncio.get_running_loop()
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a worker that is not there
+        sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        link = WorkerLink(next(self._link_ids), endpoint, sock, monitor)
+        if needs_curve(endpoint) and self._keys is None:
+            link.refused = "tcp:// needs the deployment's keys (MAAS_WORKER_KEYS_DIR)"
+            log.error("worker at %s not used: %s", endpoint, link.refused)
+        else:
+            if needs_curve(endpoint):
+                assert self._keys is not None
+                connect_securely(sock, self._keys)
+            sock.connect(endpoint)
+        self._links.append(link)
+        loop.add_reader(sock.fileno(), self._on_readable, link)
+        loop.add_reader(monitor.fileno(), self._on_monitor, link)
+        loop.call_soon(self._on_monitor, link)  # edge-triggered: look once to start
+        return link
+
+    def _close_link(self, link: WorkerLink) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(link.socket.fileno())
+        loop.remove_reader(link.monitor.fileno())
+        link.socket.disable_monitor()
+        link.monitor.close(linger=0)
+        link.socket.close(linger=0)
 
     async def _hear_from_every_worker(self, timeout_s: float) -> None:
         """Until every worker has answered once (or `timeout_s`): a gateway that starts serving
@@ -172,14 +210,9 @@ class WorkerPool:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        loop = asyncio.get_running_loop()
         for link in self._links:
             self._fail_pending(link, WorkerLost("the gateway is shutting down"))
-            loop.remove_reader(link.socket.fileno())
-            loop.remove_reader(link.monitor.fileno())
-            link.socket.disable_monitor()
-            link.monitor.close(linger=0)
-            link.socket.close(linger=0)
+            self._close_link(link)
         if self._local is not None:
             await asyncio.to_thread(self._local.stop)  # ends the shared context too
         else:
@@ -580,7 +613,7 @@ class WorkerPool:
     async def _wait_for_a_worker(self) -> None:
         deadline = time.monotonic() + _LOAD_WAIT_S
         while not any(link.healthy for link in self._links):
-            if all(link.refused for link in self._links):
+            if self._links and all(link.refused for link in self._links):
                 raise ModelLoadError(f"no usable worker: {self._links[0].refused}")
             if time.monotonic() > deadline:
                 raise ModelLoadError("no worker came up to load it on")

@@ -1,4 +1,4 @@
-"""The registry's control-plane rows: the generation, the live gateways, and leases.
+"""The registry's control-plane rows: the generation, the live gateways and workers, leases.
 
 Small, frequent statements (a one-row read every 250 ms, a heartbeat a second per gateway), kept
 apart from the catalogue in `service.py`. Times are Unix seconds from the caller's clock, so the
@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from maas.registry import repository as repo
 from maas.registry.db import Sessions
-from maas.registry.tables import Gateway, Lease
+from maas.registry.tables import Gateway, Lease, RegisteredWorker
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,35 @@ class GatewayRecord:
     @classmethod
     def from_row(cls, row: Gateway) -> GatewayRecord:
         return cls(row.id, row.host, row.pid, row.generation, row.started_at, row.last_seen)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker's announcement: where to reach it and what it has."""
+
+    id: str
+    endpoint: str
+    host: str
+    device: str
+    memory_total: int
+    threads: int
+    protocol: int
+    started_at: float
+    last_seen: float
+
+    @classmethod
+    def from_row(cls, row: RegisteredWorker) -> WorkerRecord:
+        return cls(
+            row.id,
+            row.endpoint,
+            row.host,
+            row.device,
+            row.memory_total,
+            row.threads,
+            row.protocol,
+            row.started_at,
+            row.last_seen,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +116,47 @@ class Coordination:
         async with self._writes.begin() as session:
             result = await session.execute(delete(Gateway).where(Gateway.last_seen < seen_before))
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # workers --------------------------------------------------------------------------------
+
+    async def announce_worker(self, worker: WorkerRecord) -> None:
+        """Say that `worker` is there (insert or update; a restarted worker under the same id
+        replaces what its predecessor said)."""
+        values = {
+            "endpoint": worker.endpoint,
+            "host": worker.host,
+            "device": worker.device,
+            "memory_total": worker.memory_total,
+            "threads": worker.threads,
+            "protocol": worker.protocol,
+            "started_at": worker.started_at,
+            "last_seen": worker.last_seen,
+        }
+        async with self._writes.begin() as session:
+            result = await session.execute(
+                update(RegisteredWorker).where(RegisteredWorker.id == worker.id).values(**values)
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                return
+        try:
+            async with self._writes.begin() as session:
+                session.add(RegisteredWorker(id=worker.id, **values))
+        except IntegrityError:
+            pass  # inserted meanwhile by an earlier announcement: the next one updates it
+
+    async def registered_workers(self, *, seen_since: float) -> list[WorkerRecord]:
+        query = (
+            select(RegisteredWorker)
+            .where(RegisteredWorker.last_seen >= seen_since)
+            .order_by(RegisteredWorker.id)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).scalars()
+            return [WorkerRecord.from_row(r) for r in rows]
+
+    async def forget_worker(self, worker_id: str) -> None:
+        async with self._writes.begin() as session:
+            await session.execute(delete(RegisteredWorker).where(RegisteredWorker.id == worker_id))
 
     # leases ---------------------------------------------------------------------------------
 

@@ -200,3 +200,21 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(128))
     term: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class RegisteredWorker(Base):
+    """A worker that announces itself (`maas worker` with MAAS_DATABASE_URL): where gateways
+    reach it, its device and capacity, and when it last said it is there. Times are Unix
+    seconds from the worker's clock."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(512))
+    host: Mapped[str] = mapped_column(String(255))
+    device: Mapped[str] = mapped_column(String(32))
+    memory_total: Mapped[int] = mapped_column(BigInteger)
+    threads: Mapped[int] = mapped_column(Integer)
+    protocol: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float, index=True)

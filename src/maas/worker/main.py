@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from maas.transport.curve import DeploymentKeys
@@ -33,6 +34,7 @@ def run_worker(
     restarts: int,
     keys: DeploymentKeys | None = None,
     cache_dir: Path | None = None,
+    on_serving: Callable[[WorkerServer], None] | None = None,
 ) -> None:
     """Process entry point (`maas worker`): thread settings first, then torch, then serve."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -52,4 +54,6 @@ def run_worker(
         keys=keys,
         cache=ArtifactCache(cache_dir) if cache_dir is not None else None,
     )
+    if on_serving is not None:
+        on_serving(server)  # the caller's announcement, once device and threads are known
     asyncio.run(server.serve())
