@@ -135,28 +135,30 @@ def test_the_autoscaler_budget_and_services_select_the_gateways(
     assert find(docs, "Service", "maas-gateway-pods")["spec"]["clusterIP"] == "None"
 
 
-def test_gateways_list_exactly_the_worker_pods(
+def test_workers_announce_the_address_gateways_reach_them_on(
     rendered: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    """MAAS_WORKER_ENDPOINTS names each StatefulSet pod by its DNS name behind the headless
-    Service, on the port the worker listens on."""
+    """Each worker pod announces itself in the gateways' registry under its DNS name behind
+    the headless Service, on the port it listens on; gateways list no workers of their own."""
     _, docs = rendered
     workers = find(docs, "StatefulSet", "maas-worker")
     service = find(docs, "Service", workers["spec"]["serviceName"])
     assert service["spec"]["clusterIP"] == "None"
     worker = container(workers, "worker")
-    port = worker["args"][worker["args"].index("--listen") + 1].rsplit(":", 1)[1]
-    expected = [
-        f"tcp://maas-worker-{i}.{service['metadata']['name']}:{port}"
-        for i in range(workers["spec"]["replicas"])
-    ]
-    env = container_env(docs, container(find(docs, "Deployment", "maas-gateway"), "gateway"))
-    assert env["MAAS_WORKER_ENDPOINTS"].split(",") == expected
+    args = worker["args"]
+    port = args[args.index("--listen") + 1].rsplit(":", 1)[1]
+    assert (
+        args[args.index("--advertise") + 1] == f"$(POD_NAME).{service['metadata']['name']}:{port}"
+    )
+    assert {p["containerPort"] for p in worker["ports"]} == {int(port)}
+    gateway = find(docs, "Deployment", "maas-gateway")
+    gateway_env = container_env(docs, container(gateway, "gateway"))
+    worker_env = container_env(docs, worker)
+    assert "MAAS_WORKER_ENDPOINTS" not in gateway_env
+    assert container(gateway, "gateway")["args"] == ["serve", "--workers", "0"]
+    assert worker_env["MAAS_DATABASE_URL"] == gateway_env["MAAS_DATABASE_URL"]
     # Both sides mount the same key Secret where MAAS_WORKER_KEYS_DIR points.
-    for workload, name in (
-        (workers, "worker"),
-        (find(docs, "Deployment", "maas-gateway"), "gateway"),
-    ):
+    for workload, name in ((workers, "worker"), (gateway, "gateway")):
         c = container(workload, name)
         keys_dir = container_env(docs, c)["MAAS_WORKER_KEYS_DIR"]
         (mount,) = (m for m in c["volumeMounts"] if m["mountPath"] == keys_dir)
@@ -181,7 +183,6 @@ def test_workers_keep_their_own_artifact_cache_and_no_shared_store(
     workers = find(docs, "StatefulSet", "maas-worker")
     c = container(workers, "worker")
     env = container_env(docs, c)
-    assert "MAAS_DATABASE_URL" not in env
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     assert mounts[env["MAAS_WORKER_CACHE_DIR"]] in {
         t["metadata"]["name"] for t in workers["spec"]["volumeClaimTemplates"]
