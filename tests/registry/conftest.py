@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from maas.registry import db
+from maas.registry.coordination import Coordination
 from maas.registry.service import Registry
 
 
@@ -21,10 +22,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def registry(database_url: str) -> AsyncIterator[Registry]:
-    database = db.open_database(database_url)
-    await db.upgrade(database.engine)
+async def database(database_url: str) -> AsyncIterator[db.Database]:
+    """The database of `database_url`, migrated to head."""
+    opened = db.open_database(database_url)
+    await db.upgrade(opened.engine)
     try:
-        yield Registry(database.reads, writes=database.writes)
+        yield opened
     finally:
-        await database.dispose()
+        await opened.dispose()
+
+
+@pytest.fixture
+def registry(database: db.Database) -> Registry:
+    return Registry(database.reads, writes=database.writes)
+
+
+@pytest.fixture
+def coordination(database: db.Database) -> Coordination:
+    return Coordination(database.reads, writes=database.writes)

@@ -3,22 +3,7 @@ renewed in place (a restart under the same id replaces it), listed while fresh, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from maas.registry import db
 from maas.registry.coordination import Coordination, WorkerRecord
-
-
-@pytest.fixture
-async def coordination(database_url: str) -> AsyncIterator[Coordination]:
-    database = db.open_database(database_url)
-    await db.upgrade(database.engine)
-    try:
-        yield Coordination(database.reads, writes=database.writes)
-    finally:
-        await database.dispose()
 
 
 def _worker(worker_id: str, endpoint: str, *, at: float, started: float = 100.0) -> WorkerRecord:
