@@ -23,7 +23,13 @@ from collections import defaultdict
 from maas.artifacts import ArtifactStore
 from maas.control import placement
 from maas.control.leader import Leadership
-from maas.errors import Conflict, MaasError, RegistryUnavailable, WorkerCrashedLoading
+from maas.errors import (
+    Conflict,
+    MaasError,
+    RegistryUnavailable,
+    Unavailable,
+    WorkerCrashedLoading,
+)
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry
 from maas.serving.routing import Router
@@ -196,6 +202,10 @@ class Deployer:
             await self._backend.load_on(worker, spec)
         except WorkerCrashedLoading as exc:
             await self._note_crash(record.key, exc)
+        except Unavailable as exc:
+            # The worker left between the plan and the load (let go by the pool): not the
+            # version's fault; the next pass plans without it.
+            log.info("loading %s on %s skipped: %s", record.key, worker, exc.message)
         except MaasError as exc:
             self._failed_on.add((boot, str(record.key)))
             await self._load_failed(record, worker, exc.message)
