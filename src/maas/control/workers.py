@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from maas.errors import RegistryUnavailable
 from maas.registry.coordination import Coordination, WorkerRecord
@@ -26,7 +27,8 @@ DISCOVER_S = 1.0
 
 
 class WorkerAnnouncer:
-    """The worker side: its row, renewed until stopped, and removed on a clean stop."""
+    """The worker side: its row, renewed for as long as the process lives (when it dies the
+    row goes stale, and the gateways let it go after their TTL)."""
 
     def __init__(self, coordination: Coordination, worker: WorkerRecord) -> None:
         self._coordination = coordination
@@ -34,32 +36,14 @@ class WorkerAnnouncer:
         self._failing = False
 
     async def run(self) -> None:
-        try:
-            while True:
-                await self.announce()
-                await asyncio.sleep(ANNOUNCE_S)
-        finally:
-            try:
-                async with asyncio.timeout(2.0):
-                    await self._coordination.forget_worker(self._worker.id)
-            except Exception:
-                pass
+        while True:
+            await self.announce()
+            await asyncio.sleep(ANNOUNCE_S)
 
     async def announce(self) -> None:
         worker = self._worker
-        record = WorkerRecord(
-            worker.id,
-            worker.endpoint,
-            worker.host,
-            worker.device,
-            worker.memory_total,
-            worker.threads,
-            worker.protocol,
-            worker.started_at,
-            time.time(),
-        )
         try:
-            await self._coordination.announce_worker(record)
+            await self._coordination.announce_worker(replace(worker, last_seen=time.time()))
         except Exception as exc:  # down, not migrated yet, refused: the next try may do
             if not self._failing:
                 log.warning("cannot announce worker %s in the registry: %s", worker.id, exc)

@@ -366,9 +366,10 @@ class WorkerPool:
                     "pid": status.pid if status else None,
                     "host": status.host if status else None,
                     "device": status.device if status else None,
-                    "memory_total_bytes": status.memory_total or None if status else None,
-                    "memory_free_bytes": status.memory_free or None if status else None,
-                    "threads": status.threads or None if status else None,
+                    # 0 means the worker could not tell: null
+                    "memory_total_bytes": (status.memory_total or None) if status else None,
+                    "memory_free_bytes": (status.memory_free or None) if status else None,
+                    "threads": (status.threads or None) if status else None,
                     "healthy": link.healthy,
                     "queue_depth": status.queue_depth if status else 0,
                     "versions": list(status.versions) if status else [],

@@ -8,6 +8,7 @@ gateways sharing a registry need clocks in step to well under the lease time (NT
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -82,25 +83,8 @@ class Coordination:
     async def beat(self, gateway: GatewayRecord) -> None:
         """Say that `gateway` is alive and serves `gateway.generation` (insert or update)."""
         values = {"generation": gateway.generation, "last_seen": gateway.last_seen}
-        async with self._writes.begin() as session:
-            result = await session.execute(
-                update(Gateway).where(Gateway.id == gateway.id).values(**values)
-            )
-            if result.rowcount:  # type: ignore[attr-defined]
-                return
-        try:
-            async with self._writes.begin() as session:
-                session.add(
-                    Gateway(
-                        id=gateway.id,
-                        host=gateway.host,
-                        pid=gateway.pid,
-                        started_at=gateway.started_at,
-                        **values,
-                    )
-                )
-        except IntegrityError:
-            pass  # inserted meanwhile by an earlier beat of ours: the next one updates it
+        first = {"host": gateway.host, "pid": gateway.pid, "started_at": gateway.started_at}
+        await self._update_or_insert(Gateway, gateway.id, values, first)
 
     async def gateways(self, *, seen_since: float) -> list[GatewayRecord]:
         query = select(Gateway).where(Gateway.last_seen >= seen_since).order_by(Gateway.id)
@@ -132,17 +116,7 @@ class Coordination:
             "started_at": worker.started_at,
             "last_seen": worker.last_seen,
         }
-        async with self._writes.begin() as session:
-            result = await session.execute(
-                update(RegisteredWorker).where(RegisteredWorker.id == worker.id).values(**values)
-            )
-            if result.rowcount:  # type: ignore[attr-defined]
-                return
-        try:
-            async with self._writes.begin() as session:
-                session.add(RegisteredWorker(id=worker.id, **values))
-        except IntegrityError:
-            pass  # inserted meanwhile by an earlier announcement: the next one updates it
+        await self._update_or_insert(RegisteredWorker, worker.id, values)
 
     async def registered_workers(self, *, seen_since: float) -> list[WorkerRecord]:
         query = (
@@ -157,6 +131,25 @@ class Coordination:
     async def forget_worker(self, worker_id: str) -> None:
         async with self._writes.begin() as session:
             await session.execute(delete(RegisteredWorker).where(RegisteredWorker.id == worker_id))
+
+    async def _update_or_insert(
+        self,
+        table: type[Gateway] | type[RegisteredWorker],
+        row_id: str,
+        values: dict[str, Any],
+        first: dict[str, Any] | None = None,
+    ) -> None:
+        """A heartbeat row: `values` updated, or the row inserted with `first` as well. Two
+        statements, not a dialect's upsert: the same on SQLite and PostgreSQL."""
+        async with self._writes.begin() as session:
+            result = await session.execute(update(table).where(table.id == row_id).values(**values))
+            if result.rowcount:  # type: ignore[attr-defined]
+                return
+        try:
+            async with self._writes.begin() as session:
+                session.add(table(id=row_id, **values, **(first or {})))
+        except IntegrityError:
+            pass  # inserted meanwhile by an earlier beat of the same sender: the next updates it
 
     # leases ---------------------------------------------------------------------------------
 
