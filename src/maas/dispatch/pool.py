@@ -1,15 +1,17 @@
 """The gateway's side of the workers: an `InferenceBackend` that talks to worker processes.
 
-One DEALER socket per worker. Every request carries an id; its reply resolves the future kept
-under that id, and a reply nobody waits for any more is dropped. A worker is healthy while it
-answers the heartbeat; when its connection drops (ZeroMQ's monitor says so at once) or it stays
-silent for `DEAD_AFTER_S`, every call it held fails, and an inference is retried once on another
-worker that holds the version. A worker seen with a new boot id (a restart, or the first sight
-of it) is handed to `on_worker_boot`, which loads what it should serve.
+One channel per worker (`maas.dispatch.channels`: a Unix stream socket to a worker on this
+host, ZeroMQ to one elsewhere or in this process). Every request carries an id; its reply
+resolves the future kept under that id, and a reply nobody waits for any more is dropped. A
+worker is healthy while it answers the heartbeat; when its connection drops (the channel says
+so at once) or it stays silent for `DEAD_AFTER_S`, every call it held fails, and an inference
+is retried once on another worker that holds the version. A worker seen with a new boot id (a
+restart, or the first sight of it) is handed to `on_worker_boot`, which loads what it should
+serve.
 
-No torch here: tensors arrive as numpy arrays and leave as raw frames. The sockets are plain
-(non-blocking) ZeroMQ sockets read from the event loop's `add_reader`: zmq.asyncio's futures
-cost more per message than the rest of the hop.
+No torch here: tensors arrive as numpy arrays and leave as raw frames. The channels are
+non-blocking sockets read from the event loop's `add_reader`: zmq.asyncio's futures cost more
+per message than the rest of the hop.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from typing import Any, Protocol
 
 import msgspec
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
+from maas.dispatch.channels import Channel, Unconnected, open_channel
 from maas.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -39,8 +41,8 @@ from maas.errors import (
 )
 from maas.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport import messages as msg
-from maas.transport.curve import DeploymentKeys, connect_securely, needs_curve
-from maas.transport.frames import readable, recv_frames, send_frames
+from maas.transport.curve import DeploymentKeys, needs_curve
+from maas.transport.stream import NotConnected
 from maas.transport.version import PROTOCOL
 from maas.types import LoadSpec, VersionKey, WorkerState
 
@@ -66,8 +68,7 @@ class WorkerLost(Unavailable):
 class WorkerLink:
     index: int
     endpoint: str
-    socket: zmq.Socket[bytes]
-    monitor: zmq.Socket[bytes]
+    channel: Channel = field(default_factory=Unconnected)
     status: msg.WorkerStatus | None = None
     last_seen: float = 0.0
     healthy: bool = False
@@ -161,36 +162,25 @@ class WorkerPool:
                 return
 
     def _connect(self, endpoint: str) -> WorkerLink:
-        loop = asyncio.get_running_loop()
-        sock = self._context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a worker that is not there
-        sock.setsockopt(zmq.RECONNECT_IVL, 50)
-        sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)
-        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        link = WorkerLink(next(self._link_ids), endpoint, sock, monitor)
+        link = WorkerLink(next(self._link_ids), endpoint)
         if needs_curve(endpoint) and self._keys is None:
             link.refused = "tcp:// needs the deployment's keys (MAAS_WORKER_KEYS_DIR)"
             log.error("worker at %s not used: %s", endpoint, link.refused)
         else:
-            if needs_curve(endpoint):
-                assert self._keys is not None
-                connect_securely(sock, self._keys)
-            sock.connect(endpoint)
+            link.channel = open_channel(
+                endpoint,
+                loop=asyncio.get_running_loop(),
+                context=self._context,
+                keys=self._keys,
+                on_message=lambda frames: self._dispatch(link, frames),
+                on_lost=lambda why: self._lose(link, why),
+                on_refused=lambda why: self._refuse_wire(link, why),
+            )
         self._links.append(link)
-        loop.add_reader(sock.fileno(), self._on_readable, link)
-        loop.add_reader(monitor.fileno(), self._on_monitor, link)
-        loop.call_soon(self._on_monitor, link)  # edge-triggered: look once to start
         return link
 
     def _close_link(self, link: WorkerLink) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(link.socket.fileno())
-        loop.remove_reader(link.monitor.fileno())
-        link.socket.disable_monitor()
-        link.monitor.close(linger=0)
-        link.socket.close(linger=0)
+        link.channel.close()
 
     async def _hear_from_every_worker(self, timeout_s: float) -> None:
         """Until every worker has answered once (or `timeout_s`): a gateway that starts serving
@@ -454,31 +444,18 @@ class WorkerPool:
         else:
             header = msg.Envelope(tuple(request for request, _ in queued))
             frames = [frame for _, buffers in queued for frame in buffers]
-        if link.socket.closed:  # the pool closed meanwhile; its callers were failed then
-            return
         try:
-            send_frames(link.socket, [msg.encode(header), *frames])
-        except zmq.ZMQError:  # not connected (Again); the heartbeat notices the worker is gone
+            link.channel.send([msg.encode(header), *frames])
+        except NotConnected:  # the heartbeat notices the worker is gone
             lost = WorkerLost(f"worker {link.name} is not connected")
             for sent, _ in queued:
                 future = link.pending.get(sent.id)
                 if future is not None and not future.done():
                     future.set_exception(lost)
-        # Sending can consume the descriptor's edge: read what is waiting now.
-        self._on_readable(link)
-
-    def _on_readable(self, link: WorkerLink) -> None:
-        sock = link.socket
-        while readable(sock):
-            try:
-                frames = recv_frames(sock)
-            except zmq.Again:
-                break
-            self._dispatch(link, frames)
 
     def _dispatch(self, link: WorkerLink, frames: list[Any]) -> None:
         try:
-            reply = msg.decode_reply(frames[0].buffer)
+            reply = msg.decode_reply(frames[0])
         except Exception:  # msgspec raises its own types for junk
             log.warning("dropped an undecodable reply from %s", link.endpoint)
             return
@@ -559,14 +536,16 @@ class WorkerPool:
             self._fail_pending(link, WorkerLost(f"worker {status.worker} {why}"))
         self._changed.set()
 
-    def _on_monitor(self, link: WorkerLink) -> None:
-        while readable(link.monitor):
-            try:
-                event = parse_monitor_message(link.monitor.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
-                break
-            if event["event"] == zmq.EVENT_DISCONNECTED:
-                self._lose(link, "its connection closed")
+    def _refuse_wire(self, link: WorkerLink, why: str) -> None:
+        """The worker's socket speaks another wire (a release from before the stream wire)."""
+        why = f"speaks another wire: {why}"
+        if link.refused != why:
+            log.warning("worker at %s refused: %s", link.endpoint, why)
+        link.refused = why
+        if link.healthy:
+            link.healthy = False
+            self._fail_pending(link, WorkerLost(f"worker {link.name} {why}"))
+        self._changed.set()
 
     async def _heartbeat(self) -> None:
         last_tick = time.monotonic()

@@ -1,10 +1,11 @@
-"""A worker process: one device, the versions loaded on it, a batcher each, one ZeroMQ socket.
+"""A worker process: one device, the versions loaded on it, a batcher each, one listener.
 
-Gateways connect DEALER sockets to the worker's ROUTER (`ipc://` locally, `tcp://` across
-hosts). The loop reads every message that is waiting before it forms batches — a loop that ran
-a forward per message would make batches of one — then runs due batches inline: the forward
-is the only thing this process does, and a thread hop costs more than a small forward. Loads
-run on a thread so traffic to loaded versions goes on meanwhile.
+Gateways connect to the worker's listener (`maas.worker.listeners`: a Unix stream socket for
+`ipc://` on its host, ZeroMQ for `tcp://` across hosts and `inproc://`). The loop reads every
+message that is waiting before it forms batches — a loop that ran a forward per message would
+make batches of one — then runs due batches inline: the forward is the only thing this process
+does, and a thread hop costs more than a small forward. Loads run on a thread so traffic to
+loaded versions goes on meanwhile.
 
 Under `maas serve` (`PROMETHEUS_MULTIPROC_DIR` set), a timer on the loop also writes what the
 batchers measured into prometheus_client's multiprocess files (`maas.worker.exposition`), for
@@ -37,13 +38,13 @@ import zmq
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, ModelLoadError, Unavailable
 from maas.transport import messages as msg
-from maas.transport.curve import DeploymentKeys, KeysError, needs_curve, serve_securely
-from maas.transport.frames import readable, recv_frames, send_frames
+from maas.transport.curve import DeploymentKeys
 from maas.transport.version import PROTOCOL
 from maas.types import LoadSpec, VersionKey
 from maas.worker.batcher import Batch, Batcher, Pending
 from maas.worker.cache import ArtifactCache
 from maas.worker.exposition import FLUSH_S, Exposition, Figures, multiprocess_dir
+from maas.worker.listeners import Listener, listen
 from maas.worker.memory import DeviceMemory
 
 if TYPE_CHECKING:
@@ -97,13 +98,12 @@ class WorkerServer:
         self._loading: dict[VersionKey, list[tuple[bytes, int]]] = {}
         self._peers: dict[bytes, float] = {}  # gateway socket → when it last pinged
         self._mismatched: dict[bytes, int] = {}  # gateways speaking another protocol → theirs
-        self._socket: zmq.Socket[bytes] | None = None
+        self._listener: Listener = _NOT_LISTENING
         self._loop: asyncio.AbstractEventLoop | None = None
         self._run_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._stopped: asyncio.Event | None = None
         self._busy = False
-        self._drain_scheduled = False
         self._forwards = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maas-forward")
         path = multiprocess_dir()
         self._exposition = Exposition(worker_id, path) if path else None
@@ -114,27 +114,13 @@ class WorkerServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stopped = asyncio.Event()
-        context = self._context or zmq.Context()
-        sock = context.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)
-        auth = None
-        if needs_curve(self.endpoint):
-            if self._keys is None:
-                raise KeysError(
-                    f"{self.endpoint}: a tcp:// worker needs the deployment's keys "
-                    "(MAAS_WORKER_KEYS_DIR; make them with: maas keys worker --out DIR)"
-                )
-            auth = serve_securely(context, sock, self._keys)
-        sock.bind(self.endpoint)
-        self._socket = sock
+        listener = listen(self.endpoint, context=self._context, keys=self._keys)
+        self._listener = listener
         self.bound.set()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stopped.set)
-        loop.add_reader(sock.fileno(), self._on_readable)
-        self._on_readable()  # the descriptor is edge-triggered: read what came before
+        listener.start(loop, self._handle, self._schedule_run)
         if self._exposition is not None:
             self._expose(self._exposition.forget_predecessor)
             self._flush_timer = loop.call_later(FLUSH_S, self._on_flush_timer)
@@ -145,12 +131,7 @@ class WorkerServer:
             if self._flush_timer is not None:
                 self._flush_timer.cancel()
             self._flush_figures()  # a clean stop leaves nothing it measured unwritten
-            loop.remove_reader(sock.fileno())
-            sock.close(linger=0)
-            if auth is not None:
-                auth.stop()
-            if self._context is None:
-                context.term()
+            listener.close()
 
     def stop(self) -> None:
         """Stop serving; callable from any thread."""
@@ -159,38 +140,20 @@ class WorkerServer:
 
     # receiving ------------------------------------------------------------------------------
 
-    def _on_readable(self) -> None:
-        self._drain_scheduled = False
-        self._drain()
-        self._schedule_run()
-
-    def _drain(self) -> None:
-        sock = self._socket
-        assert sock is not None
-        while readable(sock):
-            try:
-                frames = recv_frames(sock)
-            except zmq.Again:
-                break
-            self._handle(frames)
-
-    def _handle(self, frames: list[Any]) -> None:
-        if len(frames) < 2:
-            return
-        identity = frames[0].bytes
+    def _handle(self, identity: bytes, frames: list[Any]) -> None:
         try:
-            request = msg.decode_request(frames[1].buffer)
+            request = msg.decode_request(frames[0])
         except Exception:  # msgspec raises its own types for junk; a bad peer is not fatal
             log.warning("dropped an undecodable message from a gateway")
             return
         if isinstance(request, msg.Envelope):
-            start = 2
+            start = 1
             for inner in request.requests:
                 end = start + msg.frame_count(inner)
                 self._on_request(identity, inner, frames[start:end])
                 start = end
         else:
-            self._on_request(identity, request, frames[2:])
+            self._on_request(identity, request, frames[1:])
 
     def _on_request(self, identity: bytes, request: msg.Single, frames: list[Any]) -> None:
         if identity in self._mismatched and not isinstance(request, msg.Ping):
@@ -230,7 +193,7 @@ class WorkerServer:
             case msg.Chunk():
                 fetch = self._fetches.get(request.id)
                 if fetch is not None and not fetch.done():
-                    fetch.set_result((request, frames[0].bytes if frames else b""))
+                    fetch.set_result((request, bytes(frames[0]) if frames else b""))
 
     def _on_infer(self, identity: bytes, request: msg.Infer, frames: list[Any]) -> None:
         version = self._versions.get(VersionKey(request.model, request.version))
@@ -399,7 +362,7 @@ class WorkerServer:
                 outcome = _forward(version, taken.batch)
                 self._deliver(version, taken.batch, outcome, time.perf_counter() - started)
                 ran = True
-                self._drain()
+                self._listener.drain()  # what arrived during the forward joins the next batch
         self._arm_timer()
 
     async def _run_threaded(self, version: _Version, batch: Batch) -> None:
@@ -477,17 +440,7 @@ class WorkerServer:
         self._send(item.reply_to, msg.failure(item.request_id, exc))
 
     def _send(self, identity: bytes, reply: msg.Reply, buffers: list[Any] | None = None) -> None:
-        sock = self._socket
-        assert sock is not None
-        try:
-            send_frames(sock, [identity, msg.encode(reply), *(buffers or [])])
-        except zmq.ZMQError as exc:  # the gateway went away; its caller is gone too
-            log.debug("reply to a gone gateway dropped: %s", exc)
-        # Sending can consume the descriptor's edge: look again for waiting messages once
-        # this round of replies is out (one look for a whole batch, not one per reply).
-        if not self._drain_scheduled and self._loop is not None:
-            self._drain_scheduled = True
-            self._loop.call_soon(self._on_readable)
+        self._listener.send(identity, [msg.encode(reply), *(buffers or [])])
 
     def status(self, request_id: int) -> msg.WorkerStatus:
         stats = tuple(
@@ -521,6 +474,25 @@ class WorkerServer:
             memory_free=memory_free,
             threads=self.threads,
         )
+
+
+class _NotListening:
+    """The listener before `serve` binds one: nothing to read, nowhere to send."""
+
+    def start(self, loop: Any, on_message: Any, after_read: Any) -> None:
+        pass
+
+    def drain(self) -> None:
+        pass
+
+    def send(self, identity: bytes, frames: Any) -> None:
+        log.debug("reply before the worker listens dropped")
+
+    def close(self) -> None:
+        pass
+
+
+_NOT_LISTENING = _NotListening()
 
 
 def _forward(version: _Version, batch: Batch) -> list[Any] | MaasError:
