@@ -4,14 +4,13 @@ the kernel splits or holds back, and a clear refusal of a peer that speaks somet
 from __future__ import annotations
 
 import asyncio
-import socket
 import logging
+import socket
 import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from maas.transport.stream import (
     encode_header,
 )
 from maas.worker.loop import WorkerServer
+from waiting import until
 
 ZMTP_GREETING = b"\xff" + bytes(8) + b"\x7f"  # what a ZeroMQ socket sends first
 
@@ -81,12 +81,6 @@ async def _pair() -> tuple[StreamPeer, StreamPeer, list[list[bytes]], list[str]]
     return left, right, received, closed
 
 
-async def _until(check: Any, timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not check():
-            await asyncio.sleep(0.005)
-
-
 async def test_big_messages_the_kernel_cannot_take_at_once_arrive_whole_and_in_order() -> None:
     left, right, received, _ = await _pair()
     big = np.arange(3 * 1024 * 1024, dtype=np.float32)  # 12 MB: far past the socket buffer
@@ -95,7 +89,7 @@ async def test_big_messages_the_kernel_cannot_take_at_once_arrive_whole_and_in_o
         header = f"m{i}".encode()
         left.send([header, big + i, b""])
         sent.append([header, (big + i).tobytes(), b""])
-    await _until(lambda: len(received) == 5)
+    await until(lambda: len(received) == 5, "five messages received")
     assert received == sent
     left.close()
     right.close()
@@ -105,7 +99,7 @@ async def test_arrays_of_every_shape_go_as_their_bytes() -> None:
     left, right, received, _ = await _pair()
     arrays = [np.zeros((0, 10), np.float32), np.array(7, np.int64), np.ones((2, 3), np.float16)]
     left.send(arrays)
-    await _until(lambda: len(received) == 1)
+    await until(lambda: len(received) == 1, "the message received")
     assert received[0] == [a.tobytes() for a in arrays]
     left.close()
     right.close()
@@ -114,7 +108,7 @@ async def test_arrays_of_every_shape_go_as_their_bytes() -> None:
 async def test_a_closed_connection_is_reported_once_and_refuses_sends() -> None:
     left, right, _, closed = await _pair()
     left.close()
-    await _until(lambda: len(closed) == 2)
+    await until(lambda: len(closed) == 2, "both ends closed")
     assert closed[0] == "closed here"
     assert "closed the connection" in closed[1]
     with pytest.raises(NotConnected):
@@ -192,10 +186,10 @@ async def test_the_gateway_reconnects_to_a_worker_restarted_on_the_same_path(
         pool = WorkerPool([endpoint])
         await pool.start()
     try:
-        await _until(lambda: not pool.describe()[0]["healthy"])
+        await until(lambda: not pool.describe()[0]["healthy"], "the worker lost")
         assert "lost: its connection closed" in caplog.text  # told at once, not by silence
         with _stream_worker(endpoint) as second:
-            await _until(lambda: pool.describe()[0]["healthy"])
+            await until(lambda: pool.describe()[0]["healthy"], "the worker back")
             assert pool.links[0].status is not None
             assert pool.links[0].status.boot == second.boot != first.boot
     finally:

@@ -10,16 +10,9 @@ import numpy as np
 from worker_proc import SlowMLP, connected_pool, load_spec, worker_process, write_artifact
 
 from maas.types import VersionKey
+from waiting import until
 
 KEY = VersionKey("m", 1)
-
-
-async def _until(check, what: str, timeout_s: float = 30) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(timeout_s / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_a_worker_joins_serves_and_leaves_without_failing_a_call(tmp_path: Path) -> None:
@@ -27,11 +20,11 @@ async def test_a_worker_joins_serves_and_leaves_without_failing_a_call(tmp_path:
     first, second = f"ipc://{tmp_path}/a.sock", f"ipc://{tmp_path}/b.sock"
     with worker_process(first, "a"), worker_process(second, "b"):
         async with connected_pool([first]) as pool:
-            await _until(lambda: all(link.healthy for link in pool.links), "a to be healthy")
+            await until(lambda: all(link.healthy for link in pool.links), "a to be healthy")
             pool.connect(second)
             pool.connect(second)  # connecting twice is one link
             assert pool.endpoints == [first, second]
-            await _until(
+            await until(
                 lambda: sorted(w.name for w in pool.workers() if w.healthy) == ["a", "b"],
                 "b to be heard from",
             )

@@ -7,7 +7,6 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from worker_proc import (
 from maas.dispatch.pool import WorkerLink
 from maas.errors import DeadlineExceeded, ModelLoadError, Overloaded, Unavailable
 from maas.types import TensorSpec, VersionKey
+from waiting import until
 
 KEY = VersionKey("m", 1)
 
@@ -157,14 +157,6 @@ async def test_a_killed_worker_fails_its_calls_fast_and_is_used_again_after_rest
             assert y.shape == (1, 3)
 
 
-async def _until(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    for _ in range(int(timeout_s / 0.01)):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
-
-
 async def test_a_cancel_from_one_gateway_never_drops_another_gateways_request(
     tmp_path: Path,
 ) -> None:
@@ -189,9 +181,9 @@ async def test_a_cancel_from_one_gateway_never_drops_another_gateways_request(
 
             blocker = asyncio.ensure_future(second.infer(slow, [one]))  # runs on its thread
             kept = asyncio.ensure_future(second.infer(fast, [one]))  # queued behind it
-            await _until(lambda: queued() == 1, "the second gateway's request queued")
+            await until(lambda: queued() == 1, "the second gateway's request queued")
             dropped = asyncio.ensure_future(first.infer(fast, [one]))
-            await _until(lambda: queued() == 2, "the first gateway's request queued")
+            await until(lambda: queued() == 2, "the first gateway's request queued")
             shared = set(first.links[0].pending) & set(second.links[0].pending)
             assert shared, "the two gateways' requests were meant to share an id"
             dropped.cancel()  # the first gateway's caller leaves: a Cancel for its id
