@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maas.errors import BadRequest, InvalidArtifact
+from maas.fields import Flag, Int, Number
 from maas.registry.service import NewVersion
 from maas.types import DTYPES, ArtifactFormat
 
@@ -22,22 +23,22 @@ class TensorSpecIn(BaseModel):
 
     name: str = Field(pattern=_NAME, description="the tensor's name (the model's argument name)")
     dtype: Literal[DTYPES] = Field(description="element type")  # type: ignore[valid-type]
-    shape: list[int] = Field(
+    shape: list[Int] = Field(
         max_length=8,
         description="one instance's shape, without the batch axis (the gateway stacks "
         "instances along a new leading axis); -1 marks an axis of any length, e.g. [64] or [-1]",
     )
-    min: float | None = Field(
+    min: Number | None = Field(
         None,
         description="inputs: the lowest value of the model's domain (e.g. 0 for token ids); "
         "an instance with a smaller value answers 422",
     )
-    max: float | None = Field(
+    max: Number | None = Field(
         None,
         description="inputs: the highest value of the model's domain (e.g. vocabulary size - 1); "
         "an instance with a larger value answers 422",
     )
-    max_shape: list[int] | None = Field(
+    max_shape: list[Int] | None = Field(
         None,
         description="the longest each axis of `shape` may be, one bound per axis (caps the -1 "
         "axes, e.g. [256]); a longer instance answers 422",
@@ -66,25 +67,25 @@ class BatchingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_batch_size: int = Field(
+    max_batch_size: Int = Field(
         32, ge=1, le=4096, description="the most instances the model runs in one batch"
     )
-    max_delay_ms: float = Field(
+    max_delay_ms: Number = Field(
         5, ge=0, le=10_000, description="the longest a batch waits for more instances"
     )
-    max_queue: int = Field(
+    max_queue: Int = Field(
         1024,
         ge=1,
         le=1_000_000,
         description="the most instances waiting for the version; beyond it requests answer 429",
     )
-    pad_value: float | None = Field(
+    pad_value: Number | None = Field(
         None,
         description="with it, instances whose -1 axes differ in length share a batch: those axes "
         "are padded with this value up to the next of `buckets` (used only when no output has "
         "a -1 axis); unset: instances of different lengths run in separate batches",
     )
-    buckets: list[int] | None = Field(
+    buckets: list[Int] | None = Field(
         None,
         description="the lengths a padded -1 axis is rounded up to (e.g. [32, 64, 128, 256]; a "
         "longer one keeps its own length), so the model sees few distinct shapes",
@@ -100,7 +101,7 @@ class GoldenIn(BaseModel):
     outputs: list[Any] = Field(
         min_length=1, description="the expected output of each instance, in the same order"
     )
-    atol: float = Field(1e-4, ge=0, description="absolute tolerance of the comparison")
+    atol: Number = Field(1e-4, ge=0, description="absolute tolerance of the comparison")
 
     @model_validator(mode="after")
     def _same_length(self) -> GoldenIn:
@@ -136,7 +137,7 @@ class VersionMeta(BaseModel):
         description="where the version runs: auto (a GPU when the worker has one, else the "
         "CPU), cpu, cuda or cuda:N",
     )
-    replicas: int | None = Field(
+    replicas: Int | None = Field(
         None,
         ge=1,
         le=1024,
@@ -155,7 +156,7 @@ class VersionMeta(BaseModel):
         description="known answers checked when the version warms up; a mismatch fails the load",
     )
     description: str = Field("", max_length=10_000, description="for humans")
-    load: bool = Field(
+    load: Flag = Field(
         True,
         description="false: register the version without loading it (load it later with "
         "POST .../load)",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 DEFAULT_ALIAS = "production"
+VERSION_MAX = 2**63 - 1  # version numbers are int64, in the registry as in TF Serving
 
 
 class VersionStatus(StrEnum):
@@ -68,18 +69,40 @@ class ModelRef:
 
     @classmethod
     def parse(cls, text: str) -> ModelRef:
-        """`digits`, `digits@3` or `digits@production` (no validation of the names here)."""
+        """`digits`, `digits@3` or `digits@production` (no validation of the names here; a
+        number past the version range raises ValueError)."""
         name, sep, selector = text.partition("@")
         if not sep:
             return cls(model=name)
-        if selector.isdigit():
-            return cls(model=name, version=int(selector))
+        return cls.of(name, selector)
+
+    @classmethod
+    def of(cls, name: str, selector: str) -> ModelRef:
+        """`name` at `selector`: a version when it is digits (ValueError out of range), else
+        an alias."""
+        if is_number(selector):
+            return cls(model=name, version=parse_version(selector))
         return cls(model=name, alias=selector)
 
     def __str__(self) -> str:
         if self.version is not None:
             return f"{self.model}@{self.version}"
         return f"{self.model}@{self.alias or DEFAULT_ALIAS}"
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only (str.isdigit alone admits '²' and other digits int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_version(text: str) -> int:
+    """A version number as a client wrote it: ASCII digits, 1 to VERSION_MAX (ValueError
+    saying so otherwise, before any number reaches the database)."""
+    if not is_number(text):
+        raise ValueError(f"version must be a positive integer, got '{text[:40]}'")
+    if len(text) > len(str(VERSION_MAX)) or not 1 <= int(text) <= VERSION_MAX:
+        raise ValueError(f"version must be from 1 to {VERSION_MAX}, got '{text[:40]}'")
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,14 @@ as 400, as Triton does, where the native routes say 422.
 from __future__ import annotations
 
 import logging
+import re
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from maas import errors
 from maas.serving.codec import Reply
@@ -101,6 +103,22 @@ def error_response(
     return to_response(Reply(status, orjson.dumps(payload)), headers)
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the API serves at `path`, as /openapi.json lists them."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = [
+            (compile_path(template)[0], {method.upper() for method in item})
+            for template, item in app.openapi().get("paths", {}).items()
+        ]
+        app.state.allow_table = table
+    methods: set[str] = set()
+    for pattern, served in table:
+        if pattern.match(path):
+            methods |= served
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     async def on_maas_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.MaasError)
@@ -121,9 +139,14 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(
-            exc.status_code, code, str(exc.detail), dict(exc.headers or {}), request.url.path
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path; a path
+            # served by several routes (GET and POST apart) allows all of theirs.
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path)) or headers.get(
+                "Allow", ""
+            )
+        return error_response(exc.status_code, code, str(exc.detail), headers, request.url.path)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)

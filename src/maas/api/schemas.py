@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from maas.fields import Int, Number, VersionNumber
 from maas.registry.records import (
     AliasRecord,
     EventRecord,
@@ -17,7 +18,14 @@ from maas.registry.records import (
     VersionRecord,
     routes_json,
 )
-from maas.types import DTYPES, MODEL_NAME_RE, AliasAction, ArtifactFormat, Scope, VersionStatus
+from maas.types import (
+    DTYPES,
+    MODEL_NAME_RE,
+    AliasAction,
+    ArtifactFormat,
+    Scope,
+    VersionStatus,
+)
 
 
 class CreateModel(BaseModel):
@@ -30,16 +38,16 @@ class CreateModel(BaseModel):
 class RouteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
-    weight: int = Field(ge=1, le=1_000_000)
+    version: VersionNumber
+    weight: Int = Field(ge=1, le=1_000_000)
 
 
 class SetAlias(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int | None = Field(None, ge=1)
+    version: VersionNumber | None = None
     routes: list[RouteIn] | None = Field(None, min_length=1, max_length=32)
-    expected_current: int | None = Field(None, ge=1)
+    expected_current: VersionNumber | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> SetAlias:
@@ -61,7 +69,7 @@ class SetAlias(BaseModel):
 class Promote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: VersionNumber
     alias: str = Field("production", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -69,15 +77,15 @@ class Rollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alias: str = Field("production", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    to_version: int | None = Field(None, ge=1)
+    to_version: VersionNumber | None = None
 
 
 class PatchBatching(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_batch_size: int | None = Field(None, ge=1, le=4096)
-    max_delay_ms: float | None = Field(None, ge=0, le=10_000)
-    max_queue: int | None = Field(None, ge=1, le=1_000_000)
+    max_batch_size: Int | None = Field(None, ge=1, le=4096)
+    max_delay_ms: Number | None = Field(None, ge=0, le=10_000)
+    max_queue: Int | None = Field(None, ge=1, le=1_000_000)
 
 
 class PatchVersion(BaseModel):

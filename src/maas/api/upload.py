@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from maas.artifacts import ArtifactStore, ArtifactWriter
 from maas.errors import BadRequest, PayloadTooLarge
+from maas.types import is_number
 
 META_LIMIT = 1024 * 1024
 _FLUSH_BYTES = 1024 * 1024
@@ -44,7 +45,7 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
     if content_type != b"multipart/form-data" or not boundary:
         raise BadRequest("upload must be multipart/form-data with a 'file' and a 'meta' part")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + META_LIMIT:
+    if declared and is_number(declared) and int(declared) > max_bytes + META_LIMIT:
         raise PayloadTooLarge(f"upload exceeds the artifact limit of {max_bytes} bytes")
 
     writer = await asyncio.to_thread(store.writer, max_bytes)

@@ -18,6 +18,7 @@ import click
 import httpx
 
 from maas.cli.output import CliError, Unreachable, one_line, usage_error
+from maas.types import is_number
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 TIMEOUT_S = 60.0
@@ -44,7 +45,7 @@ def resolve_url(explicit: str | None = None, environ: Mapping[str, str] | None =
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     port_text = env.get("MAAS_PORT", "").strip()
-    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+    if port_text and not (is_number(port_text) and 0 < int(port_text) < 65536):
         raise usage_error(f"MAAS_PORT={port_text!r}: must be a port number (1-65535)")
     return f"http://{host}:{port_text or DEFAULT_PORT}"
 

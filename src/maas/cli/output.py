@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from maas.types import is_number
+
 REFUSED, USAGE, UNREACHABLE = 1, 2, 3
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,7 +84,8 @@ def stdout_console() -> Console:
     the output can be piped into grep."""
     if sys.stdout.isatty():
         return Console(highlight=False)
-    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 200
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if is_number(columns) and len(columns) < 6 else 200
     return Console(highlight=False, width=width, no_color=True, soft_wrap=False)
 
 

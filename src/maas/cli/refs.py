@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from maas.cli.output import usage_error
+from maas.types import VERSION_MAX, is_number
 
 MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -49,7 +50,7 @@ def parse_ref(text: str) -> Ref:
     model_name(name)
     if not at:
         return Ref(name)
-    if tail.isdigit() and int(tail) >= 1:
+    if is_number(tail) and len(tail) <= 19 and 1 <= int(tail) <= VERSION_MAX:
         return Ref(name, version=int(tail))
     return Ref(name, alias=alias_name(tail))
 

@@ -25,7 +25,7 @@ from maas.serving.body import parse_json
 from maas.serving.codec import Decoded, Group, Reply
 from maas.serving.head import RequestHead
 from maas.signature import InstanceGroup, group_instances, scatter_outputs
-from maas.types import ModelRef
+from maas.types import ModelRef, parse_version
 
 _PREFIX, _SUFFIX = "/v1/models/", ":predict"
 # Output dtypes orjson writes straight from numpy (bfloat16 arrives as float32).
@@ -41,17 +41,26 @@ def match(path: str) -> ModelRef | MaasError | None:
     if not all(parts):
         return _no_route(path)
     if len(parts) == 1:
-        ref = ModelRef.parse(parts[0])
-        if ref.alias is not None and "@" in ref.alias:
-            return BadRequest(f"malformed model ref '{parts[0]}'")
-        return ref
+        return ref_in_name(parts[0])
     if len(parts) == 3 and parts[1] == "versions":
-        if not parts[2].isdigit():
-            return BadRequest(f"version must be a positive integer, got '{parts[2]}'")
-        return ModelRef(model=parts[0], version=int(parts[2]))
+        try:
+            return ModelRef(model=parts[0], version=parse_version(parts[2]))
+        except ValueError as exc:
+            return BadRequest(str(exc))
     if len(parts) == 3 and parts[1] == "labels":
         return ModelRef(model=parts[0], alias=parts[2])
     return _no_route(path)
+
+
+def ref_in_name(name: str) -> ModelRef | BadRequest:
+    """The ref of a `{name}` path segment: `name`, `name@version` or `name@alias`."""
+    try:
+        ref = ModelRef.parse(name)
+    except ValueError as exc:
+        return BadRequest(str(exc))
+    if ref.alias is not None and "@" in ref.alias:
+        return BadRequest(f"malformed model ref '{name}'")
+    return ref
 
 
 def _no_route(path: str) -> NotFound:

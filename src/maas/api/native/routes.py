@@ -21,10 +21,11 @@ from starlette.exceptions import HTTPException
 
 from maas.api import fastpath
 from maas.api.deps import ServicesDep
+from maas.api.native.codec import ref_in_name
 from maas.errors import BadRequest
 from maas.registry.records import VersionRecord
 from maas.serving.catalog import Listing
-from maas.types import ModelRef, VersionStatus
+from maas.types import ModelRef, VersionStatus, parse_version
 
 router = APIRouter(prefix="/v1/models", tags=["native inference"])
 
@@ -43,14 +44,15 @@ def _ref(name: str, *, version: str | None = None, alias: str | None = None) -> 
     if (version or alias or name).endswith(":predict"):  # a predict path, asked with GET
         raise HTTPException(405, "Method Not Allowed", headers={"Allow": "POST"})
     if version is not None:
-        if not version.isdigit():
-            raise BadRequest(f"version must be a positive integer, got '{version}'")
-        return ModelRef(model=name, version=int(version))
+        try:
+            return ModelRef(model=name, version=parse_version(version))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
     if alias is not None:
         return ModelRef(model=name, alias=alias)
-    ref = ModelRef.parse(name)
-    if ref.alias is not None and "@" in ref.alias:
-        raise BadRequest(f"malformed model ref '{name}'")
+    ref = ref_in_name(name)
+    if isinstance(ref, BadRequest):
+        raise ref
     return ref
 
 

@@ -7,8 +7,9 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from maas import auth
 from maas.api import schemas
@@ -20,11 +21,24 @@ from maas.meta import parse_meta
 from maas.publishing import publish_version
 from maas.registry.records import AliasRecord, Route
 from maas.services import Services
-from maas.types import ALIAS_NAME_RE, MODEL_NAME_RE, AliasAction, VersionKey
+from maas.types import ALIAS_NAME_RE, MODEL_NAME_RE, VERSION_MAX, AliasAction, VersionKey
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 Limit = Annotated[int, Query(ge=1, le=10_000)]
+# Path numbers are int64, as the registry stores them: a bigger one is a 422, not a query.
+VersionPath = Annotated[int, Path(ge=1, le=VERSION_MAX, description="a version number")]
+KeyId = Annotated[int, Path(ge=1, le=VERSION_MAX, description="the key's id")]
+
+
+def _iso_8601(value: object) -> object:
+    """A time as ISO 8601 text only (pydantic alone would read '0.5' as a Unix time)."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO 8601 time, such as 2026-12-03T10:00:00Z") from None
+    return value
 
 
 # Errors more than one route can answer (401, 403 and 503 come with every admin route).
@@ -144,7 +158,7 @@ async def upload_version(
         errors={404: _VERSION, 422: _INVALID},
     ),
 )
-async def get_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
+async def get_version(name: str, version: VersionPath, services: ServicesDep) -> dict[str, Any]:
     record = await services.registry.get_version(VersionKey(name, version))
     out = schemas.version_json(record)
     await services.backend.refresh()
@@ -165,7 +179,11 @@ async def get_version(name: str, version: int, services: ServicesDep) -> dict[st
     ),
 )
 async def patch_version(
-    name: str, version: int, body: schemas.PatchVersion, services: ServicesDep, who: AdminDep
+    name: str,
+    version: VersionPath,
+    body: schemas.PatchVersion,
+    services: ServicesDep,
+    who: AdminDep,
 ) -> dict[str, Any]:
     record = await services.registry.update_version(
         VersionKey(name, version),
@@ -191,7 +209,7 @@ async def patch_version(
         },
     ),
 )
-async def load_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
+async def load_version(name: str, version: VersionPath, services: ServicesDep) -> dict[str, Any]:
     return schemas.version_json(await services.deployer.start_load(VersionKey(name, version)))
 
 
@@ -207,7 +225,7 @@ async def load_version(name: str, version: int, services: ServicesDep) -> dict[s
         },
     ),
 )
-async def unload_version(name: str, version: int, services: ServicesDep) -> dict[str, Any]:
+async def unload_version(name: str, version: VersionPath, services: ServicesDep) -> dict[str, Any]:
     key = VersionKey(name, version)
     record = await services.registry.get_version(key)
     snapshot = await services.router.current()
@@ -235,7 +253,7 @@ async def unload_version(name: str, version: int, services: ServicesDep) -> dict
     ),
 )
 async def archive_version(
-    name: str, version: int, services: ServicesDep, who: AdminDep
+    name: str, version: VersionPath, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
     key = VersionKey(name, version)
     record = await services.registry.archive_version(key, actor=who.name)
@@ -401,7 +419,11 @@ async def events(
         str | None, Query(description="an action (alias.promote) or its family (alias)")
     ] = None,
     key: Annotated[str | None, Query(description="the name of the key that acted")] = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601; naive means UTC")] = None,
+    since: Annotated[
+        datetime | None,
+        BeforeValidator(_iso_8601),
+        Query(description="ISO 8601; naive means UTC"),
+    ] = None,
 ) -> dict[str, Any]:
     rows = await services.registry.events(
         limit=limit, model=model, action=action, key=key, since=since
@@ -445,7 +467,7 @@ async def list_keys(services: ServicesDep) -> dict[str, Any]:
         },
     ),
 )
-async def delete_key(key_id: int, services: ServicesDep, who: AdminDep) -> dict[str, Any]:
+async def delete_key(key_id: KeyId, services: ServicesDep, who: AdminDep) -> dict[str, Any]:
     """Revoke a key; answers once every live gateway refuses it (or after the propagation
     timeout, with the others in `missing`). 409 for the last admin key."""
     record, generation = await services.registry.revoke_key(key_id, actor=who.name)

@@ -34,25 +34,28 @@ _SHARED_MEMORY = ("shared_memory_region", "shared_memory_byte_size", "shared_mem
 
 
 def ref_for(name: str, version: str | None = None) -> ModelRef:
-    """`{name}` and `/versions/{version}` of a v2 path: a version number or an alias name."""
-    if version is None:
-        return ModelRef.parse(name)
-    if version.isdigit():
-        return ModelRef(model=name, version=int(version))
-    return ModelRef(model=name, alias=version)
+    """`{name}` and `/versions/{version}` of a v2 path: a version number or an alias name
+    (BadRequest for a number past the version range)."""
+    try:
+        return ModelRef.parse(name) if version is None else ModelRef.of(name, version)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
-def match(path: str) -> ModelRef | None:
-    """The ref an infer path names, or None: not ours."""
+def match(path: str) -> ModelRef | MaasError | None:
+    """The ref an infer path names, the client's mistake in it, or None: not ours."""
     if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
         return None
     parts = path[len(_PREFIX) : -len(_SUFFIX)].split("/")
     if not all(parts):
         return None
-    if len(parts) == 1:
-        return ref_for(parts[0])
-    if len(parts) == 3 and parts[1] == "versions":
-        return ref_for(parts[0], parts[2])
+    try:
+        if len(parts) == 1:
+            return ref_for(parts[0])
+        if len(parts) == 3 and parts[1] == "versions":
+            return ref_for(parts[0], parts[2])
+    except BadRequest as exc:
+        return exc
     return None
 
 
