@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import struct
-from datetime import UTC, datetime
 from typing import Any
 
 import ml_dtypes
@@ -18,7 +17,8 @@ from maas.api.v2.datatypes import DTYPE_OF, from_json
 from maas.errors import BadRequest, InvalidInput, MaasError
 from maas.registry.records import VersionRecord
 from maas.serving.head import RequestHead
-from maas.types import ArtifactFormat, ModelRef, TensorSpec, VersionStatus
+from maas.types import ModelRef, TensorSpec
+from records import version_record
 
 # Values at the edges of each datatype (BF16 and FP16: values they hold exactly).
 SAMPLES: dict[str, list[Any]] = {
@@ -104,29 +104,7 @@ def test_json_data_of_the_wrong_kind_is_refused(data: Any, datatype: str, messag
         from_json(data, datatype, [2], "input 'x'")
 
 
-def _version(*inputs: TensorSpec, outputs: tuple[TensorSpec, ...] | None = None) -> VersionRecord:
-    now = datetime.now(UTC)
-    return VersionRecord(
-        model="m",
-        version=3,
-        status=VersionStatus.READY,
-        format=ArtifactFormat.TORCHSCRIPT,
-        sha256="0" * 64,
-        size=1,
-        inputs=inputs,
-        outputs=outputs or (TensorSpec("y", "float32", (3,)), TensorSpec("z", "int64", (1,))),
-        batching={},
-        device="cpu",
-        replicas=None,
-        metrics={},
-        tags={},
-        golden=(),
-        description="",
-        load_error=None,
-        created_at=now,
-        updated_at=now,
-        loaded_at=now,
-    )
+_version = version_record
 
 
 X4 = TensorSpec("x", "float32", (4,))
