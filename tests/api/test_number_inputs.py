@@ -119,3 +119,9 @@ async def test_method_not_allowed_names_every_method_of_the_path(deployed: Gatew
     assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "POST"}
     one = await deployed.client.request("PUT", "/admin/keys", headers=ADMIN)
     assert {m.strip() for m in one.headers["allow"].split(",")} >= {"GET", "POST"}
+
+
+async def test_a_predict_path_allows_post_only(deployed: Gateway) -> None:
+    response = await deployed.client.get("/v1/models/mlp:predict")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"

@@ -104,19 +104,25 @@ def error_response(
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method the API serves at `path`, as /openapi.json lists them."""
-    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_table", None)
+    """Every method the API serves at `path`, as /openapi.json lists them. Of the templates
+    that match, the most literal ones win: `/v1/models/x:predict` is the predict route's (POST),
+    not the status route's `/v1/models/{name}` (whose GET answers 405 to a predict path)."""
+    table: list[tuple[re.Pattern[str], int, set[str]]] | None = getattr(
+        app.state, "allow_table", None
+    )
     if table is None:
         table = [
-            (compile_path(template)[0], {method.upper() for method in item})
+            (
+                compile_path(template)[0],
+                len(re.sub(r"{[^}]*}", "", template)),
+                {method.upper() for method in item},
+            )
             for template, item in app.openapi().get("paths", {}).items()
         ]
         app.state.allow_table = table
-    methods: set[str] = set()
-    for pattern, served in table:
-        if pattern.match(path):
-            methods |= served
-    return sorted(methods)
+    matches = [(literal, served) for pattern, literal, served in table if pattern.match(path)]
+    best = max((literal for literal, _ in matches), default=0)
+    return sorted(set().union(*(served for literal, served in matches if literal == best)))
 
 
 def install(app: FastAPI) -> None:

@@ -39,9 +39,16 @@ def find(path: str) -> tuple[Codec[Any], ModelRef | MaasError] | None:
     return None
 
 
-def document(router: APIRouter, path: str, request_body: dict[str, Any], summary: str) -> None:
+def document(
+    router: APIRouter,
+    path: str,
+    request_body: dict[str, Any],
+    summary: str,
+    responses: dict[int | str, dict[str, Any]],
+) -> None:
     """Declare a POST the pipeline answers on `router`, for /openapi.json and /docs only: its
-    path parameters (all strings) and its body. FastAPI never routes a request to it."""
+    path parameters (all strings), its body and its answers. FastAPI never routes a request
+    to it."""
     names = re.findall(r"{(\w+)}", path)
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -53,6 +60,7 @@ def document(router: APIRouter, path: str, request_body: dict[str, Any], summary
         methods=["POST"],
         openapi_extra={"parameters": parameters, "requestBody": request_body},
         response_class=Response,
+        responses=responses,
         summary=summary,
     )
 

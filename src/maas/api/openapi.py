@@ -61,6 +61,30 @@ def answers(
     return out
 
 
+def inference_answers(
+    model: type[BaseModel],
+    description: str,
+    *,
+    v2: bool = False,
+    errors: Mapping[int, str] | None = None,
+    not_ready: type[BaseModel] | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of an inference route: its answer, its errors in its protocol's shape
+    (status -> description), and with `not_ready` the 503 a status route answers with that
+    model's body while the model cannot serve."""
+    error = V2ErrorBody if v2 else ErrorBody
+    out: dict[int | str, dict[str, Any]] = {200: {"model": model, "description": description}}
+    for code, text in sorted((errors or {}).items()):
+        out[code] = {"model": error, "description": text}
+        if code == 429:
+            out[code]["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            }
+    if not_ready is not None:
+        out[503] = {"model": not_ready, "description": "not ready: `ready` is false"}
+    return out
+
+
 def upload_body() -> dict[str, Any]:
     """The multipart body of `POST /admin/models/{name}/versions`."""
     return {

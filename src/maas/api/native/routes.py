@@ -21,13 +21,25 @@ from starlette.exceptions import HTTPException
 
 from maas.api import fastpath
 from maas.api.deps import ServicesDep
+from maas.api.inference_schemas import ModelNames, ModelStatus, NativeMetadata, Predictions
 from maas.api.native.codec import ref_in_name
+from maas.api.openapi import inference_answers
 from maas.errors import BadRequest
 from maas.registry.records import VersionRecord
 from maas.serving.catalog import Listing
 from maas.types import ModelRef, VersionStatus, parse_version
 
 router = APIRouter(prefix="/v1/models", tags=["native inference"])
+
+_LOOKUP_ERRORS = {
+    400: "`bad_request`: a malformed ref, or a version that is not a number from 1 to 2^63-1",
+    404: "`model_not_found`, `version_not_found` or `alias_not_found`",
+    405: "`method_not_allowed`: a predict path asked with GET (POST it)",
+}
+_STATUS = inference_answers(
+    ModelStatus, "It can serve", errors=_LOOKUP_ERRORS, not_ready=ModelStatus
+)
+_METADATA = inference_answers(NativeMetadata, "Its signature", errors=_LOOKUP_ERRORS)
 
 # TF Serving's ModelVersionStatus.State for each version status.
 STATE = {
@@ -56,38 +68,40 @@ def _ref(name: str, *, version: str | None = None, alias: str | None = None) -> 
     return ref
 
 
-@router.get("", summary="List models")
+@router.get("", summary="List models", responses=inference_answers(ModelNames, "Every model"))
 async def list_models(services: ServicesDep) -> dict[str, list[str]]:
     return {"models": await services.catalog.model_names()}
 
 
-@router.get("/{name}", summary="Model status (name, name@version or name@alias)")
+@router.get("/{name}", summary="Model status (name, name@version or name@alias)", responses=_STATUS)
 async def model_status(services: ServicesDep, name: str) -> JSONResponse:
     ref = _ref(name)
     return _status(await services.catalog.lookup(ref), every_version=ref == ModelRef(ref.model))
 
 
-@router.get("/{name}/versions/{version}", summary="Model version status")
+@router.get("/{name}/versions/{version}", summary="Model version status", responses=_STATUS)
 async def version_status(services: ServicesDep, name: str, version: str) -> JSONResponse:
     return _status(await services.catalog.lookup(_ref(name, version=version)))
 
 
-@router.get("/{name}/labels/{alias}", summary="Model alias status")
+@router.get("/{name}/labels/{alias}", summary="Model alias status", responses=_STATUS)
 async def alias_status(services: ServicesDep, name: str, alias: str) -> JSONResponse:
     return _status(await services.catalog.lookup(_ref(name, alias=alias)))
 
 
-@router.get("/{name}/metadata", summary="Model metadata")
+@router.get("/{name}/metadata", summary="Model metadata", responses=_METADATA)
 async def model_metadata(services: ServicesDep, name: str) -> dict[str, Any]:
     return _metadata(await services.catalog.lookup(_ref(name)))
 
 
-@router.get("/{name}/versions/{version}/metadata", summary="Model version metadata")
+@router.get(
+    "/{name}/versions/{version}/metadata", summary="Model version metadata", responses=_METADATA
+)
 async def version_metadata(services: ServicesDep, name: str, version: str) -> dict[str, Any]:
     return _metadata(await services.catalog.lookup(_ref(name, version=version)))
 
 
-@router.get("/{name}/labels/{alias}/metadata", summary="Model alias metadata")
+@router.get("/{name}/labels/{alias}/metadata", summary="Model alias metadata", responses=_METADATA)
 async def alias_metadata(services: ServicesDep, name: str, alias: str) -> dict[str, Any]:
     return _metadata(await services.catalog.lookup(_ref(name, alias=alias)))
 
@@ -127,6 +141,23 @@ def _metadata(listing: Listing) -> dict[str, Any]:
     }
 
 
+PREDICT_ANSWERS = inference_answers(
+    Predictions,
+    "The model's outputs, one per instance",
+    errors={
+        400: "`bad_request`: not JSON, no non-empty `instances`, a malformed ref or version, "
+        "a bad X-Request-Timeout-Ms, or a Content-Encoding other than gzip or deflate",
+        401: "`unauthenticated` (only with MAAS_REQUIRE_INFER_KEY=true)",
+        403: "`forbidden`: the key may not run this model",
+        404: "`model_not_found`, `version_not_found` or `alias_not_found`, or no such route",
+        413: "`payload_too_large`: the body is past MAAS_MAX_BODY_BYTES",
+        422: "`invalid_input`: the instances do not match the model's signature",
+        429: "`queue_full`: the version's queue is full; Retry-After says when to try again",
+        503: "`unavailable`: no ready worker holds the version (or the gateway is draining)",
+        504: "`deadline_exceeded`: the deadline passed before the answer",
+    },
+)
+
 _PREDICT_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -145,4 +176,4 @@ for _path in (
     "/{name}/versions/{version}:predict",
     "/{name}/labels/{alias}:predict",
 ):
-    fastpath.document(router, _path, _PREDICT_BODY, "Predict")
+    fastpath.document(router, _path, _PREDICT_BODY, "Predict", PREDICT_ANSWERS)

@@ -18,6 +18,16 @@ from fastapi.responses import JSONResponse
 from maas import __version__
 from maas.api import fastpath
 from maas.api.deps import ServicesDep
+from maas.api.inference_schemas import (
+    Live,
+    ServerMetadata,
+    ServerReady,
+    V2Answer,
+    V2Config,
+    V2Metadata,
+    V2Readiness,
+)
+from maas.api.openapi import inference_answers
 from maas.api.v2.codec import ref_for
 from maas.api.v2.datatypes import datatype_of
 from maas.registry.records import VersionRecord
@@ -26,21 +36,55 @@ from maas.types import ArtifactFormat, TensorSpec
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
+_LOOKUP_ERRORS = {
+    400: "a version that is not a number from 1 to 2^63-1 (nor an alias name)",
+    404: "no such model, version or alias",
+}
+_METADATA = inference_answers(V2Metadata, "Its signature", v2=True, errors=_LOOKUP_ERRORS)
+_READY = inference_answers(
+    V2Readiness, "It can serve", v2=True, errors=_LOOKUP_ERRORS, not_ready=V2Readiness
+)
+_CONFIG = inference_answers(V2Config, "Its configuration", v2=True, errors=_LOOKUP_ERRORS)
+INFER_ANSWERS = inference_answers(
+    V2Answer,
+    "The outputs (JSON, or with Inference-Header-Content-Length the JSON then the binary "
+    "buffers of the outputs asked for as binary_data)",
+    v2=True,
+    errors={
+        400: "not JSON, a malformed tensor or binary part, inputs that do not match the "
+        "model's signature, a malformed version, or a bad X-Request-Timeout-Ms",
+        401: "no valid key (only with MAAS_REQUIRE_INFER_KEY=true)",
+        403: "the key may not run this model",
+        404: "no such model, version or alias, or no such route",
+        413: "the body is past MAAS_MAX_BODY_BYTES",
+        429: "the version's queue is full; Retry-After says when to try again",
+        503: "no ready worker holds the version (or the gateway is draining)",
+        504: "the deadline passed before the answer",
+    },
+)
+INFER_ANSWERS[200]["content"] = {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+}
+
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters"]
 PLATFORM = {ArtifactFormat.TORCHSCRIPT: "pytorch_libtorch", ArtifactFormat.TORCH_EXPORT: "pytorch"}
 
 
-@router.get("", summary="Server metadata")
+@router.get("", summary="Server metadata", responses=inference_answers(ServerMetadata, "maas"))
 async def server_metadata() -> dict[str, Any]:
     return {"name": "maas", "version": __version__, "extensions": EXTENSIONS}
 
 
-@router.get("/health/live", summary="Server liveness")
+@router.get("/health/live", summary="Server liveness", responses=inference_answers(Live, "Alive"))
 async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="Server readiness")
+@router.get(
+    "/health/ready",
+    summary="Server readiness",
+    responses=inference_answers(ServerReady, "Ready", not_ready=ServerReady),
+)
 async def ready(services: ServicesDep) -> JSONResponse:
     reasons = await services.not_ready_reasons()
     if reasons:
@@ -48,32 +92,42 @@ async def ready(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@router.get("/models/{name}", summary="Model metadata")
+@router.get("/models/{name}", summary="Model metadata", responses=_METADATA)
 async def model_metadata(services: ServicesDep, name: str) -> dict[str, Any]:
     return _metadata(await services.catalog.lookup(ref_for(name)))
 
 
-@router.get("/models/{name}/versions/{version}", summary="Model version metadata")
+@router.get(
+    "/models/{name}/versions/{version}", summary="Model version metadata", responses=_METADATA
+)
 async def version_metadata(services: ServicesDep, name: str, version: str) -> dict[str, Any]:
     return _metadata(await services.catalog.lookup(ref_for(name, version)))
 
 
-@router.get("/models/{name}/ready", summary="Model readiness")
+@router.get("/models/{name}/ready", summary="Model readiness", responses=_READY)
 async def model_ready(services: ServicesDep, name: str) -> JSONResponse:
     return _readiness(await services.catalog.lookup(ref_for(name)))
 
 
-@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness")
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    summary="Model version readiness",
+    responses=_READY,
+)
 async def version_ready(services: ServicesDep, name: str, version: str) -> JSONResponse:
     return _readiness(await services.catalog.lookup(ref_for(name, version)))
 
 
-@router.get("/models/{name}/config", summary="Model configuration (Triton)")
+@router.get("/models/{name}/config", summary="Model configuration (Triton)", responses=_CONFIG)
 async def model_config(services: ServicesDep, name: str) -> dict[str, Any]:
     return _config(await services.catalog.lookup(ref_for(name)))
 
 
-@router.get("/models/{name}/versions/{version}/config", summary="Model version configuration")
+@router.get(
+    "/models/{name}/versions/{version}/config",
+    summary="Model version configuration",
+    responses=_CONFIG,
+)
 async def version_config(services: ServicesDep, name: str, version: str) -> dict[str, Any]:
     return _config(await services.catalog.lookup(ref_for(name, version)))
 
@@ -152,4 +206,4 @@ _INFER_BODY: dict[str, Any] = {
 }
 
 for _path in ("/models/{name}/infer", "/models/{name}/versions/{version}/infer"):
-    fastpath.document(router, _path, _INFER_BODY, "Infer")
+    fastpath.document(router, _path, _INFER_BODY, "Infer", INFER_ANSWERS)
