@@ -101,7 +101,8 @@ def create_app(
             registry.on_change(plane.committed)
             leadership = _leadership(settings, coordination, plane.identity.id)
             deployer = Deployer(registry, backend, store, router, leadership)
-            auth = Authenticator(registry)
+            metrics = RequestMetrics()
+            auth = Authenticator(registry, on_failure=metrics.auth_failure)
             plane.on_adopt(lambda generation: auth.forget())
             plane.on_adopt(lambda generation: deployer.wake())
             _wake_on_worker_changes(backend, deployer)
@@ -127,7 +128,7 @@ def create_app(
                 dataplane=DataPlane(router, backend),
                 catalog=Catalog(router, backend),
                 readiness=readiness,
-                metrics=RequestMetrics(),
+                metrics=metrics,
                 plane=plane,
                 leadership=leadership,
             )

@@ -36,6 +36,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
 from maas import telemetry
+from maas.auth import FAILURE_REASONS
 from maas.serving.routing import ModelEntry
 from maas.types import VersionStatus
 
@@ -68,6 +69,15 @@ class RequestMetrics:
             buckets=telemetry.SECONDS_BOUNDS,
             registry=self._own_registry,
         )
+        self._auth_failures = Counter(
+            "maas_auth_failures",
+            "Requests refused for their key: missing, malformed, invalid (unknown or revoked), "
+            "expired, or forbidden (scope or model).",
+            ["reason"],
+            registry=self._own_registry,
+        )
+        for reason in FAILURE_REASONS:  # every series from the start, at 0
+            self._auth_failures.labels(reason)
         # In multiprocess mode the workers' families come from the files too; these describe
         # them (the gateway writes nothing to them), so they are exposed before any worker wrote.
         self._worker_metrics = telemetry.declare_worker_metrics() if _MULTIPROCESS_DIR else None
@@ -78,6 +88,9 @@ class RequestMetrics:
     def observe(self, model: str, version: str, protocol: str, code: int, seconds: float) -> None:
         self._counter(model, version, protocol, code).inc()
         self._timer(model, version).observe(seconds)
+
+    def auth_failure(self, reason: str) -> None:
+        self._auth_failures.labels(reason).inc()
 
     def _counter(self, model: str, version: str, protocol: str, code: int) -> Any:
         key = (model, version, protocol, code)
@@ -100,7 +113,7 @@ class RequestMetrics:
                     self._counter(name, str(number), PROTOCOL_V1, 200)
                     self._timer(name, str(number))
         counted: Any = self._own_registry
-        own: tuple[MetricWrapperBase, ...] = (self._requests, self._duration)
+        own: tuple[MetricWrapperBase, ...] = (self._requests, self._duration, self._auth_failures)
         if counted is None:
             counted = CollectorRegistry()
             MultiProcessCollector(counted, path=_MULTIPROCESS_DIR)  # type: ignore[no-untyped-call]

@@ -61,6 +61,32 @@ def test_list_and_revoke(cli: Cli) -> None:
     assert row["revoked_at"] is not None
 
 
+def test_create_limited_to_models_and_expiring(cli: Cli) -> None:
+    created = cli(
+        "keys",
+        "create",
+        "ci-limited",
+        "--scope",
+        "admin",
+        "--model",
+        "digits",
+        "--model",
+        "tokens",
+        "--expires",
+        "2099-01-31T00:00:00Z",
+        "--json",
+    ).json()
+    assert created["models"] == ["digits", "tokens"]
+    assert created["expires_at"] == "2099-01-31T00:00:00+00:00"
+    headers = {"Authorization": f"Bearer {created['secret']}"}
+    assert httpx.get(cli.url + "/admin/models", headers=headers).status_code == 403
+    table = cli("keys", "list").ok().out
+    assert "digits" in table
+    cli("keys", "revoke", str(created["id"])).ok()
+    bad = cli("keys", "create", "x", "--scope", "infer", "--expires", "2001-01-01").failed(1)
+    assert "future" in bad
+
+
 def test_revoking_the_last_admin_key_is_refused(cli: Cli) -> None:
     listed = cli("keys", "list", "--json").json()["keys"]
     admins = [k for k in listed if "admin" in k["scopes"] and k["revoked_at"] is None]

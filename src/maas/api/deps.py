@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from maas.auth import Principal
+from maas.errors import Forbidden, RegistryUnavailable
 from maas.services import Services
 from maas.types import Scope
 
@@ -19,14 +21,50 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+# Admin routes that name their model in the body, not the path: the route checks it.
+_MODEL_IN_BODY = frozenset({("POST", "/admin/models")})
+
+
 async def require_admin(
     request: Request,
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    principal = await services.auth.require(authorization, Scope.ADMIN)
+    """The admin key of the request, allowed to act on the path's model (a key limited to
+    models may act on those only, and on nothing that is not one model). A key that is
+    refused is written in the audit log with what it asked for."""
+    principal = await services.auth.authenticate(authorization)
     request.state.principal = principal
+    if (request.method, request.url.path) in _MODEL_IN_BODY:
+        await allow_admin(request, services, principal, model=None, any_model=True)
+    else:
+        await allow_admin(request, services, principal, model=request.path_params.get("name"))
     return principal
+
+
+async def allow_admin(
+    request: Request,
+    services: Services,
+    principal: Principal,
+    *,
+    model: str | None,
+    any_model: bool = False,
+) -> None:
+    """Forbidden, and audited, unless `principal` may administer `model` (with `any_model`:
+    has the admin scope; the route checks the model named in its body)."""
+    try:
+        services.auth.allow(principal, Scope.ADMIN, model, any_model=any_model)
+    except Forbidden as exc:
+        route = request.scope.get("route")
+        template = getattr(route, "path", request.url.path)
+        with contextlib.suppress(RegistryUnavailable):  # the refusal stands either way
+            await services.registry.record_refusal(
+                actor=principal.name,
+                request=f"{request.method} {template}",
+                target=model or request.url.path,
+                reason=exc.message,
+            )
+        raise
 
 
 AdminDep = Annotated[Principal, Depends(require_admin)]

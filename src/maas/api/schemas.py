@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from maas.fields import Int, Number, VersionNumber
+from maas.fields import Int, IsoTime, Number, VersionNumber
 from maas.registry.records import (
     AliasRecord,
     EventRecord,
@@ -101,6 +101,17 @@ class CreateKey(BaseModel):
 
     name: str = Field(min_length=1, max_length=128)
     scopes: list[Scope] = Field(min_length=1)
+    models: list[Annotated[str, Field(pattern=MODEL_NAME_RE.pattern)]] | None = Field(
+        None, min_length=1, max_length=256, description="the models it may act on; unset: all"
+    )
+    expires_at: IsoTime | None = Field(None, description="ISO 8601; unset: never")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -182,10 +193,8 @@ def key_json(k: KeyRecord, secret: str | None = None) -> dict[str, Any]:
         "id": k.id,
         "name": k.name,
         "scopes": list(k.scopes),
-        # Keys limited to models and keys that expire are not offered yet: every key acts on
-        # every model and never expires.
-        "models": None,
-        "expires_at": None,
+        "models": list(k.models) if k.models is not None else None,
+        "expires_at": _ts(k.expires_at),
         "created_at": _ts(k.created_at),
         "revoked_at": _ts(k.revoked_at),
     }

@@ -100,8 +100,6 @@ def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, An
     from maas.registry import db as registry_db
     from maas.registry.service import Registry
 
-    if "models" in body or "expires_at" in body:
-        raise usage_error("--model, --expires: not supported with --database-url; ask the server")
     url = load_settings(database_url=database_url).database_url
 
     async def run() -> dict[str, Any]:
@@ -109,8 +107,14 @@ def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, An
         try:
             await registry_db.upgrade(database.engine)
             registry = Registry(database.reads, writes=database.writes)
+            expires = body.get("expires_at")
             record, secret = await create_key(
-                registry, name=body["name"], scopes=body["scopes"], actor="cli"
+                registry,
+                name=body["name"],
+                scopes=body["scopes"],
+                actor="cli",
+                models=body.get("models"),
+                expires_at=datetime.fromisoformat(expires) if expires else None,
             )
         finally:
             await database.dispose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from maas.registry.tables import Alias, AliasHistory, ApiKey, AuditEvent, Model, ModelVersion
@@ -24,6 +24,13 @@ class Route:
 
     def to_json(self) -> dict[str, int]:
         return {"version": self.version, "weight": self.weight}
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A stored time as UTC-aware (SQLite hands back naive UTC datetimes)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def routes_json(routes: tuple[Route, ...] | list[Route] | None) -> list[dict[str, int]] | None:
@@ -193,7 +200,17 @@ class KeyRecord:
     scopes: tuple[str, ...]
     created_at: datetime
     revoked_at: datetime | None = None
+    models: tuple[str, ...] | None = None  # None: every model
+    expires_at: datetime | None = None  # None: never (timezone-aware, UTC)
 
     @classmethod
     def from_row(cls, row: ApiKey) -> KeyRecord:
-        return cls(row.id, row.name, tuple(row.scopes), row.created_at, row.revoked_at)
+        return cls(
+            row.id,
+            row.name,
+            tuple(row.scopes),
+            row.created_at,
+            row.revoked_at,
+            tuple(row.models) if row.models is not None else None,
+            _aware(row.expires_at),
+        )

@@ -377,10 +377,25 @@ class Registry:
     # keys -----------------------------------------------------------------------------------
 
     async def create_key(
-        self, *, name: str, scopes: list[str], secret_hash: str, actor: str
+        self,
+        *,
+        name: str,
+        scopes: list[str],
+        secret_hash: str,
+        actor: str,
+        models: list[str] | None = None,
+        expires_at: datetime | None = None,
     ) -> KeyRecord:
+        """A new key; `models` limits it to those models (None: every model), `expires_at`
+        ends it (None: never)."""
         async with self._writes.begin() as session:
-            row = ApiKey(name=name, scopes=sorted(set(scopes)), secret_hash=secret_hash)
+            row = ApiKey(
+                name=name,
+                scopes=sorted(set(scopes)),
+                secret_hash=secret_hash,
+                models=sorted(set(models)) if models is not None else None,
+                expires_at=expires_at,
+            )
             session.add(row)
             await session.flush()
             _audit(
@@ -389,7 +404,12 @@ class Registry:
                 "key.create",
                 f"key/{row.id}",
                 None,
-                {"name": name, "scopes": row.scopes},
+                {
+                    "name": name,
+                    "scopes": row.scopes,
+                    "models": row.models,
+                    "expires_at": expires_at.isoformat() if expires_at else None,
+                },
             )
             record = KeyRecord.from_row(row)
         return record
@@ -411,7 +431,13 @@ class Registry:
             row = next((k for k in active if k.id == key_id), None)
             if row is None:
                 raise KeyNotFound(f"no active key with id {key_id}")
-            admins = [k for k in active if Scope.ADMIN.value in k.scopes]
+            # Keys that can administer everything, now and later (no model list, no expiry):
+            # the last of them stays, or nobody could administer the registry after it.
+            admins = [
+                k
+                for k in active
+                if Scope.ADMIN.value in k.scopes and k.models is None and k.expires_at is None
+            ]
             if admins == [row]:
                 raise LastAdminKey(
                     f"key {key_id} ('{row.name}') is the last admin key; create another admin "
@@ -424,6 +450,11 @@ class Registry:
             generation = await repo.bump_generation(session)
         self._changed(generation)
         return record, generation
+
+    async def record_refusal(self, *, actor: str, request: str, target: str, reason: str) -> None:
+        """An admin request refused to a known key, in the audit log (action `refused`)."""
+        async with self._writes.begin() as session:
+            _audit(session, actor, "refused", target, None, {"request": request, "reason": reason})
 
     async def ping(self) -> None:
         async with self._sessions() as session:

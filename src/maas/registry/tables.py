@@ -162,6 +162,9 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(128))
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[list[Any]] = mapped_column(JSON)
+    # The models it may act on (null: every model), and when it stops working (null: never).
+    models: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -61,7 +61,9 @@ async def serve(
             if isinstance(ref, MaasError):
                 raise ref
             if settings.require_infer_key:
-                await services.auth.require(head.authorization, KeyScope.INFER)
+                # The model asked for, before it is looked up: a key limited to other models
+                # learns nothing of which models exist.
+                await services.auth.require(head.authorization, KeyScope.INFER, ref.model)
             record = await services.dataplane.resolve(ref, routing_key=head.routing_key)
             model, version = record.model, str(record.version)
             timeout_s = head.timeout_s(settings.request_timeout_ms)

@@ -9,14 +9,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BeforeValidator
 
 from maas import auth
 from maas.api import schemas
-from maas.api.deps import AdminDep, ServicesDep, require_admin
+from maas.api.deps import AdminDep, ServicesDep, allow_admin, require_admin
 from maas.api.openapi import REGISTRY_UNAVAILABLE, answers, upload_body
 from maas.api.upload import receive_upload
 from maas.errors import AliasInUse, BadRequest, MaasError
+from maas.fields import IsoTime
 from maas.meta import parse_meta
 from maas.publishing import publish_version
 from maas.registry.records import AliasRecord, Route
@@ -29,16 +29,6 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
 # Path numbers are int64, as the registry stores them: a bigger one is a 422, not a query.
 VersionPath = Annotated[int, Path(ge=1, le=VERSION_MAX, description="a version number")]
 KeyId = Annotated[int, Path(ge=1, le=VERSION_MAX, description="the key's id")]
-
-
-def _iso_8601(value: object) -> object:
-    """A time as ISO 8601 text only (pydantic alone would read '0.5' as a Unix time)."""
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("must be an ISO 8601 time, such as 2026-12-03T10:00:00Z") from None
-    return value
 
 
 # Errors more than one route can answer (401, 403 and 503 come with every admin route).
@@ -69,8 +59,9 @@ def _alias_name(alias: str) -> str:
     ),
 )
 async def create_model(
-    body: schemas.CreateModel, services: ServicesDep, who: AdminDep
+    body: schemas.CreateModel, request: Request, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
+    await allow_admin(request, services, who, model=body.name)  # a key limited to models
     record = await services.registry.create_model(
         name=body.name, description=body.description, actor=who.name
     )
@@ -419,11 +410,7 @@ async def events(
         str | None, Query(description="an action (alias.promote) or its family (alias)")
     ] = None,
     key: Annotated[str | None, Query(description="the name of the key that acted")] = None,
-    since: Annotated[
-        datetime | None,
-        BeforeValidator(_iso_8601),
-        Query(description="ISO 8601; naive means UTC"),
-    ] = None,
+    since: Annotated[IsoTime | None, Query(description="ISO 8601; naive means UTC")] = None,
 ) -> dict[str, Any]:
     rows = await services.registry.events(
         limit=limit, model=model, action=action, key=key, since=since
@@ -445,7 +432,12 @@ async def create_key(
     body: schemas.CreateKey, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
     record, secret = await auth.create_key(
-        services.registry, name=body.name, scopes=[s.value for s in body.scopes], actor=who.name
+        services.registry,
+        name=body.name,
+        scopes=[s.value for s in body.scopes],
+        actor=who.name,
+        models=body.models,
+        expires_at=body.expires_at,
     )
     return schemas.key_json(record, secret)
 
