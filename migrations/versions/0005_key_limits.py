@@ -1,4 +1,4 @@
-"""keys limited to named models, and keys that expire
+"""keys limited to named models, keys that expire, and per-key request rates
 
 Revision ID: 0005
 Revises: 0004
@@ -20,9 +20,11 @@ def upgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("models", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("rate_limit_per_s", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("rate_limit_per_s")
         batch.drop_column("expires_at")
         batch.drop_column("models")

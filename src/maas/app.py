@@ -34,6 +34,7 @@ from maas.control.plane import ControlPlane
 from maas.control.workers import WorkerDiscovery
 from maas.dispatch.pool import WorkerPool
 from maas.metrics import RequestMetrics
+from maas.ratelimit import KeyRates
 from maas.registry import db
 from maas.registry.coordination import Coordination
 from maas.registry.service import Registry
@@ -102,7 +103,13 @@ def create_app(
             leadership = _leadership(settings, coordination, plane.identity.id)
             deployer = Deployer(registry, backend, store, router, leadership)
             metrics = RequestMetrics()
-            auth = Authenticator(registry, on_failure=metrics.auth_failure)
+            rates = KeyRates(settings.rates_dir)
+            auth = Authenticator(
+                registry,
+                on_failure=metrics.auth_failure,
+                rates=rates,
+                default_rate_per_s=settings.key_rate_limit_per_s,
+            )
             plane.on_adopt(lambda generation: auth.forget())
             plane.on_adopt(lambda generation: deployer.wake())
             _wake_on_worker_changes(backend, deployer)

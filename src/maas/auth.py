@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from maas.errors import Forbidden, RegistryUnavailable, Unauthenticated
+from maas.ratelimit import KeyRates
 from maas.registry.records import KeyRecord
 from maas.registry.service import Registry
 from maas.types import Scope
@@ -39,6 +40,7 @@ class Principal:
     scopes: frozenset[str]
     models: frozenset[str] | None = None  # None: every model
     expires_at: float | None = None  # Unix time; None: never
+    rate_limit_per_s: float | None = None  # None: the deployment's default, if any
 
     def require_scope(self, scope: Scope) -> None:
         """Forbidden unless the key has `scope`, whatever it acts on (the caller checks the
@@ -79,9 +81,17 @@ class Authenticator:
     """Resolves bearer secrets to principals, with a cache so inference stays off the DB; while
     the registry cannot be reached, keys seen before keep their last answer."""
 
-    def __init__(self, registry: Registry, on_failure: FailureHook | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        on_failure: FailureHook | None = None,
+        rates: KeyRates | None = None,
+        default_rate_per_s: float | None = None,
+    ) -> None:
         self._registry = registry
         self._on_failure = on_failure or (lambda reason: None)
+        self._rates = rates or KeyRates()
+        self._default_rate = default_rate_per_s
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         registry.on_change(lambda generation: self.forget())
 
@@ -124,6 +134,9 @@ class Authenticator:
             # Checked on every request, cached or not: refused the moment it expires.
             self._on_failure(EXPIRED)
             raise Unauthenticated("invalid API key")
+        rate = principal.rate_limit_per_s or self._default_rate
+        if rate:
+            self._rates.take(principal.key_id, rate, principal.name)  # RateLimited: 429
         return principal
 
     async def require(
@@ -159,6 +172,7 @@ def _principal(record: KeyRecord) -> Principal:
         scopes=frozenset(record.scopes),
         models=frozenset(record.models) if record.models is not None else None,
         expires_at=record.expires_at.timestamp() if record.expires_at is not None else None,
+        rate_limit_per_s=record.rate_limit_per_s,
     )
 
 
@@ -171,6 +185,7 @@ async def create_key(
     secret: str | None = None,
     models: list[str] | None = None,
     expires_at: datetime | None = None,
+    rate_limit_per_s: float | None = None,
 ) -> tuple[KeyRecord, str]:
     """Create a key; returns its record and the secret, which is never stored."""
     secret = secret or generate_secret()
@@ -181,6 +196,7 @@ async def create_key(
         actor=actor,
         models=models,
         expires_at=expires_at,
+        rate_limit_per_s=rate_limit_per_s,
     )
     return record, secret
 

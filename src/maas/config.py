@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     worker_ttl_s: float = Field(30.0, ge=3.0, le=3600.0)
     # Set by `maas serve`: where its gateways tell each other of a new registry generation.
     peers_dir: Path | None = None
+    # Set by `maas serve`: where its gateways keep the keys' request rates (one file, shared).
+    rates_dir: Path | None = None
+    # Requests per second a key may make unless its own `rate_limit_per_s` says otherwise;
+    # unset: no limit.
+    key_rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
     migrate_on_start: bool = True  # off for gateways whose supervisor migrated already
 
     @field_validator("bootstrap_admin_key")

@@ -129,6 +129,12 @@ class Overloaded(MaasError):
         self.retry_after = retry_after
 
 
+class RateLimited(Overloaded):
+    """The key's requests per second are used up (429, with Retry-After)."""
+
+    code = "rate_limited"
+
+
 class Unavailable(MaasError):
     code = "unavailable"
 

@@ -188,6 +188,7 @@ class Supervisor:
                 "worker_endpoints": tuple(self.endpoints),
                 "gateway_index": index,
                 "peers_dir": self.run_dir / "peers",
+                "rates_dir": self.run_dir / "rates",
                 "migrate_on_start": False,
                 "bootstrap_admin_key": None,  # created once, above, not raced by G processes
             }

@@ -78,6 +78,7 @@ def test_create_limited_to_models_and_expiring(cli: Cli) -> None:
     ).json()
     assert created["models"] == ["digits", "tokens"]
     assert created["expires_at"] == "2099-01-31T00:00:00+00:00"
+    assert created["rate_limit_per_s"] == 50
     headers = {"Authorization": f"Bearer {created['secret']}"}
     assert httpx.get(cli.url + "/admin/models", headers=headers).status_code == 403
     table = cli("keys", "list").ok().out

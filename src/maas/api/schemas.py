@@ -105,6 +105,13 @@ class CreateKey(BaseModel):
         None, min_length=1, max_length=256, description="the models it may act on; unset: all"
     )
     expires_at: IsoTime | None = Field(None, description="ISO 8601; unset: never")
+    rate_limit_per_s: Number | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="requests per second it may make (on each host); unset: "
+        "MAAS_KEY_RATE_LIMIT_PER_S, or no limit",
+    )
 
     @field_validator("expires_at")
     @classmethod
@@ -195,6 +202,7 @@ def key_json(k: KeyRecord, secret: str | None = None) -> dict[str, Any]:
         "scopes": list(k.scopes),
         "models": list(k.models) if k.models is not None else None,
         "expires_at": _ts(k.expires_at),
+        "rate_limit_per_s": k.rate_limit_per_s,
         "created_at": _ts(k.created_at),
         "revoked_at": _ts(k.revoked_at),
     }
@@ -419,6 +427,9 @@ class KeyOut(BaseModel):
     scopes: list[Scope]
     models: list[str] | None = Field(description="the models it may act on; null: all")
     expires_at: Timestamp | None = Field(description="null: never")
+    rate_limit_per_s: float | None = Field(
+        description="requests per second (on each host); null: the deployment's default"
+    )
     created_at: Timestamp
     revoked_at: Timestamp | None
 

@@ -55,6 +55,12 @@ def _expires(text: str | None) -> str | None:
 @click.option("--model", "models", multiple=True, help="Limit the key to this model (repeat).")
 @click.option("--expires", default=None, help="ISO 8601 time after which the key is refused.")
 @click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True, max=1_000_000),
+    default=None,
+    help="Requests per second it may make (on each host; beyond: 429 with Retry-After).",
+)
+@click.option(
     "--database-url",
     default=None,
     help="Write the key straight into this registry database instead of asking the server "
@@ -66,6 +72,7 @@ def keys_create(
     scopes: tuple[str, ...],
     models: tuple[str, ...],
     expires: str | None,
+    rate: float | None,
     database_url: str | None,
     as_json: bool,
 ) -> None:
@@ -76,6 +83,8 @@ def keys_create(
     expires_at = _expires(expires)
     if expires_at is not None:
         body["expires_at"] = expires_at
+    if rate is not None:
+        body["rate_limit_per_s"] = rate
     if database_url is not None:
         answer = _create_in_database(database_url, body)
     else:
@@ -115,6 +124,7 @@ def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, An
                 actor="cli",
                 models=body.get("models"),
                 expires_at=datetime.fromisoformat(expires) if expires else None,
+                rate_limit_per_s=body.get("rate_limit_per_s"),
             )
         finally:
             await database.dispose()

@@ -202,6 +202,7 @@ class KeyRecord:
     revoked_at: datetime | None = None
     models: tuple[str, ...] | None = None  # None: every model
     expires_at: datetime | None = None  # None: never (timezone-aware, UTC)
+    rate_limit_per_s: float | None = None  # None: the deployment's default, if any
 
     @classmethod
     def from_row(cls, row: ApiKey) -> KeyRecord:
@@ -213,4 +214,5 @@ class KeyRecord:
             row.revoked_at,
             tuple(row.models) if row.models is not None else None,
             _aware(row.expires_at),
+            row.rate_limit_per_s,
         )

@@ -385,6 +385,7 @@ class Registry:
         actor: str,
         models: list[str] | None = None,
         expires_at: datetime | None = None,
+        rate_limit_per_s: float | None = None,
     ) -> KeyRecord:
         """A new key; `models` limits it to those models (None: every model), `expires_at`
         ends it (None: never)."""
@@ -395,6 +396,7 @@ class Registry:
                 secret_hash=secret_hash,
                 models=sorted(set(models)) if models is not None else None,
                 expires_at=expires_at,
+                rate_limit_per_s=rate_limit_per_s,
             )
             session.add(row)
             await session.flush()
@@ -409,6 +411,7 @@ class Registry:
                     "scopes": row.scopes,
                     "models": row.models,
                     "expires_at": expires_at.isoformat() if expires_at else None,
+                    "rate_limit_per_s": rate_limit_per_s,
                 },
             )
             record = KeyRecord.from_row(row)

@@ -165,6 +165,8 @@ class ApiKey(Base):
     # The models it may act on (null: every model), and when it stops working (null: never).
     models: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Requests per second it may make (null: MAAS_KEY_RATE_LIMIT_PER_S, or no limit).
+    rate_limit_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -438,6 +438,7 @@ async def create_key(
         actor=who.name,
         models=body.models,
         expires_at=body.expires_at,
+        rate_limit_per_s=body.rate_limit_per_s,
     )
     return schemas.key_json(record, secret)
 
