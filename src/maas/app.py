@@ -33,6 +33,7 @@ from maas.control.leader import Leadership, LeaseLeader, SoleLeader, lease_name
 from maas.control.plane import ControlPlane
 from maas.control.workers import WorkerDiscovery
 from maas.dispatch.pool import WorkerPool
+from maas.drain import Drain
 from maas.metrics import RequestMetrics
 from maas.ratelimit import KeyRates
 from maas.registry import db
@@ -136,6 +137,7 @@ def create_app(
                 catalog=Catalog(router, backend),
                 readiness=readiness,
                 metrics=metrics,
+                drain=app.drain if isinstance(app, MaasApp) else Drain(),
                 plane=plane,
                 leadership=leadership,
             )
@@ -179,6 +181,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.access_log = settings.access_log
+    app.drain = Drain()
     api_errors.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -195,8 +198,11 @@ class MaasApp(FastAPI):
     middleware and routing (see `maas.api.fastpath` and `maas.serving.call`)."""
 
     access_log = False  # set from the settings when the gateway starts
+    drain = Drain()  # replaced per app; set once the process is stopping (maas.drain)
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if self.drain.active and scope["type"] == "http":
+            send = self.drain.wrap(send)  # the client's next request goes to another process
         if access_log.wanted(scope, self.access_log):
             await access_log.logged(self._serve, scope, receive, send)
             return

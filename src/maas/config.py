@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Requests per second a key may make unless its own `rate_limit_per_s` says otherwise;
     # unset: no limit.
     key_rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
+    # How long a stopping gateway keeps answering its open connections (each answer with
+    # Connection: close) before it closes them; in-flight requests finish either way.
+    drain_s: float = Field(5.0, ge=0, le=600)
     migrate_on_start: bool = True  # off for gateways whose supervisor migrated already
 
     @field_validator("bootstrap_admin_key")

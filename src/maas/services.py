@@ -11,6 +11,7 @@ from maas.config import Settings
 from maas.control.deployment import Deployer
 from maas.control.leader import Leadership
 from maas.control.plane import ControlPlane
+from maas.drain import Drain
 from maas.metrics import RequestMetrics
 from maas.registry.service import Registry
 from maas.serving.catalog import Catalog
@@ -44,9 +45,12 @@ class Services:
     metrics: RequestMetrics
     plane: ControlPlane
     leadership: Leadership
+    drain: Drain = field(default_factory=Drain)
 
     async def not_ready_reasons(self) -> list[str]:
         reasons = []
+        if self.drain.active:
+            reasons.append("draining: this gateway process is stopping")
         if not self.readiness.migrated:
             reasons.append("migrations have not run")
         if not self.readiness.bootstrap_key:

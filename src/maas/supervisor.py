@@ -124,7 +124,8 @@ class Supervisor:
                     )
                 self._stop_requested.wait(POLL_S)
         finally:
-            _stop_all(gateways)  # gateways first: they finish what they hold with the workers
+            # Gateways first: they finish what they hold with the workers (and drain).
+            _stop_all(gateways, grace_s=self.settings.drain_s)
             _stop_all(workers)
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -235,7 +236,8 @@ def run_gateway(
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-    from maas.app import create_app
+    from maas.app import MaasApp, create_app
+    from maas.drain import Drain, DrainingServer
 
     settings = Settings(**settings_data)
     hook = None
@@ -251,7 +253,8 @@ def run_gateway(
         access_log=False,  # maas writes its own (maas.api.access_log)
         timeout_graceful_shutdown=int(_STOP_GRACE_S),
     )
-    server = uvicorn.Server(config)
+    drain = app.drain if isinstance(app, MaasApp) else Drain()
+    server = DrainingServer(config, drain, settings.drain_s)
     server.run(sockets=[listener])
 
 
@@ -337,11 +340,11 @@ def _exit_code(process: subprocess.Popen[bytes] | BaseProcess) -> int | None:
     return process.exitcode
 
 
-def _stop_all(children: list[_Child]) -> None:
+def _stop_all(children: list[_Child], grace_s: float = 0.0) -> None:
     for child in children:
         if child.alive() and child.process is not None:
             child.process.terminate()
-    deadline = time.monotonic() + _STOP_GRACE_S
+    deadline = time.monotonic() + _STOP_GRACE_S + grace_s
     for child in children:
         process = child.process
         if process is None:

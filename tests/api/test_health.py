@@ -65,3 +65,17 @@ async def test_unknown_route_and_method_are_json(gateway: Gateway) -> None:
     wrong = await gateway.client.get("/v1/models/mlp:predict")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_draining_gateway_is_not_ready_and_closes_each_connection(
+    gateway: Gateway,
+) -> None:
+    assert (await gateway.wait_ready()).status_code == 200
+    gateway.app.drain.begin()
+    ready = await gateway.client.get("/readyz")
+    assert ready.status_code == 503
+    assert "draining: this gateway process is stopping" in ready.json()["reasons"]
+    assert ready.headers["connection"] == "close"
+    models = await gateway.client.get("/v1/models")
+    assert models.status_code == 200  # still answered, on its way out
+    assert models.headers["connection"] == "close"
