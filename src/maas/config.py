@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, le=256)
     max_body_bytes: int = Field(16 * MiB, ge=1024)
     max_artifact_bytes: int = Field(2048 * MiB, ge=1024)
+    # Instances (rows of the batch axis) one inference request may hold, whatever its size.
+    max_instances: int = Field(10_000, ge=1, le=10_000_000)
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)
     require_infer_key: bool = False
     # One log line per request (admin changes are always logged).

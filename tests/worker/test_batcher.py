@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from maas.errors import Overloaded
+from maas.errors import InvalidInput, Overloaded
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
 from maas.worker.batcher import Batch, Batcher, Pending
 
@@ -108,6 +108,14 @@ def test_full_queue_refuses_at_once_with_retry_after_from_depth_and_batch_time()
         batcher.submit(item(4, now=0.0))
     assert slower.value.retry_after > refused.value.retry_after
     assert batcher.depth == 4
+
+
+def test_a_request_larger_than_the_whole_queue_is_refused_as_invalid_not_overloaded() -> None:
+    batcher = Batcher(spec(max_batch=2, max_queue=4))
+    with pytest.raises(InvalidInput, match="queues at most 4"):
+        batcher.submit(item(1, now=0.0, rows=5))
+    assert batcher.depth == 0
+    batcher.submit(item(2, now=0.0, rows=4))  # one that fits the empty queue is taken
 
 
 def test_requests_past_their_deadline_are_dropped_before_a_forward() -> None:

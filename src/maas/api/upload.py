@@ -26,6 +26,7 @@ class _State:
     header_value: bytes = b""
     headers: dict[bytes, bytes] = field(default_factory=dict)
     part: str | None = None
+    seen_meta: bool = False
     meta: bytearray = field(default_factory=bytearray)
     pending: list[bytes] = field(default_factory=list)
     pending_size: int = 0
@@ -73,6 +74,13 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
             if state.seen_file:
                 raise BadRequest("only one 'file' part is allowed")
             state.seen_file = True
+        elif name == "meta":
+            if state.seen_meta:
+                raise BadRequest("only one 'meta' part is allowed")
+            state.seen_meta = True
+        else:
+            shown = name[:40] if name.isprintable() else repr(name[:40])
+            raise BadRequest(f"unexpected part '{shown}': an upload has a 'file' and a 'meta' part")
         state.part = name
 
     def on_part_data(data: bytes, start: int, end: int) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from maas.errors import DeadlineExceeded
+from maas.errors import DeadlineExceeded, InvalidInput
 from maas.registry.records import VersionRecord
 from maas.serving.codec import Group
 from maas.serving.routing import Router
@@ -35,6 +35,13 @@ class DataPlane:
         """Run every group on `version`; a group larger than the version's max batch size is
         cut into pieces that run (and may be batched with other requests) on their own."""
         max_batch = int(version.batching.get("max_batch_size", 32))
+        max_queue = int(version.batching.get("max_queue", 1024))
+        count = sum(len(group[0]) for group in groups if group)
+        if count > max_queue:  # its pieces would never all be queued: waiting would not help
+            raise InvalidInput(
+                f"the request holds {count} instances; {version.key} queues at most "
+                f"{max_queue} (its batching.max_queue): send them in smaller requests"
+            )
         pieces = [_cut(group, max_batch) for group in groups]
         try:
             if self._backend.enforces_deadlines:

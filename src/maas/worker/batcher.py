@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from maas.errors import Overloaded
+from maas.errors import InvalidInput, Overloaded
 from maas.telemetry import VersionTelemetry
 from maas.types import LoadSpec
 
@@ -106,6 +106,11 @@ class Batcher:
 
     def submit(self, item: Pending) -> None:
         item.count = len(item.arrays[0]) if item.arrays else 0
+        if item.count > self.max_queue:  # it would never fit: waiting would not help
+            raise InvalidInput(
+                f"the request holds {item.count} instances; {self.spec.key} queues at most "
+                f"{self.max_queue} (its batching.max_queue): send them in smaller requests"
+            )
         if self._queued + item.count > self.max_queue:
             batches_ahead = self._queued / self.max_batch + 1
             retry_after = batches_ahead * self.stats.mean_batch_s

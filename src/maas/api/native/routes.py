@@ -150,8 +150,10 @@ PREDICT_ANSWERS = inference_answers(
         401: "`unauthenticated` (only with MAAS_REQUIRE_INFER_KEY=true)",
         403: "`forbidden`: the key may not run this model",
         404: "`model_not_found`, `version_not_found` or `alias_not_found`, or no such route",
-        413: "`payload_too_large`: the body is past MAAS_MAX_BODY_BYTES",
-        422: "`invalid_input`: the instances do not match the model's signature",
+        413: "`payload_too_large`: the body is past MAAS_MAX_BODY_BYTES, or it holds more "
+        "than MAAS_MAX_INSTANCES instances",
+        422: "`invalid_input`: the instances do not match the model's signature, or there are "
+        "more than the version's queue holds",
         429: "`queue_full`: the version's queue is full; Retry-After says when to try again",
         503: "`unavailable`: no ready worker holds the version (or the gateway is draining)",
         504: "`deadline_exceeded`: the deadline passed before the answer",

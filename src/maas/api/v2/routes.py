@@ -56,7 +56,8 @@ INFER_ANSWERS = inference_answers(
         401: "no valid key (only with MAAS_REQUIRE_INFER_KEY=true)",
         403: "the key may not run this model",
         404: "no such model, version or alias, or no such route",
-        413: "the body is past MAAS_MAX_BODY_BYTES",
+        413: "the body is past MAAS_MAX_BODY_BYTES, or it holds more than MAAS_MAX_INSTANCES "
+        "instances",
         429: "the version's queue is full; Retry-After says when to try again",
         503: "no ready worker holds the version (or the gateway is draining)",
         504: "the deadline passed before the answer",
