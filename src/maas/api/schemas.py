@@ -202,10 +202,11 @@ def key_json(k: KeyRecord, secret: str | None = None) -> dict[str, Any]:
         "scopes": list(k.scopes),
         "models": list(k.models) if k.models is not None else None,
         "expires_at": _ts(k.expires_at),
-        "rate_limit_per_s": k.rate_limit_per_s,
         "created_at": _ts(k.created_at),
         "revoked_at": _ts(k.revoked_at),
     }
+    if k.rate_limit_per_s is not None:  # only then: the contract's shape stays as it is
+        out["rate_limit_per_s"] = k.rate_limit_per_s
     if secret is not None:
         out["secret"] = secret
     return out
@@ -428,7 +429,7 @@ class KeyOut(BaseModel):
     models: list[str] | None = Field(description="the models it may act on; null: all")
     expires_at: Timestamp | None = Field(description="null: never")
     rate_limit_per_s: float | None = Field(
-        description="requests per second (on each host); null: the deployment's default"
+        None, description="requests per second (on each host); only on a key that has its own"
     )
     created_at: Timestamp
     revoked_at: Timestamp | None
