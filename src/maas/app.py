@@ -64,7 +64,10 @@ def _default_backend(settings: Settings) -> InferenceBackend:
         return WorkerPool(list(settings.worker_endpoints), keys=keys, artifacts=store.path_for)
     from maas.worker.inproc import InprocWorker
 
-    return WorkerPool([], local=InprocWorker(torch_threads=settings.effective_torch_threads))
+    local = InprocWorker(
+        torch_threads=settings.effective_torch_threads, artifact_key=settings.sealing_key
+    )
+    return WorkerPool([], local=local)
 
 
 def create_app(
@@ -80,7 +83,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = db.open_database(settings.database_url)
-        store = ArtifactStore(settings.artifact_dir)
+        store = ArtifactStore(settings.artifact_dir, key=settings.sealing_key)
         backend = backend_factory(settings)
         readiness = Readiness(demo=on_started is None)
         background: set[asyncio.Task[None]] = set()

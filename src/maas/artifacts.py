@@ -11,8 +11,10 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
+from typing import IO
 
 from maas.errors import InvalidArtifact, PayloadTooLarge
+from maas.sealing import ArtifactKey, read_plain
 
 CHUNK = 1024 * 1024
 
@@ -39,20 +41,37 @@ class ArtifactWriter:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
-    def commit(self) -> tuple[str, bool]:
-        """Move the finished upload into place. Returns its digest and whether it is new."""
-        self._file.close()
+    def finish(self) -> None:
+        """The upload is complete: its file (`tmp_path`) can be inspected before `commit`."""
+        if not self._file.closed:
+            self._file.close()
         if self.size == 0:
             self.discard()
             raise InvalidArtifact("the uploaded file is empty")
+
+    def commit(self) -> tuple[str, bool]:
+        """Move the finished upload into place, sealed when the store has a key. Returns its
+        digest and whether it is new."""
+        self.finish()
         digest = self.sha256
         final = self._store.path_for(digest)
         if final.exists():
             self.tmp_path.unlink(missing_ok=True)
             return digest, False
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.tmp_path, 0o444)
-        os.replace(self.tmp_path, final)
+        placed = self.tmp_path
+        key = self._store.key
+        if key is not None:
+            placed = self.tmp_path.with_name(self.tmp_path.name + ".sealed")
+            try:
+                with open(self.tmp_path, "rb") as plain, open(placed, "xb") as sealed:
+                    key.seal(plain, sealed)
+            except BaseException:
+                placed.unlink(missing_ok=True)
+                raise
+            self.tmp_path.unlink(missing_ok=True)  # the plain bytes leave the disk
+        os.chmod(placed, 0o444)
+        os.replace(placed, final)
         return digest, True
 
     def discard(self) -> None:
@@ -62,9 +81,10 @@ class ArtifactWriter:
 
 
 class ArtifactStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key: ArtifactKey | None = None) -> None:
         self.root = root
         self.tmp_dir = root / "tmp"
+        self.key = key  # seals what is stored (maas.sealing); None: stored plain
 
     def prepare(self) -> None:
         """Create the layout and sweep temporaries left by a crash."""
@@ -99,15 +119,22 @@ class ArtifactStore:
         return await asyncio.to_thread(_put)
 
 
-def verify_file(path: Path, sha256: str) -> None:
-    """Re-hash a stored artifact before it is loaded; raises InvalidArtifact on any mismatch."""
+def open_verified(path: Path, sha256: str, key: ArtifactKey | None) -> IO[bytes]:
+    """A stored artifact, ready to load: opened (a sealed one decrypted into memory) and its
+    sha256 checked; InvalidArtifact when it is missing, does not open, or does not match."""
     if not path.is_file():
         raise InvalidArtifact(f"artifact {sha256} is missing from the store")
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != sha256:
+    handle, digest = read_plain(path, key)
+    if digest != sha256:
+        handle.close()
         raise InvalidArtifact(
-            f"artifact checksum mismatch: expected sha256 {sha256}, file has {digest.hexdigest()}"
+            f"artifact checksum mismatch: expected sha256 {sha256}, file has {digest}"
         )
+    return handle
+
+
+def content_sha256(path: Path, key: ArtifactKey | None) -> str:
+    """The sha256 of the artifact a file holds (opened first when sealed)."""
+    handle, digest = read_plain(path, key)
+    handle.close()
+    return digest

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from maas.sealing import ArtifactKey
+
 MiB = 1024 * 1024
 ENV_PREFIX = "MAAS_"
 # Variables maas reads that are not settings of a serving process (the CLI's own).
@@ -40,6 +42,9 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, le=256)
     max_body_bytes: int = Field(16 * MiB, ge=1024)
     max_artifact_bytes: int = Field(2048 * MiB, ge=1024)
+    # With it, artifacts are sealed at rest (AES-256-GCM; maas.sealing): gateways seal what
+    # they store, workers open it in memory. 64 hex digits or base64 (`maas keys artifact`).
+    artifact_key: str | None = Field(None, repr=False)  # never in a log line
     # Instances (rows of the batch axis) one inference request may hold, whatever its size.
     max_instances: int = Field(10_000, ge=1, le=10_000_000)
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)
@@ -73,6 +78,20 @@ class Settings(BaseSettings):
     # Connection: close) before it closes them; in-flight requests finish either way.
     drain_s: float = Field(5.0, ge=0, le=600)
     migrate_on_start: bool = True  # off for gateways whose supervisor migrated already
+
+    @field_validator("artifact_key")
+    @classmethod
+    def _artifact_key_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            ArtifactKey.parse(value)  # ValueError says what it must be
+        return value
+
+    @property
+    def sealing_key(self) -> ArtifactKey | None:
+        """The artifact key, parsed; None without MAAS_ARTIFACT_KEY."""
+        if self.artifact_key is None:
+            return None
+        return ArtifactKey.parse(self.artifact_key)
 
     @field_validator("bootstrap_admin_key")
     @classmethod

@@ -34,11 +34,17 @@ async def publish_version(
     create_model: bool = False,
 ) -> VersionRecord:
     """The new version; with `wait`, once its load has finished (`ready` or `failed`)."""
+    await asyncio.to_thread(writer.finish)
+    try:
+        # The plain upload is inspected before it is stored (sealed, with MAAS_ARTIFACT_KEY).
+        await asyncio.to_thread(check_archive, writer.tmp_path, meta.format)
+    except BaseException:
+        await asyncio.to_thread(writer.discard)
+        raise
     digest, is_new = await asyncio.to_thread(writer.commit)
     path = store.path_for(digest)
     new_version = meta.to_new_version()
     try:
-        await asyncio.to_thread(check_archive, path, meta.format)
         if wait and meta.load:
             draft = draft_record(model, sha256=digest, size=writer.size, meta=new_version)
             await backend.check(draft.load_spec(str(path)))

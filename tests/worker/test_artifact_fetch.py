@@ -17,6 +17,7 @@ from worker_proc import load_spec, write_artifact
 
 from maas.dispatch.pool import WorkerPool
 from maas.errors import ModelLoadError
+from maas.sealing import MAGIC, ArtifactKey
 from maas.types import VersionKey
 from maas.worker import cache as cache_module
 from maas.worker.cache import ArtifactCache
@@ -29,9 +30,13 @@ class _Half(torch.nn.Module):
 
 
 @contextmanager
-def worker_thread(endpoint: str, cache: Path) -> Iterator[None]:
+def worker_thread(endpoint: str, cache: Path, key: ArtifactKey | None = None) -> Iterator[None]:
     server = WorkerServer(
-        endpoint=endpoint, worker_id="far", device="cpu", cache=ArtifactCache(cache)
+        endpoint=endpoint,
+        worker_id="far",
+        device="cpu",
+        cache=ArtifactCache(cache, key),
+        artifact_key=key,
     )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
@@ -98,4 +103,30 @@ async def test_a_corrupt_or_missing_artifact_is_a_load_error_and_nothing_is_kept
             await _serve_once(endpoint, lambda sha: tampered, elsewhere)
         with pytest.raises(ModelLoadError, match="cannot send artifact"):
             await _serve_once(endpoint, lambda sha: store / "gone.pt", elsewhere)
+    assert list(cache.iterdir()) == []
+
+
+async def test_a_sealed_artifact_is_fetched_as_stored_and_opened_only_in_memory(
+    tmp_path: Path,
+) -> None:
+    key = ArtifactKey.parse(ArtifactKey.generate())
+    store = tmp_path / "gateway"
+    store.mkdir()
+    path, digest = write_artifact(store, _Half())
+    sealed = store / "sealed.pt"
+    with path.open("rb") as plain, sealed.open("wb") as out:
+        key.seal(plain, out)
+    elsewhere = dataclasses.replace(load_spec(path, digest), path="/not/on/this/host.pt")
+    cache = tmp_path / "worker-cache"
+    endpoint = f"ipc://{tmp_path}/far.sock"
+    with worker_thread(endpoint, cache, key):
+        assert await _serve_once(endpoint, lambda sha: sealed, elsewhere) == [[2.0] * 3] * 2
+    kept = (cache / digest).read_bytes()
+    assert kept.startswith(MAGIC)  # the cache holds it sealed, as the gateway stores it
+    assert path.read_bytes()[:64] not in kept
+    other = ArtifactKey.parse(ArtifactKey.generate())
+    (cache / digest).unlink()
+    refused = pytest.raises(ModelLoadError, match="does not open with this MAAS_ARTIFACT_KEY")
+    with worker_thread(endpoint, cache, other), refused:
+        await _serve_once(endpoint, lambda sha: sealed, elsewhere)
     assert list(cache.iterdir()) == []

@@ -138,6 +138,16 @@ def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, An
     return answer
 
 
+@keys.command("artifact")
+def keys_artifact() -> None:
+    """Print a new artifact key (MAAS_ARTIFACT_KEY: artifacts sealed at rest, AES-256-GCM).
+    Give the same one to every gateway and worker; keep it: artifacts sealed with it open
+    with it only."""
+    from maas.sealing import ArtifactKey
+
+    say(ArtifactKey.generate())
+
+
 @keys.command("worker")
 @click.option(
     "--out",

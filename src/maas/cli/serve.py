@@ -155,6 +155,7 @@ def worker(
         restarts=restarts,
         keys=keys,
         cache_dir=settings.worker_cache_dir,
+        artifact_key=settings.sealing_key,
         on_serving=(
             (lambda server: announce_worker(settings.database_url, server, reachable))
             if announce

@@ -9,7 +9,6 @@ ZeroMQ link). A partial or corrupt download never takes the final name.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import uuid
@@ -17,7 +16,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
-from maas.errors import ModelLoadError
+from maas.artifacts import content_sha256
+from maas.errors import InvalidArtifact, ModelLoadError
+from maas.sealing import ArtifactKey
 from maas.transport import messages as msg
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ Ask = Callable[[int, int], Awaitable[tuple[msg.Chunk, bytes]]]
 
 
 class ArtifactCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key: ArtifactKey | None = None) -> None:
         self.root = root
+        self._key = key  # the gateway sends sealed artifacts as they are stored
 
     def find(self, sha256: str) -> Path | None:
         path = self.root / sha256
@@ -40,7 +42,6 @@ class ArtifactCache:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         final = self.root / sha256
         partial = self.root / f".{sha256}.{uuid.uuid4().hex}.part"
-        digest = hashlib.sha256()
         handle: IO[bytes] = await asyncio.to_thread(partial.open, "wb")
         try:
             offset, total = 0, None
@@ -53,13 +54,16 @@ class ArtifactCache:
                 if not data and offset < chunk.total:
                     raise ModelLoadError(f"artifact {sha256[:12]} ended early at byte {offset}")
                 total = chunk.total
-                digest.update(data)
                 await asyncio.to_thread(handle.write, data)
                 offset += len(data)
             await asyncio.to_thread(handle.close)
-            if digest.hexdigest() != sha256:
+            try:  # a sealed one is opened to check it: the digest is the artifact's own
+                got = await asyncio.to_thread(content_sha256, partial, self._key)
+            except InvalidArtifact as exc:
+                raise ModelLoadError(exc.message) from None
+            if got != sha256:
                 raise ModelLoadError(
-                    f"the artifact fetched for {sha256[:12]} has sha256 {digest.hexdigest()[:12]}"
+                    f"the artifact fetched for {sha256[:12]} has sha256 {got[:12]}"
                 )
             await asyncio.to_thread(os.replace, partial, final)
             log.info("fetched artifact %s (%d bytes) into %s", sha256[:12], offset, self.root)

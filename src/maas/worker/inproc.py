@@ -14,6 +14,7 @@ import uuid
 
 import zmq
 
+from maas.sealing import ArtifactKey
 from maas.worker.loop import WorkerServer
 
 WORKER_NAME = "inprocess"
@@ -21,7 +22,13 @@ _START_TIMEOUT_S = 10.0
 
 
 class InprocWorker:
-    def __init__(self, *, torch_threads: int, worker_id: str = WORKER_NAME) -> None:
+    def __init__(
+        self,
+        *,
+        torch_threads: int,
+        worker_id: str = WORKER_NAME,
+        artifact_key: ArtifactKey | None = None,
+    ) -> None:
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.endpoint = f"inproc://maas-worker-{uuid.uuid4().hex}"
         self._server = WorkerServer(
@@ -30,6 +37,7 @@ class InprocWorker:
             device="cpu",
             context=self.context,
             torch_threads=torch_threads,
+            artifact_key=artifact_key,
         )
         self._thread = threading.Thread(target=self._run, name=f"maas-{worker_id}", daemon=True)
 

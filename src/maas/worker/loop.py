@@ -37,6 +37,7 @@ import numpy as np
 import zmq
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, ModelLoadError, Unavailable
+from maas.sealing import ArtifactKey
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys
 from maas.transport.version import PROTOCOL
@@ -77,6 +78,7 @@ class WorkerServer:
         keys: DeploymentKeys | None = None,
         cache: ArtifactCache | None = None,
         threads: int = 0,
+        artifact_key: ArtifactKey | None = None,
     ) -> None:
         """`context` is shared with the gateway for an `inproc://` endpoint (the loop then runs
         on a thread of the gateway's process, and sets torch's threads at its first load)."""
@@ -85,6 +87,7 @@ class WorkerServer:
         self._torch_threads = torch_threads
         self._keys = keys
         self._cache = cache
+        self._artifact_key = artifact_key  # opens sealed artifacts (maas.sealing)
         self._fetches: dict[int, asyncio.Future[tuple[msg.Chunk, bytes]]] = {}
         self._fetch_ids = itertools.count(1)
         self.bound = threading.Event()
@@ -324,7 +327,7 @@ class WorkerServer:
             torch.set_num_threads(threads)
         from maas.worker.runtime import load_model
 
-        return load_model(spec)
+        return load_model(spec, self._artifact_key)
 
     # running --------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from maas.sealing import ArtifactKey
 from maas.transport.curve import DeploymentKeys
 from maas.worker.cache import ArtifactCache
 from maas.worker.loop import WorkerServer
@@ -34,6 +35,7 @@ def run_worker(
     restarts: int,
     keys: DeploymentKeys | None = None,
     cache_dir: Path | None = None,
+    artifact_key: ArtifactKey | None = None,
     on_serving: Callable[[WorkerServer], None] | None = None,
 ) -> None:
     """Process entry point (`maas worker`): thread settings first, then torch, then serve."""
@@ -52,7 +54,8 @@ def run_worker(
         restarts=restarts,
         threads=threads,
         keys=keys,
-        cache=ArtifactCache(cache_dir) if cache_dir is not None else None,
+        cache=ArtifactCache(cache_dir, artifact_key) if cache_dir is not None else None,
+        artifact_key=artifact_key,
     )
     if on_serving is not None:
         on_serving(server)  # the caller's announcement, once device and threads are known

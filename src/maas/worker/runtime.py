@@ -12,13 +12,14 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
-from maas.artifacts import verify_file
+from maas.artifacts import open_verified
 from maas.errors import InvalidArtifact, InvalidInput, ModelLoadError
+from maas.sealing import ArtifactKey
 from maas.signature import group_instances
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec
 from maas.worker.diagnosis import cause, with_hint
@@ -127,16 +128,17 @@ def _check_output_shape(shape: tuple[int, ...], spec: TensorSpec) -> None:
         )
 
 
-def load_model(spec: LoadSpec) -> LoadedModel:
-    """Verify, load, warm up and check one version. Blocking: call it off the event loop."""
-    path = Path(spec.path)
+def load_model(spec: LoadSpec, key: ArtifactKey | None = None) -> LoadedModel:
+    """Verify, load, warm up and check one version (a sealed artifact opened in memory with
+    `key`). Blocking: call it off the event loop."""
     try:
-        verify_file(path, spec.sha256)
+        artifact = open_verified(Path(spec.path), spec.sha256, key)
     except InvalidArtifact as exc:
         raise ModelLoadError(exc.message) from None
     device = resolve_device(spec.device)
     try:
-        module = _load_module(path, spec.format, device)
+        with artifact:
+            module = _load_module(artifact, spec.format, device)
     except ModelLoadError:
         raise
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
@@ -148,13 +150,12 @@ def load_model(spec: LoadSpec) -> LoadedModel:
     return model
 
 
-def _load_module(path: Path, fmt: ArtifactFormat, device: torch.device) -> Any:
+def _load_module(artifact: IO[bytes], fmt: ArtifactFormat, device: torch.device) -> Any:
     if fmt is ArtifactFormat.TORCHSCRIPT:
-        module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
+        module = torch.jit.load(artifact, map_location=device)  # type: ignore[no-untyped-call]
         module.eval()
         return module
-    with open(path, "rb") as fh:  # a file object: torch.export wants .pt2 names otherwise
-        program = torch.export.load(fh)
+    program = torch.export.load(artifact)  # a file object: it wants .pt2 names otherwise
     module = program.module()
     if device.type != "cpu":
         module = module.to(device)
