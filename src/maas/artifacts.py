@@ -7,13 +7,16 @@ complete, accepted upload is moved into place, so an interrupted or rejected one
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from maas.errors import InvalidArtifact, PayloadTooLarge
+from maas.errors import InsufficientStorage, InvalidArtifact, PayloadTooLarge
 from maas.sealing import ArtifactKey, read_plain
 
 CHUNK = 1024 * 1024
@@ -35,7 +38,8 @@ class ArtifactWriter:
         if self.size > self._max_bytes:
             raise PayloadTooLarge(f"artifact exceeds the upload limit of {self._max_bytes} bytes")
         self._hash.update(chunk)
-        self._file.write(chunk)
+        with _out_of_space_is_507():
+            self._file.write(chunk)
 
     @property
     def sha256(self) -> str:
@@ -44,7 +48,8 @@ class ArtifactWriter:
     def finish(self) -> None:
         """The upload is complete: its file (`tmp_path`) can be inspected before `commit`."""
         if not self._file.closed:
-            self._file.close()
+            with _out_of_space_is_507():
+                self._file.close()  # flushes: the disk may fill here too
         if self.size == 0:
             self.discard()
             raise InvalidArtifact("the uploaded file is empty")
@@ -64,7 +69,11 @@ class ArtifactWriter:
         if key is not None:
             placed = self.tmp_path.with_name(self.tmp_path.name + ".sealed")
             try:
-                with open(self.tmp_path, "rb") as plain, open(placed, "xb") as sealed:
+                with (
+                    _out_of_space_is_507(),
+                    open(self.tmp_path, "rb") as plain,
+                    open(placed, "xb") as sealed,
+                ):
                     key.seal(plain, sealed)
             except BaseException:
                 placed.unlink(missing_ok=True)
@@ -87,11 +96,17 @@ class ArtifactStore:
         self.key = key  # seals what is stored (maas.sealing); None: stored plain
 
     def prepare(self) -> None:
-        """Create the layout and sweep temporaries left by a crash."""
+        """Create the layout (leftovers of a crash are the sweeper's: `maas.sweeper`; a
+        gateway starting next to others must not take their uploads in progress)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         (self.root / "sha256").mkdir(parents=True, exist_ok=True)
-        for leftover in self.tmp_dir.glob("upload-*"):
-            leftover.unlink(missing_ok=True)
+
+    def temporaries(self) -> list[Path]:
+        return sorted(self.tmp_dir.glob("upload-*"))
+
+    def digests(self) -> list[str]:
+        """Every artifact stored, by sha256."""
+        return sorted(p.name for p in (self.root / "sha256").glob("??/*") if len(p.name) == 64)
 
     def path_for(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -117,6 +132,18 @@ class ArtifactStore:
                 raise
 
         return await asyncio.to_thread(_put)
+
+
+@contextlib.contextmanager
+def _out_of_space_is_507() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                "the artifact store is out of disk space; nothing of this upload was kept"
+            ) from None
+        raise
 
 
 def open_verified(path: Path, sha256: str, key: ArtifactKey | None) -> IO[bytes]:

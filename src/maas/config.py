@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # With it, artifacts are sealed at rest (AES-256-GCM; maas.sealing): gateways seal what
     # they store, workers open it in memory. 64 hex digits or base64 (`maas keys artifact`).
     artifact_key: str | None = Field(None, repr=False)  # never in a log line
+    # `maas serve` sweeps what a crash left in the artifact store at its start (maas.sweeper):
+    # files at least this old, so an upload another host is finishing keeps its own.
+    sweep_min_age_s: float = Field(60.0, ge=0, le=86_400)
     # Instances (rows of the batch axis) one inference request may hold, whatever its size.
     max_instances: int = Field(10_000, ge=1, le=10_000_000)
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)

@@ -135,6 +135,12 @@ class RateLimited(Overloaded):
     code = "rate_limited"
 
 
+class InsufficientStorage(MaasError):
+    """The artifact store's disk is full (507); nothing of the upload was kept."""
+
+    code = "insufficient_storage"
+
+
 class Unavailable(MaasError):
     code = "unavailable"
 

@@ -205,17 +205,24 @@ class Supervisor:
 
 
 async def prepare_registry(settings: Settings) -> None:
-    """Migrations and the bootstrap key, once, before any gateway starts."""
+    """Migrations, the bootstrap key and the sweep of what a crash left (`maas.sweeper`),
+    once, before any gateway starts."""
+    from maas.artifacts import ArtifactStore
     from maas.auth import ensure_key
     from maas.registry import db
     from maas.registry.service import Registry
+    from maas.sweeper import sweep
     from maas.types import Scope
 
     database = db.open_database(settings.database_url)
     try:
         await db.upgrade(database.engine)
+        registry = Registry(database.reads, writes=database.writes)
+        store = ArtifactStore(settings.artifact_dir, key=settings.sealing_key)
+        report = await sweep(registry, store, min_age_s=settings.sweep_min_age_s)
+        if report.cleaned:
+            print(f"maas: {report}", file=sys.stderr)
         if settings.bootstrap_admin_key:
-            registry = Registry(database.reads, writes=database.writes)
             await ensure_key(
                 registry,
                 name="bootstrap-admin",

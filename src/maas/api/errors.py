@@ -31,6 +31,7 @@ STATUS: dict[type[errors.MaasError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.InsufficientStorage: 507,
     errors.InvalidInput: 422,
     errors.InvalidArtifact: 422,
     errors.Overloaded: 429,

@@ -251,6 +251,12 @@ class Registry:
             )
             return [VersionRecord.from_row(row, name) for row, name in rows]
 
+    async def all_versions(self) -> list[VersionRecord]:
+        """Every version of every model, whatever its status."""
+        async with self._sessions() as session:
+            rows = await repo.versions_with_status(session, statuses=list(VersionStatus))
+            return [VersionRecord.from_row(row, name) for row, name in rows]
+
     async def artifact_users(self, sha256: str) -> int:
         async with self._sessions() as session:
             return await repo.count_artifact_users(session, sha256=sha256)

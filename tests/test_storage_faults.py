@@ -1,0 +1,212 @@
+"""Faults around the artifact store that must lose nothing and leave nothing: a disk that
+fills during an upload (507, no file, no version), and what a crash leaves between the steps
+of an upload, swept at the next `maas serve` (the sweeper says what it cleaned)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
+from gateway import ADMIN, make_settings, running_gateway
+from maas.artifacts import ArtifactStore
+from maas.registry import db
+from maas.registry.service import Registry
+from maas.sweeper import MISSING, sweep
+from server import free_port
+
+MiB = 1024 * 1024
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "1m") -> Iterator[Path]:
+    """A real filesystem of `size` (tmpfs): writes past it fail with ENOSPC."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+async def test_a_full_disk_during_an_upload_is_507_and_leaves_nothing(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        settings = make_settings(tmp_path).model_copy(update={"artifact_dir": disk / "artifacts"})
+        async with running_gateway(settings) as gw:
+            await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+            before = sorted(p for p in disk.rglob("*") if p.is_file())
+            answer = await gw.upload("mlp", os.urandom(3 * MiB), mlp_meta())
+            assert answer.status_code == 507, answer.text
+            assert answer.json()["error"]["code"] == "insufficient_storage"
+            assert sorted(p for p in disk.rglob("*") if p.is_file()) == before
+            listed = await gw.client.get("/admin/models/mlp", headers=ADMIN)
+            assert [v["version"] for v in listed.json()["versions"]] == [1]
+            served = await gw.predict("/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]]})
+            assert served.status_code == 200  # the rest keeps serving
+
+
+async def test_the_sweeper_makes_store_and_registry_agree_and_says_what_it_did(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)
+    async with running_gateway(settings) as gw:
+        await gw.deploy("kept", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
+        await gw.deploy("lost", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta())
+    store = ArtifactStore(settings.artifact_dir)
+    database = db.open_database(settings.database_url)
+    try:
+        registry = Registry(database.reads, writes=database.writes)
+        (lost,) = [v for v in await registry.all_versions() if v.key.model == "lost"]
+        (kept,) = [v for v in await registry.all_versions() if v.key.model == "kept"]
+        store.delete(lost.sha256)  # a file the store lost
+        orphan = store.path_for("ab" * 32)  # a file stored, its row never written
+        orphan.parent.mkdir(parents=True, exist_ok=True)
+        orphan.write_bytes(b"stored, never registered")
+        (store.tmp_dir / "upload-deadbeef").write_bytes(b"half an upload")
+        young = store.tmp_dir / "upload-young"
+
+        report = await sweep(registry, store, min_age_s=0)
+        young.write_bytes(b"an upload in progress now")
+        again = await sweep(registry, store, min_age_s=60)
+
+        assert report.temporaries == 1
+        assert report.orphans == ["ab" * 32]
+        assert report.missing == ["lost@1"]
+        assert "swept 1 unfinished upload(s) and 1 artifact(s)" in str(report)
+        assert store.digests() == [kept.sha256]
+        assert store.temporaries() == [young]  # too young for the second sweep: kept
+        assert not again.cleaned
+        failed = await registry.get_version(lost.key)
+        assert (failed.status.value, failed.load_error) == ("failed", MISSING)
+        assert (await registry.get_version(kept.key)).status.value == "ready"
+    finally:
+        await database.dispose()
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and every process below it (gateways and workers are their own groups)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _serve(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MAAS_DATABASE_URL": f"sqlite:///{data}/registry.db",
+        "MAAS_ARTIFACT_DIR": str(data / "artifacts"),
+        "MAAS_DATA_DIR": str(data),
+        "MAAS_TORCH_THREADS": "1",
+        "MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN["Authorization"].removeprefix("Bearer "),
+        "MAAS_SWEEP_MIN_AGE_S": "0",
+    }
+    argv = [sys.executable, "-m", "maas", "serve", "--port", str(port), "--gateways", "1"]
+    return subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def _up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    for _ in range(600):
+        assert process.poll() is None, log.read_text()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(log.read_text())
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_an_upload_then_a_restart_leaves_store_and_registry_agreeing(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = _serve(tmp_path, port, tmp_path / "first.log")
+    try:
+        _up(url, first, tmp_path / "first.log")
+        assert httpx.post(url + "/admin/models", json={"name": "m"}, headers=ADMIN).is_success
+        sent = threading.Event()
+
+        def body() -> Iterator[bytes]:
+            boundary = b"--b\r\n"
+            yield boundary + b'Content-Disposition: form-data; name="file"; filename="m"\r\n\r\n'
+            for _ in range(8):
+                yield os.urandom(256 * 1024)
+            sent.set()
+            time.sleep(30)  # killed meanwhile: the upload never ends
+
+        def upload() -> None:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(
+                    url + "/admin/models/m/versions",
+                    content=body(),
+                    headers={**ADMIN, "Content-Type": "multipart/form-data; boundary=b"},
+                    timeout=60,
+                )
+
+        thread = threading.Thread(target=upload, daemon=True)
+        thread.start()
+        assert sent.wait(30)
+        tmp = tmp_path / "artifacts" / "tmp"
+        for _ in range(100):  # until the gateway has written part of it to disk
+            if any(p.stat().st_size > 0 for p in tmp.glob("upload-*")):
+                break
+            time.sleep(0.05)
+        assert list(tmp.glob("upload-*")), "the upload never reached the store"
+        for pid in _tree(first.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        for pid in _tree(first.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    second = _serve(tmp_path, port, tmp_path / "second.log")
+    try:
+        _up(url, second, tmp_path / "second.log")
+        said = (tmp_path / "second.log").read_text()
+        assert "maas: swept 1 unfinished upload(s)" in said, said
+        assert list((tmp_path / "artifacts" / "tmp").glob("upload-*")) == []
+        versions = httpx.get(url + "/admin/models/m", headers=ADMIN).json()["versions"]
+        assert versions == []  # no half-registered version
+        made = httpx.post(
+            url + "/admin/models/m/versions",
+            files={"file": ("m.pt", torchscript_bytes(tiny_mlp()))},
+            data={"meta": json.dumps(mlp_meta())},
+            headers=ADMIN,
+            timeout=60,
+        )
+        assert made.status_code == 201, made.text  # and the store takes uploads again
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(30)
+        except subprocess.TimeoutExpired:
+            for pid in _tree(second.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
