@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 # bench/ arrives with the serving-core issue; lint it once it exists.
 LINT_PATHS := src tests migrations $(wildcard bench)
 
-.PHONY: serve test lint bench fuzz fmt clean promtool
+.PHONY: serve test lint bench soak fuzz fmt clean promtool
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ test: $(STAMP) promtool
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The soak: `small` at C=64 for 10 minutes, every process's RSS watched (bench/soak.py).
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # The long fuzz campaign: tests/fuzz with 1200 cases per operation and phase (past 50,000 in
 # all; `make test` runs it with 40). FUZZ_EXAMPLES=N to change it.

@@ -4,6 +4,7 @@ of an upload, swept at the next `maas serve` (the sweeper says what it cleaned).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from maas.artifacts import ArtifactStore
 from maas.registry import db
 from maas.registry.service import Registry
 from maas.sweeper import MISSING, sweep
+from pg import StoppablePostgres, stoppable_postgres  # noqa: F401
 from server import free_port
 
 MiB = 1024 * 1024
@@ -210,3 +212,50 @@ def test_sigkill_in_the_middle_of_an_upload_then_a_restart_leaves_store_and_regi
             for pid in _tree(second.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.postgres
+async def test_the_database_going_away_mid_upload_leaves_no_half_registered_version(
+    tmp_path: Path,
+    stoppable_postgres: StoppablePostgres,  # noqa: F811
+) -> None:
+    pg = stoppable_postgres
+    settings = make_settings(tmp_path, database_url=pg.url)
+    async with running_gateway(settings) as gw:
+        await gw.deploy("mlp", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
+        artifact = torchscript_bytes(tiny_mlp(seed=2))
+        boundary = "cut"
+
+        async def body() -> AsyncIterator[bytes]:
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="meta"\r\n\r\n'
+                f"{json.dumps(mlp_meta())}\r\n--{boundary}\r\n"
+                'Content-Disposition: form-data; name="file"; filename="m.pt"\r\n\r\n'
+            ).encode()
+            yield artifact[: len(artifact) // 2]
+            await asyncio.to_thread(pg.stop)  # the database goes away mid-upload
+            yield artifact[len(artifact) // 2 :] + f"\r\n--{boundary}--\r\n".encode()
+
+        answer = await gw.client.post(
+            "/admin/models/mlp/versions",
+            content=body(),
+            headers={**ADMIN, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "registry_unavailable"
+        served = await gw.predict("/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]]})
+        assert served.status_code == 200  # inference goes on meanwhile
+        await asyncio.to_thread(pg.start)
+        listed = await gw.client.get("/admin/models/mlp", headers=ADMIN)
+        assert [v["version"] for v in listed.json()["versions"]] == [1]  # nothing half-made
+    # The artifact it had stored is swept (it could not ask the database whether it was used).
+    store = ArtifactStore(settings.artifact_dir)
+    database = db.open_database(settings.database_url)
+    try:
+        registry = Registry(database.reads, writes=database.writes)
+        report = await sweep(registry, store, min_age_s=0)
+        named = {v.sha256 for v in await registry.all_versions()}
+        assert set(store.digests()) == named
+        assert len(report.orphans) == 1  # kept while the database could not say it was unused
+    finally:
+        await database.dispose()
