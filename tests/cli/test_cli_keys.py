@@ -74,6 +74,8 @@ def test_create_limited_to_models_and_expiring(cli: Cli) -> None:
         "tokens",
         "--expires",
         "2099-01-31T00:00:00Z",
+        "--rate",
+        "50",
         "--json",
     ).json()
     assert created["models"] == ["digits", "tokens"]
