@@ -23,9 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from maas.errors import InvalidArtifact
 
 MAGIC = b"MAASGCM1"
@@ -41,6 +38,9 @@ class ArtifactKey:
     def __init__(self, raw: bytes) -> None:
         if len(raw) != 32:
             raise ValueError("an artifact key is 32 bytes (64 hex digits, or base64)")
+        # Imported here: a process without MAAS_ARTIFACT_KEY never loads it (~10 MB).
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(raw)
 
     @classmethod
@@ -76,6 +76,8 @@ class ArtifactKey:
     def open_chunks(self, source: IO[bytes], where: str) -> Iterator[bytes]:
         """The plain chunks of a sealed file (its magic already read); InvalidArtifact when
         the key is wrong or the file was altered."""
+        from cryptography.exceptions import InvalidTag
+
         prefix = source.read(_PREFIX)
         if len(prefix) != _PREFIX:
             raise InvalidArtifact(f"{where}: the sealed artifact is truncated")
