@@ -3,11 +3,9 @@ for a peer without them."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ from maas.dispatch.pool import WorkerPool
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys, KeysError, make_keys
 from maas.worker.loop import WorkerServer
+from worker_thread import serving
 
 MAAS = [sys.executable, "-m", "maas"]
 
@@ -32,15 +31,8 @@ def _free_port() -> int:
 @contextmanager
 def tcp_worker(keys: DeploymentKeys) -> Iterator[str]:
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    server = WorkerServer(endpoint=endpoint, worker_id="tw", device="cpu", keys=keys)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    assert server.bound.wait(10)
-    try:
+    with serving(WorkerServer(endpoint=endpoint, worker_id="tw", device="cpu", keys=keys)):
         yield endpoint
-    finally:
-        server.stop()
-        thread.join(10)
 
 
 def _keys(folder: Path) -> DeploymentKeys:

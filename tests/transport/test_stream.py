@@ -4,10 +4,10 @@ the kernel splits or holds back, and a clear refusal of a peer that speaks somet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +28,7 @@ from maas.transport.stream import (
 )
 from maas.worker.loop import WorkerServer
 from waiting import until
+from worker_thread import serving
 
 ZMTP_GREETING = b"\xff" + bytes(8) + b"\x7f"  # what a ZeroMQ socket sends first
 
@@ -144,17 +145,8 @@ async def test_a_worker_speaking_zeromq_on_ipc_is_refused_and_shown(tmp_path: Pa
             await pool.close()
 
 
-@contextmanager
-def _stream_worker(endpoint: str) -> Iterator[WorkerServer]:
-    server = WorkerServer(endpoint=endpoint, worker_id="sw", device="cpu")
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    assert server.bound.wait(10)
-    try:
-        yield server
-    finally:
-        server.stop()
-        thread.join(10)
+def _stream_worker(endpoint: str) -> contextlib.AbstractContextManager[WorkerServer]:
+    return serving(WorkerServer(endpoint=endpoint, worker_id="sw", device="cpu"))
 
 
 async def test_a_zeromq_gateway_is_refused_and_the_others_still_served(tmp_path: Path) -> None:

@@ -3,9 +3,7 @@ over the same link into its own cache, verifies it, and reuses it after a restar
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from maas.types import VersionKey
 from maas.worker import cache as cache_module
 from maas.worker.cache import ArtifactCache
 from maas.worker.loop import WorkerServer
+from worker_thread import serving
 
 
 class _Half(torch.nn.Module):
@@ -38,14 +37,8 @@ def worker_thread(endpoint: str, cache: Path, key: ArtifactKey | None = None) ->
         cache=ArtifactCache(cache, key),
         artifact_key=key,
     )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    assert server.bound.wait(10)
-    try:
+    with serving(server):
         yield
-    finally:
-        server.stop()
-        thread.join(10)
 
 
 async def _serve_once(endpoint: str, source: Callable[[str], Path], spec) -> list:  # type: ignore[no-untyped-def,type-arg]
