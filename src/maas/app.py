@@ -136,7 +136,7 @@ def create_app(
                 deployer=deployer,
                 router=router,
                 auth=auth,
-                dataplane=DataPlane(router, backend),
+                dataplane=DataPlane(router, backend, max_instances=settings.max_instances),
                 catalog=Catalog(router, backend),
                 readiness=readiness,
                 metrics=metrics,

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
-from maas.errors import ClientDisconnected, MaasError, PayloadTooLarge, VersionNotReady
+from maas.errors import ClientDisconnected, MaasError, VersionNotReady
 from maas.metrics import UNKNOWN_MODEL, UNKNOWN_VERSION
 from maas.services import Services
 from maas.serving.body import decode_content, read_body
@@ -73,7 +73,6 @@ async def serve(
                 request: Decoded[Any] = codec.decode(body, head, record)
             else:
                 request = await asyncio.to_thread(codec.decode, body, head, record)
-            _check_instances(request.groups, settings.max_instances)
             if request.timeout_s is not None:
                 timeout_s = min(timeout_s, request.timeout_s)
             outputs = await _unless_disconnected(
@@ -107,15 +106,6 @@ async def serve(
     finally:
         services.metrics.observe(
             model, version, codec.protocol, status, time.perf_counter() - started
-        )
-
-
-def _check_instances(groups: list[Any], limit: int) -> None:
-    count = sum(len(group[0]) for group in groups if group)
-    if count > limit:
-        raise PayloadTooLarge(
-            f"the request holds {count} instances; at most {limit} per request "
-            "(MAAS_MAX_INSTANCES): send them in several requests"
         )
 
 

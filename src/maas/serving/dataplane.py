@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from maas.errors import DeadlineExceeded, InvalidInput
+from maas.errors import DeadlineExceeded, InvalidInput, PayloadTooLarge
 from maas.registry.records import VersionRecord
 from maas.serving.codec import Group
 from maas.serving.routing import Router
@@ -20,9 +20,12 @@ from maas.types import InferenceBackend, ModelRef, VersionKey
 
 
 class DataPlane:
-    def __init__(self, router: Router, backend: InferenceBackend) -> None:
+    def __init__(
+        self, router: Router, backend: InferenceBackend, *, max_instances: int = 10_000
+    ) -> None:
         self._router = router
         self._backend = backend
+        self._max_instances = max_instances  # MAAS_MAX_INSTANCES
 
     async def resolve(self, ref: ModelRef, *, routing_key: str | None = None) -> VersionRecord:
         """The ready version a request runs on. A ref resolves once, at admission: the request
@@ -37,6 +40,11 @@ class DataPlane:
         max_batch = int(version.batching.get("max_batch_size", 32))
         max_queue = int(version.batching.get("max_queue", 1024))
         count = sum(len(group[0]) for group in groups if group)
+        if count > self._max_instances:
+            raise PayloadTooLarge(
+                f"the request holds {count} instances; at most {self._max_instances} per "
+                "request (MAAS_MAX_INSTANCES): send them in several requests"
+            )
         if count > max_queue:  # its pieces would never all be queued: waiting would not help
             raise InvalidInput(
                 f"the request holds {count} instances; {version.key} queues at most "
