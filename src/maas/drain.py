@@ -15,6 +15,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -54,10 +55,22 @@ class Drain:
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, draining for `drain_s` before its own shutdown."""
 
-    def __init__(self, config: uvicorn.Config, drain: Drain, drain_s: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Drain,
+        drain_s: float,
+        on_serving: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._drain = drain
         self._drain_s = drain_s
+        self._on_serving = on_serving
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._on_serving is not None:
+            self._on_serving()  # the app's startup is done and it accepts: it serves
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:

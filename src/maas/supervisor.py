@@ -6,6 +6,10 @@ connections), starts workers on `ipc://` sockets in a private run directory, and
 child that exits: a dead worker is noticed within `POLL_S` and restarted with its restart count,
 and the gateway that leads placement loads its versions onto the new process when it first
 answers. The gateways tell each other of registry changes through sockets in `run_dir/peers`.
+
+SIGHUP restarts the gateway processes one at a time (a rolling restart, to take up a new
+install of the package): each gets a replacement beside it, and is stopped (it drains, see
+`maas.drain`) only once the replacement serves, so the port always has a gateway behind it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 _BACKOFF_MAX_S = 5.0
 _STOP_GRACE_S = 10.0
 _GATEWAY_CRASHES = 5
+_REPLACEMENT_TRIES = 3  # a rolling restart stops when a replacement has exited this often
 
 
 class StartupError(Exception):
@@ -52,6 +57,7 @@ class _Child:
     next_start: float = 0.0
     backoff_s: float = 0.0
     process: subprocess.Popen[bytes] | BaseProcess | None = None
+    serving: Any = None  # a gateway's multiprocessing Event: set once its app serves
 
     def alive(self) -> bool:
         if self.process is None:
@@ -77,6 +83,8 @@ class Supervisor:
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="maas-")))
     # Set by SIGTERM/SIGINT; the poll loop waits on it, so a stop is acted on at once.
     _stop_requested: threading.Event = field(default_factory=threading.Event)
+    _roll_requested: threading.Event = field(default_factory=threading.Event)  # SIGHUP
+    _roll: _Roll | None = None
 
     @property
     def endpoints(self) -> list[str]:
@@ -105,6 +113,7 @@ class Supervisor:
         gateways = [_Child(f"g{i}") for i in range(self.settings.gateways)]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
+        signal.signal(signal.SIGHUP, self._request_roll)
         announced = False
         try:
             while not self._stop_requested.is_set():
@@ -114,23 +123,90 @@ class Supervisor:
                 now = time.monotonic()
                 for index, child in enumerate(workers):
                     self._keep(child, now, lambda c, i=index: self._start_worker(c, i))
+                # While a gateway is being replaced, its old process serves: no crash loop.
+                replacing = self._roll is not None and self._roll.retiring is not None
                 for index, child in enumerate(gateways):
-                    serving = any(g.alive() for g in gateways if g is not child)
+                    serving = replacing or any(g.alive() for g in gateways if g is not child)
                     self._keep(
                         child,
                         now,
                         lambda c, i=index: self._start_gateway(c, i, listener),
                         others_serve=serving,
                     )
+                self._roll_gateways(gateways, listener)
                 self._stop_requested.wait(POLL_S)
         finally:
             # Gateways first: they finish what they hold with the workers (and drain).
-            _stop_all(gateways, grace_s=self.settings.drain_s)
+            retiring = [self._roll.retiring] if self._roll and self._roll.retiring else []
+            _stop_all([*gateways, *retiring], grace_s=self.settings.drain_s)
             _stop_all(workers)
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _stop(self, signum: int, frame: Any) -> None:
         self._stop_requested.set()
+
+    def _request_roll(self, signum: int, frame: Any) -> None:
+        self._roll_requested.set()
+
+    def _roll_gateways(self, gateways: list[_Child], listener: socket.socket) -> None:
+        """One step of a rolling restart, if one is asked for or under way: start the current
+        gateway's replacement once it serves itself, stop the old process once the
+        replacement serves, and go on to the next gateway once the old one has exited."""
+        if self._roll is None:
+            if not self._roll_requested.is_set():
+                return
+            self._roll_requested.clear()  # a SIGHUP during a roll asks for another one after it
+            self._roll = _Roll(pending=list(range(len(gateways))))
+            print(f"maas: rolling restart of {len(gateways)} gateway process(es)", file=sys.stderr)
+        roll = self._roll
+        index = roll.pending[0]
+        child = gateways[index]
+        if roll.retiring is None:
+            if not (child.alive() and child.serving is not None and child.serving.is_set()):
+                return  # it is (re)starting: the replacement waits until it serves
+            roll.retiring = _Child(
+                f"{child.name}-old", process=child.process, serving=child.serving
+            )
+            roll.restarts = child.restarts
+            child.process = None
+            child.started = time.monotonic()
+            self._start_gateway(child, index, listener)
+            return
+        old = roll.retiring
+        if not roll.stopping:
+            if child.restarts - roll.restarts >= _REPLACEMENT_TRIES:
+                self._abandon_roll(child, roll)
+                return
+            if not (child.alive() and child.serving is not None and child.serving.is_set()):
+                return  # a replacement that dies is restarted by `_keep`; the old one serves on
+            if old.process is not None:
+                old.process.terminate()  # it drains, within MAAS_DRAIN_S
+            roll.stopping = True
+            return
+        if old.alive():
+            return
+        roll.retiring = None
+        roll.stopping = False
+        roll.pending.pop(0)
+        done = len(gateways) - len(roll.pending)
+        print(f"maas: {child.name} restarted ({done}/{len(gateways)})", file=sys.stderr)
+        if not roll.pending:
+            print("maas: rolling restart done", file=sys.stderr)
+            self._roll = None
+
+    def _abandon_roll(self, child: _Child, roll: _Roll) -> None:
+        """A replacement that keeps exiting (a broken new install, say) stops the roll: the old
+        process, still serving, takes its place again."""
+        if child.process is not None and child.alive():
+            child.process.kill()
+        assert roll.retiring is not None
+        child.process, child.serving = roll.retiring.process, roll.retiring.serving
+        print(
+            f"maas: rolling restart stopped: the replacement of {child.name} exited "
+            f"{_REPLACEMENT_TRIES} times; the old process serves on",
+            file=sys.stderr,
+        )
+        self._roll = None
 
     def _keep(self, child: _Child, now: float, start: Any, *, others_serve: bool = False) -> None:
         if child.alive():
@@ -195,13 +271,26 @@ class Supervisor:
             }
         )
         context = multiprocessing.get_context("spawn")
+        serving = context.Event()
         process = context.Process(
             target=run_gateway,
-            args=(settings.model_dump(mode="json"), listener, self.demo, self.log_level),
+            args=(settings.model_dump(mode="json"), listener, self.demo, self.log_level, serving),
             name=f"maas-gateway-{index}",
         )
         process.start()
         child.process = process
+        child.serving = serving
+
+
+@dataclass
+class _Roll:
+    """A rolling restart under way: the gateways still to restart (the first is the current
+    one) and, while it is being replaced, its old process."""
+
+    pending: list[int]
+    retiring: _Child | None = None
+    restarts: int = 0  # the gateway's restart count when its replacement was started
+    stopping: bool = False  # the old process has been sent SIGTERM
 
 
 async def prepare_registry(settings: Settings) -> None:
@@ -234,7 +323,11 @@ async def prepare_registry(settings: Settings) -> None:
 
 
 def run_gateway(
-    settings_data: dict[str, Any], listener: socket.socket, demo: bool, log_level: str
+    settings_data: dict[str, Any],
+    listener: socket.socket,
+    demo: bool,
+    log_level: str,
+    serving: Any = None,
 ) -> None:
     """A gateway process: the FastAPI app under uvicorn, on the supervisor's socket."""
     import uvicorn
@@ -261,7 +354,8 @@ def run_gateway(
         timeout_graceful_shutdown=int(_STOP_GRACE_S),
     )
     drain = app.drain if isinstance(app, MaasApp) else Drain()
-    server = DrainingServer(config, drain, settings.drain_s)
+    on_serving = serving.set if serving is not None else None
+    server = DrainingServer(config, drain, settings.drain_s, on_serving=on_serving)
     server.run(sockets=[listener])
 
 

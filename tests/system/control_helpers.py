@@ -130,12 +130,13 @@ def distribution(label: str, seconds: list[float]) -> str:
 
 
 def is_gateway_process(pid: int) -> bool:
-    """A `maas serve` gateway is a multiprocessing spawn child (the supervisor is `maas serve`)."""
+    """A `maas serve` gateway is a multiprocessing spawn child (the supervisor is `maas serve`;
+    its multiprocessing resource tracker is no gateway)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
-    return "multiprocessing" in cmdline and "serve" not in cmdline.split("\0")
+    return "multiprocessing.spawn" in cmdline and "serve" not in cmdline.split("\0")
 
 
 @dataclass(frozen=True)

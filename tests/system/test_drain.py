@@ -1,9 +1,11 @@
-"""A gateway process stopped under load (SIGTERM, as a rolling restart does one at a time)
-drains: its clients' requests all answer 200, the last ones it sends carry Connection: close,
-the other gateway process takes the clients over, and `maas serve` starts it again."""
+"""A gateway process stopped under load (SIGTERM) drains: its clients' requests all answer 200,
+the last ones it sends carry Connection: close, the other gateway process takes the clients
+over, and `maas serve` starts it again. A rolling restart (SIGHUP to `maas serve`) replaces
+every gateway that way without a failed request, and stops when a replacement cannot start."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -12,7 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from control_helpers import gateways, upload, wait_for, wait_ready_version
+from control_helpers import (
+    Answer,
+    gateways,
+    is_gateway_process,
+    start_clients,
+    stop_clients,
+    upload,
+    wait_for,
+    wait_ready_version,
+)
 
 from artifacts import tiny_mlp, torchscript_bytes
 from gateway import ADMIN, ADMIN_SECRET
@@ -82,3 +93,92 @@ def test_a_gateway_stopped_under_load_fails_no_request(tmp_path: Path) -> None:
         assert set(codes) == {200}
         assert after_stop > 100
         assert closing >= 1  # the drained process told its clients to move
+
+
+def _serve_with_a_model(tmp_path: Path, gateways_n: int) -> contextlib.AbstractContextManager[str]:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, "MAAS_DRAIN_S": "2"}
+    return maas_server(tmp_path, "--workers", "1", "--gateways", str(gateways_n), env=env)
+
+
+def _promote_a_model(url: str) -> None:
+    version = upload(url, "m", torchscript_bytes(tiny_mlp()))
+    wait_ready_version(url, "m", version)
+    promoted = httpx.post(f"{url}/admin/models/m/promote", json={"version": version}, headers=ADMIN)
+    assert promoted.status_code == 200, promoted.text
+
+
+def _gateway_pids(supervisor: int) -> set[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return {int(pid) for pid in children if is_gateway_process(int(pid))}
+
+
+def _supervisor_of(url: str) -> int:
+    pid = gateways(url)[0]["pid"]
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.parametrize("gateways_n", [1, 2])
+def test_a_rolling_restart_under_load_fails_no_request(tmp_path: Path, gateways_n: int) -> None:
+    """SIGHUP to `maas serve` replaces every gateway process, one at a time, under load: even
+    a single gateway is replaced without a failed request (its replacement serves first)."""
+    with _serve_with_a_model(tmp_path, gateways_n) as url:
+        _promote_a_model(url)
+        supervisor = _supervisor_of(url)
+        before = wait_for(
+            lambda: len(pids := _gateway_pids(supervisor)) == gateways_n and pids, "gateways"
+        )
+        answers: list[Answer] = []
+        stop, threads = start_clients(url, 6, answers)  # keep-alive connections
+        try:
+            wait_for(lambda: len(answers) > 200, "load to be under way")
+            os.kill(supervisor, signal.SIGHUP)
+            sent_before = len(answers)
+            log = tmp_path / "server.log"
+            wait_for(lambda: "rolling restart done" in log.read_text(), "the roll", timeout_s=90)
+            time.sleep(0.5)
+        finally:
+            stop_clients(stop, threads)
+        after = _gateway_pids(supervisor)
+        failed = [a for a in answers if a.status != 200]
+        print(
+            f"\n{gateways_n} gateway(s): {len(answers)} requests, "
+            f"{len(answers) - sent_before} after the SIGHUP, {len(failed)} failed"
+        )
+        assert failed == []
+        assert len(answers) - sent_before > 100
+        assert len(after) == gateways_n
+        assert not after & before  # every one is new
+        said = log.read_text()
+        assert f"maas: g{gateways_n - 1} restarted ({gateways_n}/{gateways_n})" in said
+
+
+def test_a_rolling_restart_whose_replacement_cannot_start_keeps_the_old_gateway(
+    tmp_path: Path,
+) -> None:
+    """A replacement that keeps exiting (here: its artifact directory is a file, so its startup
+    fails) stops the roll; the old process never stopped serving."""
+    with _serve_with_a_model(tmp_path, 1) as url:
+        _promote_a_model(url)
+        supervisor = _supervisor_of(url)
+        before = wait_for(lambda: _gateway_pids(supervisor), "the gateway")
+        store = tmp_path / "artifacts"
+        store.rename(tmp_path / "artifacts-away")
+        store.write_text("not a directory")
+        answers: list[Answer] = []
+        stop, threads = start_clients(url, 2, answers)
+        try:
+            wait_for(lambda: len(answers) > 50, "load to be under way")
+            os.kill(supervisor, signal.SIGHUP)
+            log = tmp_path / "server.log"
+            wait_for(
+                lambda: "rolling restart stopped" in log.read_text(), "the roll", timeout_s=90
+            )
+            time.sleep(0.5)
+        finally:
+            stop_clients(stop, threads)
+            store.unlink()
+            (tmp_path / "artifacts-away").rename(store)
+        assert [a for a in answers if a.status != 200] == []
+        assert _gateway_pids(supervisor) == before
+        assert "the old process serves on" in log.read_text()
