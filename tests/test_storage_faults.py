@@ -8,9 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +24,7 @@ from maas.registry import db
 from maas.registry.service import Registry
 from maas.sweeper import MISSING, sweep
 from pg import StoppablePostgres, stoppable_postgres  # noqa: F401
+from serve_process import kill_tree, start_serve, stop_serve, wait_up
 from server import free_port
 
 MiB = 1024 * 1024
@@ -102,55 +101,15 @@ async def test_the_sweeper_makes_store_and_registry_agree_and_says_what_it_did(
         await database.dispose()
 
 
-def _tree(root: int) -> list[int]:
-    """`root` and every process below it (gateways and workers are their own groups)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [root], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
-
-
-def _serve(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "MAAS_DATABASE_URL": f"sqlite:///{data}/registry.db",
-        "MAAS_ARTIFACT_DIR": str(data / "artifacts"),
-        "MAAS_DATA_DIR": str(data),
-        "MAAS_TORCH_THREADS": "1",
-        "MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN["Authorization"].removeprefix("Bearer "),
-        "MAAS_SWEEP_MIN_AGE_S": "0",
-    }
-    argv = [sys.executable, "-m", "maas", "serve", "--port", str(port), "--gateways", "1"]
-    return subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
-def _up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(600):
-        assert process.poll() is None, log.read_text()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError(log.read_text())
-
-
 @pytest.mark.slow
 def test_sigkill_in_the_middle_of_an_upload_then_a_restart_leaves_store_and_registry_agreeing(
     tmp_path: Path,
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    first = _serve(tmp_path, port, tmp_path / "first.log")
+    first = start_serve(tmp_path, port, tmp_path / "first.log")
     try:
-        _up(url, first, tmp_path / "first.log")
+        wait_up(url, first, tmp_path / "first.log")
         assert httpx.post(url + "/admin/models", json={"name": "m"}, headers=ADMIN).is_success
         sent = threading.Event()
 
@@ -180,17 +139,13 @@ def test_sigkill_in_the_middle_of_an_upload_then_a_restart_leaves_store_and_regi
                 break
             time.sleep(0.05)
         assert list(tmp.glob("upload-*")), "the upload never reached the store"
-        for pid in _tree(first.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        first.wait(10)
+        kill_tree(first)
     finally:
-        for pid in _tree(first.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    second = _serve(tmp_path, port, tmp_path / "second.log")
+        if first.poll() is None:
+            kill_tree(first)
+    second = start_serve(tmp_path, port, tmp_path / "second.log")
     try:
-        _up(url, second, tmp_path / "second.log")
+        wait_up(url, second, tmp_path / "second.log")
         said = (tmp_path / "second.log").read_text()
         assert "maas: swept 1 unfinished upload(s)" in said, said
         assert list((tmp_path / "artifacts" / "tmp").glob("upload-*")) == []
@@ -205,13 +160,7 @@ def test_sigkill_in_the_middle_of_an_upload_then_a_restart_leaves_store_and_regi
         )
         assert made.status_code == 201, made.text  # and the store takes uploads again
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(30)
-        except subprocess.TimeoutExpired:
-            for pid in _tree(second.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        stop_serve(second)
 
 
 @pytest.mark.postgres
