@@ -136,7 +136,12 @@ def create_app(
                 deployer=deployer,
                 router=router,
                 auth=auth,
-                dataplane=DataPlane(router, backend, max_instances=settings.max_instances),
+                dataplane=DataPlane(
+                    router,
+                    backend,
+                    max_instances=settings.max_instances,
+                    max_instance_elements=settings.max_instance_elements,
+                ),
                 catalog=Catalog(router, backend),
                 readiness=readiness,
                 metrics=metrics,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from maas.json_depth import DEFAULT_MAX_DEPTH
 from maas.sealing import ArtifactKey
 
 MiB = 1024 * 1024
@@ -50,6 +51,11 @@ class Settings(BaseSettings):
     sweep_min_age_s: float = Field(60.0, ge=0, le=86_400)
     # Instances (rows of the batch axis) one inference request may hold, whatever its size.
     max_instances: int = Field(10_000, ge=1, le=10_000_000)
+    # Numbers one instance may hold (all its inputs together), whatever its signature allows.
+    max_instance_elements: int = Field(4 * 1024 * 1024, ge=1, le=1 << 31)
+    # Levels of arrays and objects in JSON the registry keeps (meta, tags); at most 128, so
+    # every answer showing it can be written (maas.json_depth).
+    max_json_depth: int = Field(DEFAULT_MAX_DEPTH, ge=2, le=128)
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)
     require_infer_key: bool = False
     # One log line per request (admin changes are always logged).

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maas.errors import BadRequest, InvalidArtifact
 from maas.fields import Flag, Int, Number
+from maas.json_depth import DEFAULT_MAX_DEPTH, deeper_than, too_deep
 from maas.registry.service import NewVersion
 from maas.types import DTYPES, ArtifactFormat
 
@@ -192,8 +194,17 @@ class VersionMeta(BaseModel):
         )
 
 
-def parse_meta(raw: bytes | str | dict[str, Any]) -> VersionMeta:
-    """Parse and validate meta; malformed JSON is BadRequest, a wrong field InvalidArtifact."""
+def parse_meta(
+    raw: bytes | str | dict[str, Any], *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> VersionMeta:
+    """Parse and validate meta; malformed JSON, or JSON nested deeper than `max_depth`
+    (`maas.json_depth`), is BadRequest, a wrong field InvalidArtifact."""
+    try:
+        value = raw if isinstance(raw, dict) else orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"meta is not valid JSON: {exc}") from None
+    if deeper_than(value, max_depth):
+        raise BadRequest(too_deep("meta", max_depth))
     try:
         if isinstance(raw, dict):
             return VersionMeta.model_validate(raw)

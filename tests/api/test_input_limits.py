@@ -84,3 +84,63 @@ async def test_a_client_file_name_never_reaches_a_path(small: Gateway, tmp_path:
     stored = [p.name for p in small.services.settings.artifact_dir.rglob("*") if p.is_file()]
     assert digest in stored
     assert all(len(name) == 64 for name in stored)  # files are named by their sha256 only
+
+
+@pytest.mark.parametrize(("limit", "status"), [(3, 413), (4, 200)])
+async def test_an_instance_with_more_numbers_than_the_setting_is_413(
+    tmp_path: Path, limit: int, status: int
+) -> None:
+    async with running_gateway(make_settings(tmp_path, max_instance_elements=limit)) as gw:
+        await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())  # 4 numbers each
+        native = await gw.predict("/v1/models/mlp:predict", {"instances": [ROW] * 2})
+        body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": ROW * 2}]}
+        v2 = await gw.predict("/v2/models/mlp/infer", body)
+        assert (native.status_code, v2.status_code) == (status, status), native.text
+        if status == 413:
+            assert "MAAS_MAX_INSTANCE_ELEMENTS" in native.json()["error"]["message"]
+            assert "MAAS_MAX_INSTANCE_ELEMENTS" in v2.json()["error"]
+
+
+def _nested(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("levels", [30, 31, 300, 900])
+async def test_meta_nested_past_the_json_depth_is_400_and_never_stored(
+    small: Gateway, levels: int
+) -> None:
+    # meta → tags → "a" → the list: `levels` below tags' value, 2 + levels in all.
+    meta = {**mlp_meta(), "tags": {"a": _nested(levels)}}
+    files = [
+        ("file", ("model.pt", torchscript_bytes(tiny_mlp(seed=5)))),
+        ("meta", ("meta.json", json.dumps(meta).encode())),
+    ]
+    answer = await small.client.post("/admin/models/mlp/versions", files=files, headers=ADMIN)
+    listed = await small.client.get("/admin/models/mlp", headers=ADMIN)
+    assert listed.status_code == 200, listed.text  # whatever was kept can be shown
+    if 2 + levels <= 32:  # MAAS_MAX_JSON_DEPTH's default
+        assert answer.status_code == 201, answer.text
+        return
+    assert answer.status_code == 400, answer.text
+    assert "MAAS_MAX_JSON_DEPTH" in answer.json()["error"]["message"]
+    assert len(listed.json()["versions"]) == 1  # only the fixture's
+
+
+@pytest.mark.parametrize("levels", [32, 33, 300, 900])
+async def test_tags_nested_past_the_json_depth_are_400_and_the_version_still_shows(
+    small: Gateway, levels: int
+) -> None:
+    body = {"tags": {"a": _nested(levels - 2)}}  # the body, tags, "a": `levels` in all
+    answer = await small.client.patch("/admin/models/mlp/versions/1", json=body, headers=ADMIN)
+    shown = await small.client.get("/admin/models/mlp/versions/1", headers=ADMIN)
+    assert shown.status_code == 200, shown.text
+    if levels <= 32:
+        assert answer.status_code == 200, answer.text
+        assert shown.json()["tags"] == body["tags"]
+        return
+    assert answer.status_code == 400, answer.text
+    assert "MAAS_MAX_JSON_DEPTH" in answer.json()["error"]["message"]
+    assert shown.json()["tags"] != body["tags"]

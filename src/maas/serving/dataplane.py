@@ -21,11 +21,17 @@ from maas.types import InferenceBackend, ModelRef, VersionKey
 
 class DataPlane:
     def __init__(
-        self, router: Router, backend: InferenceBackend, *, max_instances: int = 10_000
+        self,
+        router: Router,
+        backend: InferenceBackend,
+        *,
+        max_instances: int = 10_000,
+        max_instance_elements: int = 4 * 1024 * 1024,
     ) -> None:
         self._router = router
         self._backend = backend
         self._max_instances = max_instances  # MAAS_MAX_INSTANCES
+        self._max_elements = max_instance_elements  # MAAS_MAX_INSTANCE_ELEMENTS
 
     async def resolve(self, ref: ModelRef, *, routing_key: str | None = None) -> VersionRecord:
         """The ready version a request runs on. A ref resolves once, at admission: the request
@@ -45,6 +51,13 @@ class DataPlane:
                 f"the request holds {count} instances; at most {self._max_instances} per "
                 "request (MAAS_MAX_INSTANCES): send them in several requests"
             )
+        for group in groups:
+            elements = sum(a.size // len(a) for a in group if len(a))
+            if elements > self._max_elements:
+                raise PayloadTooLarge(
+                    f"an instance of the request holds {elements} numbers; at most "
+                    f"{self._max_elements} per instance (MAAS_MAX_INSTANCE_ELEMENTS)"
+                )
         if count > max_queue:  # its pieces would never all be queued: waiting would not help
             raise InvalidInput(
                 f"the request holds {count} instances; {version.key} queues at most "

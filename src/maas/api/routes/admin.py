@@ -17,6 +17,7 @@ from maas.api.openapi import REGISTRY_UNAVAILABLE, answers, upload_body
 from maas.api.upload import receive_upload
 from maas.errors import AliasInUse, BadRequest, MaasError
 from maas.fields import IsoTime
+from maas.json_depth import deeper_than, too_deep
 from maas.meta import parse_meta
 from maas.publishing import publish_version
 from maas.registry.records import AliasRecord, Route
@@ -122,7 +123,7 @@ async def upload_version(
         raise BadRequest(f"'{name}' is not a valid model name ({MODEL_NAME_RE.pattern})")
     upload = await receive_upload(request, services.store, services.settings.max_artifact_bytes)
     try:
-        meta = parse_meta(upload.meta)
+        meta = parse_meta(upload.meta, max_depth=services.settings.max_json_depth)
     except MaasError:
         await asyncio.to_thread(upload.writer.discard)
         raise
@@ -176,6 +177,9 @@ async def patch_version(
     services: ServicesDep,
     who: AdminDep,
 ) -> dict[str, Any]:
+    limit = services.settings.max_json_depth
+    if body.tags is not None and deeper_than(body.tags, limit - 1):  # the body is one level
+        raise BadRequest(too_deep("the body", limit))
     record = await services.registry.update_version(
         VersionKey(name, version),
         actor=who.name,
