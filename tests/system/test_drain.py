@@ -171,9 +171,7 @@ def test_a_rolling_restart_whose_replacement_cannot_start_keeps_the_old_gateway(
             wait_for(lambda: len(answers) > 50, "load to be under way")
             os.kill(supervisor, signal.SIGHUP)
             log = tmp_path / "server.log"
-            wait_for(
-                lambda: "rolling restart stopped" in log.read_text(), "the roll", timeout_s=90
-            )
+            wait_for(lambda: "rolling restart stopped" in log.read_text(), "the roll", timeout_s=90)
             time.sleep(0.5)
         finally:
             stop_clients(stop, threads)
