@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 
@@ -11,6 +12,8 @@ from maas.auth import Principal
 from maas.errors import Forbidden, RegistryUnavailable
 from maas.services import Services
 from maas.types import Scope
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def get_services(request: Request) -> Services:
@@ -21,8 +24,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-# Admin routes that name their model in the body, not the path: the route checks it.
-_MODEL_IN_BODY = frozenset({("POST", "/admin/models")})
+def model_in_body(endpoint: F) -> F:
+    """Mark an admin route that names its model in the body, not the path: the route itself
+    checks a key limited to models (`allow_admin` with the body's model)."""
+    endpoint.model_in_body = True  # type: ignore[attr-defined]
+    return endpoint
 
 
 async def require_admin(
@@ -35,7 +41,8 @@ async def require_admin(
     refused is written in the audit log with what it asked for."""
     principal = await services.auth.authenticate(authorization)
     request.state.principal = principal
-    if (request.method, request.url.path) in _MODEL_IN_BODY:
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    if getattr(endpoint, "model_in_body", False):
         await allow_admin(request, services, principal, model=None, any_model=True)
     else:
         await allow_admin(request, services, principal, model=request.path_params.get("name"))

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from maas import auth
 from maas.api import schemas
-from maas.api.deps import AdminDep, ServicesDep, allow_admin, require_admin
+from maas.api.deps import AdminDep, ServicesDep, allow_admin, model_in_body, require_admin
 from maas.api.openapi import REGISTRY_UNAVAILABLE, answers, upload_body
 from maas.api.upload import receive_upload
 from maas.errors import AliasInUse, BadRequest, MaasError
@@ -59,6 +59,7 @@ def _alias_name(alias: str) -> str:
         errors={400: _JSON, 409: "`already_exists`: a model of that name exists", 422: _INVALID},
     ),
 )
+@model_in_body
 async def create_model(
     body: schemas.CreateModel, request: Request, services: ServicesDep, who: AdminDep
 ) -> dict[str, Any]:
