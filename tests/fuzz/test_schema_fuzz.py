@@ -11,7 +11,7 @@ checked: schema-valid input rejected (`positive_data_acceptance`): a model's sig
 not in the schema, so instances the schema admits are rightly a 422 for most models.
 
 `MAAS_FUZZ_EXAMPLES` sets the cases per operation and phase (CI: 40, about 2,700 cases;
-`make fuzz`: 2000; 900 gave 29,898). The number of cases run is printed.
+`make fuzz`: 2000, 63,884 cases in 23 minutes here). The number of cases run is printed.
 """
 
 from __future__ import annotations
