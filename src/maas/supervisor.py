@@ -59,6 +59,10 @@ class _Child:
     process: subprocess.Popen[bytes] | BaseProcess | None = None
     serving: Any = None  # a gateway's multiprocessing Event: set once its app serves
 
+    def serves(self) -> bool:
+        """A gateway whose app has started and accepts (its Event is set)."""
+        return self.alive() and self.serving is not None and self.serving.is_set()
+
     def alive(self) -> bool:
         if self.process is None:
             return False
@@ -162,7 +166,7 @@ class Supervisor:
         index = roll.pending[0]
         child = gateways[index]
         if roll.retiring is None:
-            if not (child.alive() and child.serving is not None and child.serving.is_set()):
+            if not child.serves():
                 return  # it is (re)starting: the replacement waits until it serves
             roll.retiring = _Child(
                 f"{child.name}-old", process=child.process, serving=child.serving
@@ -177,7 +181,7 @@ class Supervisor:
             if child.restarts - roll.restarts >= _REPLACEMENT_TRIES:
                 self._abandon_roll(child, roll)
                 return
-            if not (child.alive() and child.serving is not None and child.serving.is_set()):
+            if not child.serves():
                 return  # a replacement that dies is restarted by `_keep`; the old one serves on
             if old.process is not None:
                 old.process.terminate()  # it drains, within MAAS_DRAIN_S

@@ -45,19 +45,21 @@ class DataPlane:
         cut into pieces that run (and may be batched with other requests) on their own."""
         max_batch = int(version.batching.get("max_batch_size", 32))
         max_queue = int(version.batching.get("max_queue", 1024))
-        count = sum(len(group[0]) for group in groups if group)
-        if count > self._max_instances:
-            raise PayloadTooLarge(
-                f"the request holds {count} instances; at most {self._max_instances} per "
-                "request (MAAS_MAX_INSTANCES): send them in several requests"
-            )
-        for group in groups:
-            elements = sum(a.size // len(a) for a in group if len(a))
+        count = 0
+        for group in groups:  # one pass: the instances, and the numbers in one of each group
+            rows = len(group[0]) if group else 0
+            count += rows
+            elements = sum(a.size for a in group) // rows if rows else 0
             if elements > self._max_elements:
                 raise PayloadTooLarge(
                     f"an instance of the request holds {elements} numbers; at most "
                     f"{self._max_elements} per instance (MAAS_MAX_INSTANCE_ELEMENTS)"
                 )
+        if count > self._max_instances:
+            raise PayloadTooLarge(
+                f"the request holds {count} instances; at most {self._max_instances} per "
+                "request (MAAS_MAX_INSTANCES): send them in several requests"
+            )
         if count > max_queue:  # its pieces would never all be queued: waiting would not help
             raise InvalidInput(
                 f"the request holds {count} instances; {version.key} queues at most "
