@@ -1,7 +1,8 @@
 """Build the benchmarked models as TorchScript archives plus their upload meta (imports torch).
 
 `small` and `wide` are fixed-seed MLPs (untrained: only their cost matters); `tokens` is the
-demo transformer from `maas.demo.tokens.train()` (about 20 s of training on one thread).
+demo transformer from `maas.demo.tokens.train()` (about 20 s of training on one thread);
+`resnet` a ResNet-18 with random weights (`bench.resnet`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bench.specs import mlp_meta
+from bench.specs import mlp_meta, resnet_meta
 
 # Hidden widths per MLP; the input width is in bench.specs.MLP_INPUTS, the output is 10 logits.
 _LAYERS: dict[str, list[int]] = {
@@ -48,6 +49,10 @@ def build(name: str) -> tuple[bytes, dict[str, Any]]:
 
         demo = train()
         return demo.artifact, dict(demo.meta)
+    if name == "resnet":
+        from bench.resnet import resnet18
+
+        return _script(resnet18()), resnet_meta()
     return _script(mlp(name)), mlp_meta(name)
 
 

@@ -18,13 +18,17 @@ from pathlib import Path
 from typing import Any
 
 BATCHES: tuple[int, ...] = (1, 8, 32)
+# A batch of 32 ResNet images takes about a second a forward here; its rows go to C=8.
+LARGE_BATCHES: tuple[int, ...] = (1, 8)
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _example(torch: Any, name: str, batch: int) -> Any:
-    from bench.specs import MLP_INPUTS, TOKENS_LENGTH, TOKENS_VOCAB
+    from bench.specs import MLP_INPUTS, RESNET_SHAPE, TOKENS_LENGTH, TOKENS_VOCAB
 
     generator = torch.Generator().manual_seed(batch)
+    if name == "resnet":
+        return torch.randn(batch, *RESNET_SHAPE, generator=generator)
     if name == "tokens":
         return torch.randint(0, TOKENS_VOCAB, (batch, TOKENS_LENGTH), generator=generator)
     return torch.randn(batch, MLP_INPUTS[name], generator=generator)
@@ -51,8 +55,10 @@ def measure(artifact: bytes, name: str, seconds: float) -> dict[str, Any]:
     module = torch.jit.load(io.BytesIO(artifact), map_location="cpu")  # type: ignore[no-untyped-call]
     module.eval()
     out: dict[str, Any] = {"batches": {}}
+    from bench.specs import LARGE
+
     with torch.inference_mode():
-        for batch in BATCHES:
+        for batch in LARGE_BATCHES if name in LARGE else BATCHES:
             times = _time(module, _example(torch, name, batch), seconds)
             out["batches"][str(batch)] = {
                 "samples_per_s": batch * len(times) / (sum(times) / 1e9),

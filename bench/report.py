@@ -16,6 +16,12 @@ def _raw_b32(results: dict[str, Any], model: str) -> float | None:
     return float(batches["32"]["samples_per_s"]) if batches else None
 
 
+def _raw_rate(results: dict[str, Any], model: str, batch: int) -> float | None:
+    raw = (results.get("raw") or {}).get("models", {}).get(model, {})
+    point = raw.get("batches", {}).get(str(batch))
+    return float(point["samples_per_s"]) if point else None
+
+
 def _raw_fwd(results: dict[str, Any], model: str) -> float | None:
     raw = (results.get("raw") or {}).get("models", {}).get(model, {})
     value = raw.get("forward_ms_b1")
@@ -58,8 +64,14 @@ def derive(results: dict[str, Any]) -> None:
         if system != "maas":  # the baseline's rows are compared from this checkout's
             row["ratios"] = {}
             continue
-        if protocol != "native":
+        mean_batch = row.get("server_figures", {}).get("mean_batch")
+        if mean_batch is not None:
+            ratios["batch"] = mean_batch
+        if model == "resnet":
+            _large_ratios(results, row, ratios)
+        elif protocol != "native":
             _v2_ratios(results, row, ratios)
+        if protocol != "native":
             row["ratios"] = {k: round(v, 3) for k, v in ratios.items()}
             for name, value in row["ratios"].items():
                 targets[f"{model} {protocol} C={c}: {name}"] = value
@@ -86,6 +98,18 @@ def derive(results: dict[str, Any]) -> None:
             targets[key] = value
     results["targets"] = targets
     results["loadgen_ceiling"] = loadgen_ceiling(results)
+
+
+def _large_ratios(results: dict[str, Any], row: dict[str, Any], ratios: dict[str, float]) -> None:
+    """A large-input row against raw torch: at C=c, req/s ÷ raw samples/s at batch c; at C=1,
+    p50 - the raw batch-1 forward."""
+    model, c = row["model"], row["concurrency"]
+    rate = _raw_rate(results, model, c)
+    if rate:
+        ratios[f"÷raw{c}"] = row["rps"] / rate
+    fwd = _raw_fwd(results, model)
+    if c == 1 and fwd is not None:
+        ratios["p50-fwd ms"] = row["p50_ms"] - fwd
 
 
 def _v2_ratios(results: dict[str, Any], row: dict[str, Any], ratios: dict[str, float]) -> None:
@@ -186,11 +210,9 @@ def render(results: dict[str, Any]) -> str:
         for name, m in raw["models"].items():
             if "batches" not in m:
                 continue
-            b = m["batches"]
-            out.append(
-                f"{name:<7} {b['1']['samples_per_s']:>9.0f} {b['8']['samples_per_s']:>9.0f} "
-                f"{b['32']['samples_per_s']:>9.0f} {m['forward_ms_b1']:>11.3f}"
-            )
+            rates = [m["batches"].get(str(b), {}).get("samples_per_s") for b in (1, 8, 32)]
+            cells = " ".join(f"{r:>9.0f}" if r is not None else f"{'-':>9}" for r in rates)
+            out.append(f"{name:<7} {cells} {m['forward_ms_b1']:>11.3f}")
     if results.get("bare"):
         out += ["", "Bare FastAPI ceiling (uvicorn, uvloop, httptools, constant reply)", _HEAD]
         for row in results["bare"]:
@@ -215,6 +237,18 @@ def render(results: dict[str, Any]) -> str:
             batch = "on" if row["batching"] else "off"
             system, protocol = row.get("system", "maas"), row.get("protocol", "native")
             out.append(_line(system, row["model"], batch, row, protocol))
+        phases = [row for row in results["maas"] if row.get("server_figures", {}).get("phases_ms")]
+        if phases:
+            out += ["", "Where a request's time went, from the server's /metrics (mean ms)"]
+            for row in phases:
+                figures = row["server_figures"]
+                parts = "  ".join(f"{k} {v:.2f}" for k, v in figures["phases_ms"].items())
+                total = sum(figures["phases_ms"].values())
+                out.append(
+                    f"  {row.get('system', 'maas'):<5} {row['model']:<7} "
+                    f"{row.get('protocol', 'native'):<9} C={row['concurrency']:<3} {parts}  "
+                    f"= {total:.2f} of duration {figures.get('duration_ms', 0.0):.2f}"
+                )
     server = results.get("server") or {}
     if server.get("log_lines"):
         counts = ", ".join(f"{phase} {n}" for phase, n in server["log_lines"].items())

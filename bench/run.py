@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench import procstats, report, specs
+from bench import procstats, report, scrape, specs
 from bench.measure import run_point
 from bench.register import RegistrationFailed, admin_client, register, wait_servable
 from bench.server import (
@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     p.add_argument("--duration", type=float, help="measured seconds per row (5; --quick 1)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per row (1; --quick 0.3)")
-    p.add_argument("--models", default=",".join(specs.MODELS), help="subset of small,wide,tokens")
+    p.add_argument(
+        "--models", default=",".join(specs.MODELS), help="subset of small,wide,tokens,resnet"
+    )
     p.add_argument("--concurrency", default="1,16,64", help="connections, comma-separated")
     p.add_argument("--gateways", type=int, default=cores, help=f"maas --gateways ({cores})")
     p.add_argument("--workers", type=int, default=1, help="maas --workers (1)")
@@ -238,20 +240,29 @@ def _load_all(
     info: dict[str, Any],
 ) -> None:
     server = target.server
-    variants = [specs.Variant(m, b) for m in args.model_list for b in (True, False)]
+    variants = [
+        specs.Variant(m, b)
+        for m in args.model_list
+        for b in (True, False)
+        if b or m not in specs.LARGE  # a large model's rows are batching-on only
+    ]
     unservable = _register(target, variants, raw, hits=2 * args.gateways)
     info["unservable"] = unservable
     if baseline is not None:
         info["baseline_unservable"] = _register(baseline, variants, raw, hits=2 * args.gateways)
     info["log_lines"]["registration"] = len(server.log_since(0)) - info["log_lines"]["start"]
     info["processes"] = _server_processes(server)
-    for v in (v for v in variants if v.name not in unservable):
+    for v in (v for v in variants if v.name not in unservable and v.base not in specs.LARGE):
         for c in args.c_list:
             _point(args, target, v, specs.NATIVE, c, rows)
             measured_there = baseline is not None and c in args.baseline_concurrency
             if measured_there and v.name not in info["baseline_unservable"]:
                 assert baseline is not None
                 _point(args, baseline, v, specs.NATIVE, c, rows)
+    for base, protocol, concurrency in specs.LARGE_ROWS:
+        if base in args.model_list and base not in unservable:
+            for c in concurrency:
+                _point(args, target, specs.Variant(base, True), protocol, c, rows)
     if args.skip_v2:
         return
     for base, protocol in specs.V2_ROWS:
@@ -275,6 +286,7 @@ def _point(
     request = specs.request_for(v.base, v.name, protocol)
     body_file = server.log_path.parent / f"body-{v.name}-{protocol}.bin"
     body_file.write_bytes(request.body)
+    before = scrape.scrape(target.base_url)
     row = run_point(
         port=target.port,
         path=request.path,
@@ -294,6 +306,7 @@ def _point(
             "batching": v.batched,
             "protocol": protocol,
             **row,
+            "server_figures": scrape.row_figures(before, scrape.scrape(target.base_url), v.name),
         }
     )
     _say(

@@ -13,7 +13,11 @@ from typing import Any
 
 import numpy as np
 
-MODELS: tuple[str, ...] = ("small", "wide", "tokens")
+MODELS: tuple[str, ...] = ("small", "wide", "tokens", "resnet")
+# Models measured only in their own rows (LARGE_ROWS), not at every --concurrency natively: one
+# `resnet` instance is 588 KiB of tensor bytes (3.1 MB as JSON).
+LARGE: tuple[str, ...] = ("resnet",)
+RESNET_SHAPE: tuple[int, ...] = (3, 224, 224)
 TOKENS_LENGTH = 32  # ids per `tokens` instance, in raw timing and in requests alike
 TOKENS_VOCAB = 1000
 BATCHED: dict[str, Any] = {"max_batch_size": 32, "max_delay_ms": 5, "max_queue": 4096}
@@ -56,8 +60,21 @@ def variant_meta(base_meta: dict[str, Any], batched: bool) -> dict[str, Any]:
     return meta
 
 
-def instance(name: str, seed: int = 0) -> list[Any]:
+def resnet_meta() -> dict[str, Any]:
+    """Upload meta of the ResNet-18-sized model (`bench.resnet`), batching on."""
+    return {
+        "format": "torchscript",
+        "inputs": [{"name": "x", "dtype": "float32", "shape": list(RESNET_SHAPE)}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [1000]}],
+        "batching": dict(BATCHED),
+    }
+
+
+def instance(name: str, seed: int = 0) -> Any:
     """One request instance for model `name` (fixed by `seed`)."""
+    if name == "resnet":
+        image = np.random.default_rng(seed).standard_normal(RESNET_SHAPE, dtype=np.float32)
+        return image.round(4).tolist()
     rng = random.Random(seed)
     if name == "tokens":
         return [rng.randrange(TOKENS_VOCAB) for _ in range(TOKENS_LENGTH)]
@@ -76,6 +93,8 @@ NATIVE, V2_JSON, V2_BINARY = "native", "v2-json", "v2-binary"
 # The v2 rows of a run, beside the native rows of the same models (batching on).
 V2_ROWS: tuple[tuple[str, str], ...] = (("wide", V2_BINARY), ("wide", V2_JSON), ("small", V2_JSON))
 V2_CONCURRENCY: tuple[int, ...] = (1, 64)
+# The large-input rows: (model, protocol, concurrency), batching on. C=8 asks for batches of 8.
+LARGE_ROWS: tuple[tuple[str, str, tuple[int, ...]], ...] = (("resnet", V2_BINARY, (1, 8)),)
 
 
 @dataclass(frozen=True)
@@ -85,11 +104,12 @@ class Request:
     headers: tuple[str, ...] = ()
 
 
-def _v2_input(name: str) -> tuple[dict[str, Any], list[Any]]:
+def _v2_input(name: str) -> tuple[dict[str, Any], Any]:
     values = instance(name)
     datatype = "INT64" if name == "tokens" else "FP32"
     input_name = "ids" if name == "tokens" else "x"
-    return {"name": input_name, "shape": [1, len(values)], "datatype": datatype}, values
+    shape = [1, *RESNET_SHAPE] if name == "resnet" else [1, len(values)]
+    return {"name": input_name, "shape": shape, "datatype": datatype}, values
 
 
 def request_for(name: str, model: str, protocol: str) -> Request:
