@@ -311,6 +311,10 @@ async def test_unload_and_load_again(gateway: Gateway) -> None:
     in_use = await gateway.client.post("/admin/models/mlp/versions/1/unload", headers=ADMIN)
     assert in_use.status_code == 409
     await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(seed=5)), mlp_meta(), alias="staging")
+    # Version 1 was also the model's first ready version, so production points at it too.
+    await gateway.client.put(
+        "/admin/models/mlp/aliases/production", json={"version": 2}, headers=ADMIN
+    )
     unloaded = await gateway.client.post("/admin/models/mlp/versions/1/unload", headers=ADMIN)
     assert unloaded.json()["status"] == "unloaded"
     assert (await gateway.predict("/v1/models/mlp@1:predict", ROW)).status_code == 409

@@ -32,6 +32,12 @@ async def test_demo_install_serves_both_models(
         version = await gw.client.get("/admin/models/digits/versions/1", headers=admin)
         assert version.json()["status"] == "ready"
         assert version.json()["metrics"]["accuracy"] >= 0.95
+        # Production came with readiness, recorded once, as the system's change.
+        history = await gw.client.get(
+            "/admin/models/digits/aliases/production/history", headers=admin
+        )
+        rows = [(h["action"], h["key"], h["to"]) for h in history.json()["history"]]
+        assert rows == [("set", "system", [{"version": 1, "weight": 100}])]
 
         bunch = load_digits()
         rows = bunch.data[-20:].tolist()

@@ -47,7 +47,7 @@ async def _undo(registry: Registry, alias: str = "production") -> list[int]:
 
 async def test_successive_rollbacks_walk_back_instead_of_toggling(registry: Registry) -> None:
     await _model_with_ready_versions(registry, 3)
-    await _promote(registry, 1)
+    await _promote(registry, 1)  # it is there already: version 1 was the first ready one
     await _promote(registry, 2)
     await _promote(registry, 3)
     assert await _undo(registry) == [2]
@@ -55,7 +55,7 @@ async def test_successive_rollbacks_walk_back_instead_of_toggling(registry: Regi
     with pytest.raises(NothingToUndo, match="no earlier target"):
         await _undo(registry)  # the first change created the alias
     history = await registry.alias_history(model="m", alias="production", limit=10)
-    assert [h.action for h in history] == ["rollback", "rollback", "promote", "promote", "promote"]
+    assert [h.action for h in history] == ["rollback", "rollback", "promote", "promote", "set"]
     # Each rollback names the change it undid: the newest promote first, then the one before.
     assert history[0].undoes == history[3].id
     assert history[1].undoes == history[2].id
@@ -144,7 +144,7 @@ async def test_events_filter_by_model_action_key_and_time(registry: Registry) ->
     await _model_with_ready_versions(registry, 2)
     await registry.create_model(name="other", description="", actor="t")
     await registry.create_model(name="m2", description="", actor="t")  # 'm' must not match it
-    await _promote(registry, 1)
+    await _promote(registry, 2)
     await registry.set_alias(model="m", alias="canary", routes=[Route(2, 100)], actor="ops")
 
     async def targets(**filters: object) -> list[str]:
@@ -154,14 +154,20 @@ async def test_events_filter_by_model_action_key_and_time(registry: Registry) ->
         "alias.set m/canary",
         "alias.promote m/production",
         "version.create m@2",
+        "alias.set m/production",  # version 1, the first ready one (by the system)
         "version.create m@1",
         "model.create m",
     ]
-    assert await targets(action="alias") == ["alias.set m/canary", "alias.promote m/production"]
+    assert await targets(action="alias") == [
+        "alias.set m/canary",
+        "alias.promote m/production",
+        "alias.set m/production",
+    ]
     assert await targets(action="alias.promote") == ["alias.promote m/production"]
     assert await targets(key="ops") == ["alias.set m/canary"]
+    assert await targets(key="system") == ["alias.set m/production"]
     assert await targets(model="m", action="model.create") == ["model.create m"]
     assert await targets(since=datetime.now(UTC) + timedelta(minutes=1)) == []
     naive_past = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1)
-    assert len(await targets(since=naive_past)) == 7
+    assert len(await targets(since=naive_past)) == 8
     assert await targets(model="m_%") == []  # LIKE wildcards are matched literally

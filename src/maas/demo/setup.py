@@ -16,7 +16,6 @@ from maas.auth import create_key
 from maas.demo.artifact import DemoModel
 from maas.errors import ModelLoadError, ModelNotFound
 from maas.meta import parse_meta
-from maas.registry.records import Route
 from maas.services import Services
 from maas.types import DEFAULT_ALIAS, Scope, VersionKey, VersionStatus
 
@@ -113,8 +112,7 @@ async def _ensure_model(services: Services, name: str, train: Trainer) -> None:
     loaded = await services.deployer.wait_settled(VersionKey(name, record.version))
     if loaded.status is not VersionStatus.READY:
         raise ModelLoadError(f"demo model {record.key} did not load: {loaded.load_error}")
-    await registry.set_alias(
-        model=name, alias=DEFAULT_ALIAS, routes=[Route(record.version, 100)], actor="system"
-    )
+    # The model had no production alias, so the registry pointed it at this version as it
+    # turned ready (audited as `system`).
     accuracy = demo.meta.get("metrics", {}).get("accuracy")
     print(f"maas: demo model {record.key} ready, held-out accuracy {accuracy}", file=sys.stderr)

@@ -53,6 +53,8 @@ from maas.types import DEFAULT_ALIAS, AliasAction, Scope, VersionKey, VersionSta
 log = logging.getLogger(__name__)
 
 UNSET: Any = object()
+# Who the audit log and alias history name for the changes the registry makes on its own.
+SYSTEM_ACTOR = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,19 +176,28 @@ class Registry:
         load_error: str | None = None,
         only_from: frozenset[VersionStatus] | None = None,
     ) -> VersionRecord | None:
-        """Move a version to `status`; with `only_from`, only if it is in one of those now."""
+        """Move a version to `status`; with `only_from`, only if it is in one of those now.
+
+        A version that turns `ready` while its model has no `production` alias becomes that
+        alias's target in the same transaction (history action `set`, audited as `system`), so
+        requests naming just the model reach it. A model that has the alias is never moved.
+        The model row is locked first: of two versions turning ready at once, one is first."""
+        ready = status is VersionStatus.READY
         async with self._writes.begin() as session:
-            model = await repo.get_model(session, name=key.model)
+            model = await repo.get_model(session, name=key.model, lock=ready)
             row = await repo.get_version(session, model=model, version=key.version)
             if only_from is not None and VersionStatus(row.status) not in only_from:
                 return None
             row.status = status.value
             row.load_error = load_error
-            if status is VersionStatus.READY:
+            if ready:
                 row.loaded_at = datetime.now(UTC)
             await session.flush()
             record = VersionRecord.from_row(row, key.model)
-            generation = await repo.bump_generation(session)
+            if ready and await repo.get_alias(session, model=model, name=DEFAULT_ALIAS) is None:
+                generation = await _first_target(session, model, key.version)
+            else:
+                generation = await repo.bump_generation(session)
         self._changed(generation)
         return record
 
@@ -568,6 +579,22 @@ async def _move_alias(
     await session.flush()
     generation = await repo.bump_generation(session)
     return AliasRecord(model_row.name, alias, new_routes, now, generation)
+
+
+async def _first_target(session: Any, model_row: Model, version: int) -> int:
+    """Point the model's missing `production` alias at `version`, which has just turned ready;
+    the generation it committed with."""
+    record = await _move_alias(
+        session,
+        model_row,
+        DEFAULT_ALIAS,
+        None,
+        [Route(version, 100)],
+        actor=SYSTEM_ACTOR,
+        action=AliasAction.SET,
+    )
+    assert record.generation is not None  # a new alias always moves
+    return record.generation
 
 
 def _top_of_undo_stack(rows: Any) -> AliasHistory | None:

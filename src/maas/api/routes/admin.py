@@ -22,7 +22,14 @@ from maas.meta import parse_meta
 from maas.publishing import publish_version
 from maas.registry.records import AliasRecord, Route
 from maas.services import Services
-from maas.types import ALIAS_NAME_RE, MODEL_NAME_RE, VERSION_MAX, AliasAction, VersionKey
+from maas.types import (
+    ALIAS_NAME_RE,
+    MODEL_NAME_RE,
+    VERSION_MAX,
+    AliasAction,
+    VersionKey,
+    VersionStatus,
+)
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -140,6 +147,10 @@ async def upload_version(
         wait=wait,
         create_model=create_model,
     )
+    if wait and record.status is VersionStatus.READY:
+        # A request sent after the answer finds the version (and production, when it was the
+        # model's first ready version) on every gateway.
+        await services.plane.propagate(await services.registry.generation())
     return JSONResponse(schemas.version_json(record), status_code=201)
 
 
