@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
+import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from maas.errors import BadRequest, InvalidArtifact
 from maas.fields import Flag, Int, Number
 from maas.json_depth import DEFAULT_MAX_DEPTH, deeper_than, too_deep
 from maas.registry.service import NewVersion
+from maas.signature import numpy_dtype
 from maas.types import DTYPES, ArtifactFormat
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
@@ -64,6 +75,24 @@ class TensorSpecIn(BaseModel):
         return self
 
 
+# An integer stays one, so an int64 pad id keeps its exact value.
+PadValue = Int | Number
+
+
+def _pad_number(value: object) -> int | float:
+    """A pad value as JSON wrote it: a finite number (not a boolean), integers within int64."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"pad_value must lie within int64, got {value}")
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise ValueError(
+        "pad_value must be a number, or an object of numbers by input name such as "
+        '{"input_ids": 1, "attention_mask": 0}'
+    )
+
+
 class BatchingIn(BaseModel):
     """How instances of concurrent requests are batched together."""
 
@@ -81,17 +110,31 @@ class BatchingIn(BaseModel):
         le=1_000_000,
         description="the most instances waiting for the version; beyond it requests answer 429",
     )
-    pad_value: Number | None = Field(
+    pad_value: PadValue | dict[str, PadValue] | None = Field(
         None,
         description="with it, instances whose -1 axes differ in length share a batch: those axes "
         "are padded with this value up to the next of `buckets` (used only when no output has "
-        "a -1 axis); unset: instances of different lengths run in separate batches",
+        "a -1 axis); one number for every input, or an object with one per input that has a -1 "
+        'axis (e.g. {"input_ids": 1, "attention_mask": 0}); unset: instances of different '
+        "lengths run in separate batches",
     )
     buckets: list[Int] | None = Field(
         None,
         description="the lengths a padded -1 axis is rounded up to (e.g. [32, 64, 128, 256]; a "
         "longer one keeps its own length), so the model sees few distinct shapes",
     )
+
+    @field_validator(
+        "pad_value", mode="plain", json_schema_input_type=PadValue | dict[str, PadValue] | None
+    )
+    @classmethod
+    def _pad_value(cls, value: object) -> int | float | dict[str, int | float] | None:
+        # In place of the union's own errors, which list every branch it tried.
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return {str(name): _pad_number(v) for name, v in value.items()}
+        return _pad_number(value)
 
 
 class GoldenIn(BaseModel):
@@ -171,6 +214,14 @@ class VersionMeta(BaseModel):
             raise ValueError("device must be auto, cpu, cuda or cuda:N")
         return value
 
+    @field_validator("batching")
+    @classmethod
+    def _pad_values(cls, batching: BatchingIn, info: ValidationInfo) -> BatchingIn:
+        inputs: list[TensorSpecIn] | None = info.data.get("inputs")
+        if batching.pad_value is not None and inputs is not None:
+            check_pad_values(batching.pad_value, inputs)
+        return batching
+
     @model_validator(mode="after")
     def _unique_names(self) -> VersionMeta:
         for group in (self.inputs, self.outputs):
@@ -192,6 +243,53 @@ class VersionMeta(BaseModel):
             golden=[g.model_dump() for g in self.golden],
             description=self.description,
         )
+
+
+def check_pad_values(
+    pad_value: int | float | dict[str, int | float], inputs: list[TensorSpecIn]
+) -> None:
+    """ValueError unless every input with a -1 axis gets a value its dtype holds, and an
+    object names only such inputs."""
+    variable = [t for t in inputs if -1 in t.shape]
+    if isinstance(pad_value, dict):
+        by_name = {t.name: t for t in inputs}
+        for name in pad_value:
+            if name not in by_name:
+                raise ValueError(
+                    f"pad_value names '{name}', which is not an input (inputs: "
+                    f"{', '.join(repr(t.name) for t in inputs)})"
+                )
+            if -1 not in by_name[name].shape:
+                raise ValueError(
+                    f"pad_value names input '{name}', which has no -1 axis to pad "
+                    f"(shape {by_name[name].shape})"
+                )
+        for spec in variable:
+            if spec.name not in pad_value:
+                raise ValueError(
+                    f"input '{spec.name}' has a -1 axis but pad_value gives it no value: "
+                    "padding needs one for every input with a -1 axis (the value the model "
+                    "ignores there, such as 0 for an attention mask)"
+                )
+    for spec in variable:
+        value = pad_value[spec.name] if isinstance(pad_value, dict) else pad_value
+        why = _unfit(value, spec.dtype)
+        if why:
+            raise ValueError(f"pad_value of input '{spec.name}' ({spec.dtype}) {why}, got {value}")
+
+
+def _unfit(value: int | float, dtype: str) -> str | None:
+    """Why `value` cannot pad a tensor of `dtype`, or None when it can."""
+    want = numpy_dtype(dtype)
+    if want.kind == "b":
+        return None if value in (0, 1) else "must be 0 or 1"
+    if want.kind in "iu":
+        info = np.iinfo(want)
+        if not info.min <= value <= info.max:
+            return f"must lie in [{info.min}, {info.max}]"
+        return None if isinstance(value, int) else "must be an integer"
+    limit = float(np.finfo(want).max)
+    return None if -limit <= value <= limit else f"must lie within ±{limit:g}"
 
 
 def parse_meta(

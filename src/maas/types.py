@@ -172,11 +172,34 @@ class LoadSpec:
     golden: tuple[GoldenExample, ...] = field(default_factory=tuple)
     max_delay_ms: float = 5.0
     max_queue: int = 1024
-    # With a pad value, instances whose variable axes differ are padded up to the next bucket
-    # (or the longest in the batch) so they share one forward; only for models that mask it.
+    # With pad values, instances whose variable axes differ are padded up to the next bucket
+    # so they share one forward; only for models that mask the padding. `pad_values` holds one
+    # value per input, aligned with `inputs` (None: that input has no value); `pad_value` is the
+    # one value for every input, kept for workers of releases before per-input values, which
+    # read only it (None there when the values differ per input: such a worker does not pad).
     pad_value: float | None = None
     buckets: tuple[int, ...] = ()
     replicas: int | None = None
+    pad_values: tuple[int | float | None, ...] = ()
+
+    def input_pad_values(self) -> tuple[int | float | None, ...]:
+        """The value that pads each input, aligned with `inputs`; () when nothing is padded.
+        A spec from a gateway of an earlier release carries only `pad_value`."""
+        if self.pad_values:
+            return self.pad_values
+        return () if self.pad_value is None else (self.pad_value,) * len(self.inputs)
+
+
+def pad_values_of(
+    pad_value: int | float | dict[str, int | float] | None, inputs: tuple[TensorSpec, ...]
+) -> tuple[int | float | None, ...]:
+    """`batching.pad_value` as meta gives it (one number for every input, or one per input
+    name) as one value per input, aligned with `inputs`; () when it is unset."""
+    if pad_value is None:
+        return ()
+    if isinstance(pad_value, dict):
+        return tuple(pad_value.get(t.name) for t in inputs)
+    return (pad_value,) * len(inputs)
 
 
 @dataclass(frozen=True, slots=True)

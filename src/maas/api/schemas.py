@@ -280,8 +280,10 @@ class BatchingOut(BaseModel):
     max_batch_size: int = Field(description="most instances in one batch")
     max_delay_ms: float = Field(description="longest a batch waits to fill up")
     max_queue: int = Field(description="most instances waiting; more answer 429")
-    pad_value: float | None = Field(
-        None, description="value that pads -1 axes to one length in a batch (only when set)"
+    pad_value: int | float | dict[str, int | float] | None = Field(
+        None,
+        description="value that pads -1 axes to one length in a batch, as given: one number for "
+        "every input, or one per input name (only when set)",
     )
     buckets: list[int] | None = Field(
         None, description="lengths that -1 axes are padded up to (only when set)"

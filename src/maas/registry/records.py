@@ -14,6 +14,7 @@ from maas.types import (
     TensorSpec,
     VersionKey,
     VersionStatus,
+    pad_values_of,
 )
 
 
@@ -91,6 +92,7 @@ class VersionRecord:
         )
 
     def load_spec(self, path: str) -> LoadSpec:
+        pad = self.batching.get("pad_value")
         return LoadSpec(
             key=self.key,
             path=path,
@@ -103,9 +105,10 @@ class VersionRecord:
             golden=self.golden,
             max_delay_ms=float(self.batching.get("max_delay_ms", 5.0)),
             max_queue=int(self.batching.get("max_queue", 1024)),
-            pad_value=self.batching.get("pad_value"),
+            pad_value=None if isinstance(pad, dict) else pad,
             buckets=tuple(sorted(self.batching.get("buckets") or ())),
             replicas=self.replicas,
+            pad_values=pad_values_of(pad, self.inputs),
         )
 
 

@@ -12,8 +12,8 @@ request (one shape group of it), `take(now)` hands back the next batch when one 
 - the queue is bounded (`max_queue` instances); a full queue refuses at once with a retry delay
   estimated from its depth and the measured batch time;
 - requests past their deadline, or cancelled by their caller, are dropped before a forward;
-- with a `pad_value`, a version's variable axes are padded up to the next bucket (or the exact
-  length past the last one), so sequences of different lengths share one forward.
+- with pad values (one per input), a version's variable axes are padded up to the next bucket
+  (or the exact length past the last one), so sequences of different lengths share one forward.
 """
 
 from __future__ import annotations
@@ -93,11 +93,22 @@ class Batcher:
         self._last_dispatch = float("-inf")
         self._last_count = 0
         self._last_group: tuple[tuple[int, ...], ...] = ()
-        # Padding is only safe when no output's shape follows a padded axis.
-        self._pad = spec.pad_value is not None and all(-1 not in o.shape for o in spec.outputs)
         self._variable_axes = [
             tuple(axis for axis, d in enumerate(t.shape) if d == -1) for t in spec.inputs
         ]
+        # One value per input (attention masks pad with 0, token ids with the pad id). Padding
+        # is only safe when every variable input has its value and no output's shape follows a
+        # padded axis.
+        self._pad_values = spec.input_pad_values()
+        self._pad = (
+            len(self._pad_values) == len(spec.inputs)
+            and all(
+                value is not None
+                for value, axes in zip(self._pad_values, self._variable_axes, strict=True)
+                if axes
+            )
+            and all(-1 not in o.shape for o in spec.outputs)
+        )
 
     @property
     def depth(self) -> int:
@@ -232,16 +243,16 @@ class Batcher:
             if all(p.shape[1:] == shape for p in parts):
                 stacked = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
             else:
-                stacked = self._pad_into(parts, shape)
+                stacked = self._pad_into(parts, shape, self._pad_values[position])
             self.stats.input_elements += stacked.size
             inputs.append(stacked)
         return inputs
 
     def _pad_into(
-        self, parts: list[np.ndarray[Any, Any]], shape: tuple[int, ...]
+        self, parts: list[np.ndarray[Any, Any]], shape: tuple[int, ...], value: float | None
     ) -> np.ndarray[Any, Any]:
         count = sum(len(p) for p in parts)
-        out = np.full((count, *shape), self.spec.pad_value, dtype=parts[0].dtype)
+        out = np.full((count, *shape), value, dtype=parts[0].dtype)
         row = 0
         for part in parts:
             region = (slice(row, row + len(part)), *(slice(0, d) for d in part.shape[1:]))
