@@ -49,6 +49,21 @@ class Run:
         assert self.out == "", self
         return self.err_lines[0]
 
+    def failed_json(self, code: int) -> dict[str, Any]:
+        """Under `--json`: exit `code`, the one `error: ...` line on stderr, and on stdout one
+        error object `{"error": {"code", "message"}}`; its inner object."""
+        assert self.code == code, self
+        assert "Traceback" not in self.err, self
+        assert len(self.err_lines) == 1, self
+        assert self.err_lines[0].startswith("error: "), self
+        answer = json.loads(self.out)
+        assert list(answer) == ["error"], self
+        error: dict[str, Any] = answer["error"]
+        assert isinstance(error["code"], str), self
+        assert isinstance(error["message"], str), self
+        assert error["message"], self
+        return error
+
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any MAAS_* variable of the outer shell, plus `extra`."""

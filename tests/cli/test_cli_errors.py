@@ -1,5 +1,5 @@
 """Exit codes and one-line errors (CONTRACT: 1 refused, 2 usage, 3 unreachable), never a
-traceback, whatever the operator got wrong."""
+traceback, whatever the operator got wrong; under `--json` the error object on stdout too."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cli, artifact_files, cli_server, unreachable_url
+from clitools import Cli, admin, artifact_files, cli_server, unreachable_url
 
 from gateway import ADMIN_SECRET
 
@@ -36,7 +36,7 @@ def nowhere(tmp_path: Path) -> Cli:
         ("models", "canary", "digits@2", "--weight", "10"),
         ("events", "--since", "10m"),
         ("gateways",),
-        ("workers", "--json"),
+        ("workers",),
         ("keys", "list"),
         ("keys", "create", "ci", "--scope", "infer"),
     ],
@@ -153,10 +153,69 @@ def test_refusals_print_the_servers_code_and_message(cli: Cli) -> None:
     line = cli("models", "show", "nosuchmodel").failed(1)
     assert line.startswith("error: 404 ")
     assert "nosuchmodel" in line
-    line = cli("models", "show", "nosuchmodel@4", "--json").failed(1)
-    assert line.startswith("error: 404 ")
     line = cli("models", "promote", "nosuchmodel@1").failed(1)
     assert line.startswith("error: 404 ")
+
+
+def test_under_json_a_refusal_is_the_apis_error_object_on_stdout(cli: Cli) -> None:
+    run = cli("models", "show", "nosuchmodel@4", "--json")
+    error = run.failed_json(1)
+    direct = admin(cli.url, "GET", "/admin/models/nosuchmodel/versions/4")
+    assert {"error": error} == direct.json()  # the API's own object, as it sent it
+    assert error["code"] == "model_not_found"
+    assert run.err_lines[0].startswith("error: 404 model_not_found: ")  # and the line as ever
+    error = cli.with_key("wrong-key-0123456789")("keys", "list", "--json").failed_json(1)
+    assert error["code"] == "unauthenticated"
+    error = cli("models", "promote", "nosuchmodel@1", "--json").failed_json(1)
+    assert error["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("models", "list", "--json"),
+        ("models", "show", "digits@1", "--json"),
+        ("events", "--json", "--since", "10m"),
+        ("workers", "--json"),
+        ("keys", "create", "ci", "--scope", "infer", "--json"),
+    ],
+)
+def test_under_json_an_unreachable_server_is_an_error_object_and_exit_3(
+    nowhere: Cli, args: tuple[str, ...]
+) -> None:
+    error = nowhere(*args).failed_json(3)
+    assert error["code"] == "unreachable"
+    assert nowhere.url in error["message"]
+
+
+def test_under_json_register_against_no_server_is_exit_3(nowhere: Cli) -> None:
+    artifact, meta = artifact_files(nowhere.home / "files")
+    run = nowhere("models", "register", "m", str(artifact), "--meta", str(meta), "--json")
+    assert run.failed_json(3)["code"] == "unreachable"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("models", "canary", "m@2", "--weight", "0", "--json"), "--weight"),
+        (("models", "load", "m", "--json"), "NAME@VERSION"),
+        (("models", "frobnicate", "--json"), "frobnicate"),
+        (("models", "list", "--json", "--bogus"), "--bogus"),
+        (("models", "register", "m", "missing.pt", "--meta", "{}", "--json"), "missing.pt"),
+        (("keys", "create", "x", "--json"), "--scope"),
+    ],
+)
+def test_under_json_a_usage_error_is_an_error_object_and_exit_2(
+    nowhere: Cli, args: tuple[str, ...], says: str
+) -> None:
+    error = nowhere(*args).failed_json(2)
+    assert error["code"] == "usage"
+    assert says in error["message"]
+
+
+def test_without_json_nothing_goes_to_stdout_on_an_error(nowhere: Cli) -> None:
+    nowhere("models", "list").failed(3)
+    nowhere("models", "load", "m").failed(2)
 
 
 def test_the_url_flag_overrides_maas_url(cli: Cli) -> None:
@@ -199,5 +258,7 @@ def test_a_5xx_or_a_body_that_is_not_json_is_one_line(tmp_path: Path) -> None:
         line = cli("models", "list").failed(1)
         assert line.startswith("error: 502 ")
         assert "Bad Gateway" in line
-        line = cli("gateways", "--json").failed(1)
+        line = cli("gateways", "--json").failed_json(1)["message"]
         assert "not JSON" in line
+        error = cli("models", "list", "--json").failed_json(1)
+        assert error == {"code": "bad_gateway", "message": "<html>Bad Gateway</html>"}

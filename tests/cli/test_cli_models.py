@@ -1,5 +1,6 @@
-"""`maas models ...` against a real server: register, show, list, promote, canary, history,
-rollback, load/unload/archive, alias-delete."""
+"""`maas models ...` against a real server: register (waiting by default, the first ready
+version becoming production), show, list, promote, canary, history, rollback,
+load/unload/archive, alias-delete."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from clitools import (
     Cli,
@@ -22,6 +24,8 @@ from clitools import (
 
 from artifacts import mlp_meta
 
+ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
+
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
@@ -34,54 +38,94 @@ def files(cli: Cli) -> tuple[Path, Path]:
     return artifact_files(cli.home / "files")
 
 
-def test_register_without_wait_answers_loading(cli: Cli, files: tuple[Path, Path]) -> None:
+def test_register_with_no_wait_answers_at_once(cli: Cli, files: tuple[Path, Path]) -> None:
     artifact, meta = files
-    answer = cli("models", "register", "reg-nowait", str(artifact), "--meta", str(meta), "--json")
-    version = answer.json()
-    assert version["model"] == "reg-nowait"
-    assert version["version"] == 1
-    assert version["status"] == "loading"  # stdout is not a terminal: no wait by default
-    human = cli("models", "register", "reg-nowait", str(artifact), "--meta", f"@{meta}").ok()
-    assert human.out.startswith("reg-nowait@2 uploaded")
-    assert "maas models show reg-nowait@2" in human.out
+    run = cli("models", "register", "reg-nowait", str(artifact), "--meta", str(meta), "--no-wait")
+    version = cli(
+        "models",
+        "register",
+        "reg-nowait",
+        str(artifact),
+        "--meta",
+        str(meta),
+        "--no-wait",
+        "--json",
+    ).json()
+    assert run.ok().out.startswith("reg-nowait@1 uploaded")
+    assert "maas models show reg-nowait@1" in run.out
+    assert (version["model"], version["version"]) == ("reg-nowait", 2)
+    assert version["status"] in ("loading", "ready")  # answered without waiting for the load
+    assert "aliases" not in version
+    unloaded = json.dumps({**mlp_meta(), "load": False})
+    said = cli("models", "register", "reg-nowait", str(artifact), "--meta", unloaded, "--no-wait")
+    assert said.ok().out.startswith("reg-nowait@3 registered, not loaded")
     wait_status(cli.url, "reg-nowait", 1, "ready")
     wait_status(cli.url, "reg-nowait", 2, "ready")
 
 
-def test_register_with_wait_and_inline_meta_answers_ready(
+def test_register_waits_by_default_and_says_the_first_version_became_production(
     cli: Cli, files: tuple[Path, Path]
 ) -> None:
     artifact, _ = files
     inline = json.dumps(mlp_meta())
-    version = cli(
-        "models", "register", "reg-wait", str(artifact), "--meta", inline, "--wait", "--json"
-    ).json()
-    assert version["status"] == "ready"
-    assert version["load_error"] is None
+    # stdout is not a terminal here: register waits all the same.
+    version = cli("models", "register", "reg-wait", str(artifact), "--meta", inline, "--json")
+    answer = version.json()
+    assert answer["status"] == "ready"
+    assert answer["load_error"] is None
+    assert answer["aliases"] == ["production"]
     human = cli("models", "register", "reg-wait", str(artifact), "--meta", inline, "--wait")
-    assert human.ok().out == "reg-wait@2 is ready\n"
+    assert human.ok().out == (
+        "reg-wait@2 is ready; production stays on 1 (send traffic to it with "
+        "`maas models canary reg-wait@2 --weight 10` or `maas models promote reg-wait@2`)\n"
+    )
     assert human.err == ""
+    assert (
+        cli("models", "register", "reg-wait", str(artifact), "--meta", inline, "--json").json()[
+            "aliases"
+        ]
+        == []
+    )
+    history = cli("models", "history", "reg-wait", "--json").json()["history"]
+    assert [(h["action"], h["key"], h["to"]) for h in history] == [
+        ("set", "system", [{"version": 1, "weight": 100}])
+    ]
 
 
-def test_a_load_that_fails_under_wait_exits_1_with_its_error(
+def test_a_request_by_bare_name_works_right_after_register(
     cli: Cli, files: tuple[Path, Path]
 ) -> None:
+    artifact, meta = files
+    said = cli("models", "register", "bare", str(artifact), "--meta", str(meta)).ok().out
+    assert said == (
+        "bare@1 is ready and is production now (the model had no production alias): "
+        "requests naming just 'bare' reach it\n"
+    )
+    answer = httpx.post(f"{cli.url}/v1/models/bare:predict", json=ROW, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["model"], answer.json()["version"]) == ("bare", 1)
+
+
+def test_a_broken_model_exits_1_with_its_error(cli: Cli, files: tuple[Path, Path]) -> None:
     artifact, _ = files
     ready_version(cli.url, "reg-fail")
     failing = json.dumps(failing_load_meta())
-    run = cli("models", "register", "reg-fail", str(artifact), "--meta", failing, "--wait")
-    assert run.code == 1, run
-    assert "Traceback" not in run.err
-    assert len(run.err_lines) == 1, run
-    line = run.err_lines[0]
+    # No --wait and stdout not a terminal (as in CI): it waits, and a load that fails is exit 1.
+    run = cli("models", "register", "reg-fail", str(artifact), "--meta", failing)
+    line = run.failed(1)
     # Either the version ended `failed` (its load error printed) or the check refused it (422).
     assert "reg-fail@2 failed to load: " in line or line.startswith("error: 422 "), line
+    assert "declares [7]" in line  # the reason
+    error = cli("models", "register", "reg-fail", str(artifact), "--meta", failing, "--json")
+    assert error.failed_json(1)["code"] == "model_load_error"
+    model = admin(cli.url, "GET", "/admin/models/reg-fail").json()
+    assert [a["routes"] for a in model["aliases"]] == [[{"version": 1, "weight": 100}]]
 
 
 def test_a_refused_upload_leaves_no_empty_model(cli: Cli, files: tuple[Path, Path]) -> None:
     artifact, _ = files
     bad_meta = json.dumps({"format": "no-such-format"})
-    run = cli("models", "register", "ghost", str(artifact), "--meta", bad_meta, "--wait")
+    run = cli("models", "register", "ghost", str(artifact), "--meta", bad_meta)
     assert run.failed(1).startswith("error: 4")
     assert admin(cli.url, "GET", "/admin/models/ghost").status_code == 404
 
@@ -144,9 +188,11 @@ def test_promote_canary_history_rollback(cli: Cli) -> None:
     assert "confirmed by 1/1 gateways" in promoted
 
     history = cli("models", "history", "flow", "--json").json()["history"]
-    assert [h["action"] for h in history] == ["promote", "set", "set", "promote"]
+    # promote flow@1 moved nothing: the first ready version was production already.
+    assert [h["action"] for h in history] == ["promote", "set", "set", "set"]
     assert history[0]["to"] == [{"version": 2, "weight": 100}]
     assert history[-1]["from"] is None
+    assert history[-1]["key"] == "system"
     table = cli("models", "history", "flow").ok().out
     for header in ("AT", "ACTION", "FROM", "TO", "KEY"):
         assert header in table

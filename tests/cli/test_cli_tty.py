@@ -1,5 +1,5 @@
 """On a terminal (a pseudo-terminal, pexpect): register shows an upload bar and a loading
-spinner and waits by default; tables render with their header."""
+spinner while it waits; tables render with their header."""
 
 from __future__ import annotations
 
@@ -48,8 +48,11 @@ def test_register_shows_progress_then_a_spinner_and_waits(cli: Cli) -> None:
     assert "uploading mlp.pt as tty@1" in screen
     assert "━" in screen  # the bar
     assert "loading tty@1 in a worker…" in screen
-    assert screen.rstrip().endswith("tty@1 is ready")
-    # It waited (the default on a terminal): the version was ready when the command returned.
+    assert screen.rstrip().endswith(
+        "tty@1 is ready and is production now (the model had no production alias): "
+        "requests naming just 'tty' reach it"
+    )
+    # It waited (the default): the version was ready when the command returned.
     assert admin(cli.url, "GET", "/admin/models/tty/versions/1").json()["status"] == "ready"
 
 

@@ -3,19 +3,20 @@
 `serve`, `worker` and `db` run maas itself; `models`, `keys`, `events`, `gateways` and
 `workers` talk to a running server's admin API (`MAAS_URL`, key from `MAAS_API_KEY` or
 `maas-data/admin.key`). Results go to stdout (`--json`: the API's own answer), errors to
-stderr in one line. Exit codes: 0 done, 1 refused, 2 usage, 3 server unreachable.
+stderr in one line; under `--json` an error is also an error object on stdout,
+`{"error": {"code", "message"}}`. Exit codes: 0 done, 1 refused, 2 usage, 3 server unreachable.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from maas.cli import keys, models, ops, serve
-from maas.cli.output import USAGE, CliError, one_line
+from maas.cli.output import CliError, UsageFailure, emit_json, error_object, one_line
 
 __all__ = ["main"]
 
@@ -33,25 +34,47 @@ class MaasGroup(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        as_json = _asks_for_json(sys.argv[1:] if args is None else args)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
             exc.show()
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
+            message = one_line(exc.format_message())
             hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-            click.echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
-            sys.exit(USAGE)
+            _fail(UsageFailure(message + hint), as_json)
         except CliError as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
+            _fail(exc, as_json)
         except click.ClickException as exc:
-            click.echo(f"error: {one_line(exc.format_message())}", err=True)
+            message = one_line(exc.format_message())
+            if as_json:
+                emit_json(error_object("error", message))
+            click.echo(f"error: {message}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
+            if as_json:
+                emit_json(error_object("aborted", "aborted"))
             click.echo("aborted", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _asks_for_json(args: Sequence[str]) -> bool:
+    """`--json` among the options (read from the raw arguments: a usage error may come before
+    click has parsed them)."""
+    options = list(args)
+    if "--" in options:
+        options = options[: options.index("--")]
+    return "--json" in options
+
+
+def _fail(error: CliError, as_json: bool) -> NoReturn:
+    """One `error: ...` line on stderr; under `--json` the error object on stdout as well."""
+    if as_json:
+        emit_json(error.as_json())
+    error.show()
+    sys.exit(error.exit_code)
 
 
 @click.group(cls=MaasGroup)

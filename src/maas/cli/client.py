@@ -17,7 +17,7 @@ from urllib.parse import quote
 import click
 import httpx
 
-from maas.cli.output import CliError, Unreachable, one_line, usage_error
+from maas.cli.output import CliError, Unreachable, error_object, one_line, usage_error
 from maas.types import is_number
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
@@ -163,7 +163,8 @@ class Client:
                 raise CliError(
                     f"the maas server at {self.target.url} closed the connection during the "
                     f"upload ({_reason(exc)}); it refuses artifacts over its "
-                    "MAAS_MAX_ARTIFACT_BYTES this way, see its log"
+                    "MAAS_MAX_ARTIFACT_BYTES this way, see its log",
+                    code="upload_closed",
                 ) from None
             raise Unreachable(
                 f"lost the connection to the maas server at {self.target.url} ({_reason(exc)})"
@@ -180,8 +181,10 @@ def unreachable(url: str, exc: BaseException) -> CliError:
 
 
 def refused(response: httpx.Response, where: Target) -> CliError:
-    """`<status> <code>: <message>` from the admin API's error body (or its text)."""
+    """`<status> <code>: <message>` from the admin API's error body (or its text); under
+    `--json` that body itself (one of its shape when the answer was not the API's)."""
     code, message = error_of(response)
+    answer = _api_error(response) or error_object(code, message)
     text = f"{response.status_code} {code}: {message}"
     if response.status_code == 401:
         text += (
@@ -191,7 +194,19 @@ def refused(response: httpx.Response, where: Target) -> CliError:
         )
     elif response.status_code == 403:
         text += f"; the key from {where.key_source} lacks the admin scope (MAAS_API_KEY)"
-    return CliError(text)
+    return CliError(text, code=code, answer=answer)
+
+
+def _api_error(response: httpx.Response) -> dict[str, Any] | None:
+    """The answer's body when it is the admin API's error object, as sent."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return {"error": error}
+    return None
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
@@ -213,7 +228,8 @@ def _answer(response: httpx.Response, where: Target) -> Any:
     except ValueError:
         raise CliError(
             f"the server at {where.url} answered {response.status_code} with a body that is not "
-            f"JSON: {one_line(response.text, 200)!r}; is MAAS_URL a maas gateway?"
+            f"JSON: {one_line(response.text, 200)!r}; is MAAS_URL a maas gateway?",
+            code="bad_answer",
         ) from None
 
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -22,12 +17,11 @@ from maas.cli.output import (
     say,
     short_time,
     status_text,
-    stderr_console,
     table,
     usage_error,
 )
 from maas.cli.refs import alias_name, alias_ref, model_name, parse_ref, version_ref
-from maas.cli.upload import MultipartBody
+from maas.cli.register import models_register
 
 ALIAS_OPTION = click.option(
     "--alias", default="production", show_default=True, callback=lambda c, p, v: alias_name(v)
@@ -37,6 +31,9 @@ ALIAS_OPTION = click.option(
 @click.group()
 def models() -> None:
     """Models, versions and aliases on a running server (MAAS_URL, MAAS_API_KEY)."""
+
+
+models.add_command(models_register)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -188,142 +185,6 @@ def _show_version(version: dict[str, Any]) -> None:
     table(["FIELD", "VALUE"], rows, title=f"{version.get('model')}@{version.get('version')}")
 
 
-# --- registering -----------------------------------------------------------------------------
-
-
-def read_meta(text: str) -> str:
-    """`--meta`: inline JSON (starts with `{`), or a path to a JSON file (`@path` too). The
-    JSON text, checked to be one object."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        source, content = "--meta", stripped
-    else:
-        file = Path(stripped[1:] if stripped.startswith("@") else stripped)
-        source = f"--meta {str(file)!r}"
-        try:
-            content = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise usage_error(f"{source}: no such file (give a JSON file or inline JSON)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise usage_error(f"{source}: cannot read it ({exc})") from None
-    try:
-        parsed = json.loads(content)
-    except json.JSONDecodeError as exc:
-        raise usage_error(
-            f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    if not isinstance(parsed, dict):
-        raise usage_error(f'{source}: must be a JSON object such as {{"format": ...}}')
-    return content
-
-
-@models.command("register")
-@click.argument("name")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--meta", "meta", required=True, help="A JSON file, or inline JSON text.")
-@click.option(
-    "--wait/--no-wait",
-    default=None,
-    help="Answer once the version is loaded or failed (default: on when stdout is a terminal).",
-)
-@json_option
-def models_register(name: str, file: Path, meta: str, wait: bool | None, as_json: bool) -> None:
-    """Upload FILE as a new version of NAME (the model is created if missing)."""
-    model_name(name)
-    meta_text = read_meta(meta)
-    if wait is None:
-        wait = sys.stdout.isatty()
-    try:
-        body = MultipartBody.build(file, meta_text)
-    except OSError as exc:
-        raise usage_error(f"{file}: cannot read it ({exc.strerror or exc})") from None
-    params = {"create_model": "true", **({"wait": "true"} if wait else {})}
-    with Client() as client:
-        # Fails fast (a bad key, no server) before sending the artifact; its versions name the
-        # one the upload will most likely get, for the progress line.
-        existing = client.find(path("models", name))
-        numbers = [v.get("version", 0) for v in (existing or {}).get("versions", [])]
-        label = f"{name}@{max(numbers, default=0) + 1}"
-        with _progress(body, label, wait) as chunks:
-            answer = client.call(
-                "POST",
-                path("models", name, "versions"),
-                params=params,
-                content=chunks,
-                headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
-                timeout=None,
-            )
-    if as_json:
-        emit_json(answer)
-    ref = f"{answer.get('model', name)}@{answer.get('version')}"
-    status = answer.get("status")
-    if status == "failed":
-        raise CliError(f"{ref} failed to load: {answer.get('load_error') or 'no error recorded'}")
-    if as_json:
-        return
-    if status == "ready":
-        say(f"{ref} is ready")
-    elif status == "registered":
-        say(f"{ref} registered, not loaded; load it with `maas models load {ref}`")
-    else:
-        say(
-            f"{ref} uploaded ({human_size(answer.get('size'))}, sha256 "
-            f"{(answer.get('sha256') or '')[:12]}); {status} — follow it with "
-            f"`maas models show {ref}`"
-        )
-
-
-@contextlib.contextmanager
-def _progress(body: MultipartBody, label: str, wait: bool) -> Iterator[Iterator[bytes]]:
-    """The body's chunks; on a terminal (stderr) a progress bar follows the upload, then a
-    spinner while the server loads the version."""
-    console = stderr_console()
-    if not console.is_terminal:
-        yield body.chunks()
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    upload = Progress(
-        TextColumn("uploading {task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-    task = upload.add_task(f"{body.file.name} as {label}", total=body.size)
-    spinner = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
-    )
-    spinner.add_task(f"loading {label} in a worker…" if wait else f"registering {label}…")
-
-    def advance(n: int) -> None:
-        upload.advance(task, n)
-
-    def sent() -> None:
-        upload.refresh()  # the bar at 100%, even for a file sent in one chunk
-        upload.stop()
-        spinner.start()
-        spinner.refresh()
-
-    upload.start()
-    upload.refresh()
-    try:
-        yield body.chunks(advance, sent)
-    finally:
-        upload.stop()
-        spinner.stop()
-
-
 # --- versions --------------------------------------------------------------------------------
 
 
@@ -439,7 +300,8 @@ def models_promote(ref: str, alias: str, as_json: bool) -> None:
                 raise CliError(
                     f"{target.alias} points at {len(pairs)} versions "
                     f"({routes_text(routes.get('routes'))}); promote one "
-                    f"{target.name}@V"
+                    f"{target.name}@V",
+                    code="conflict",
                 )
             version = pairs[0][0]
         _alias_change(
@@ -508,13 +370,15 @@ def models_canary(ref: str, weight: int, alias: str, as_json: bool) -> None:
         if current is None:
             raise CliError(
                 f"{target.name} has no alias {alias} to split; point it at a version first "
-                f"(`maas models promote {target.name}@V --alias {alias}`)"
+                f"(`maas models promote {target.name}@V --alias {alias}`)",
+                code="alias_not_found",
             )
         pairs = _pairs_of(current)
         if all(v == target.version for v, _ in pairs):
             raise CliError(
                 f"{alias} of {target.name} already sends all its traffic to {target.version}; "
-                "nothing to split it with"
+                "nothing to split it with",
+                code="conflict",
             )
         body: dict[str, Any] = {"routes": split_weights(pairs, target.version, weight)}
         if len(pairs) == 1:

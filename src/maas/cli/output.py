@@ -2,7 +2,9 @@
 stdout, progress and one-line errors on stderr.
 
 Every failure a command reports is a `CliError`: click prints it as `error: <message>` and
-exits with its code (CONTRACT: 1 refused, 2 usage, 3 server unreachable).
+exits with its code (CONTRACT: 1 refused, 2 usage, 3 server unreachable). Under `--json` the
+same failure is also an error object on stdout, the admin API's own for a refusal by the server
+(`{"error": {"code", "message"}}`), one of that shape otherwise (`usage`, `unreachable`, ...).
 """
 
 from __future__ import annotations
@@ -26,27 +28,44 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(click.ClickException):
-    """A failure reported in one line, `error: <message>`: refused by the server (exit 1)."""
+    """A failure reported in one line, `error: <message>`: refused (exit 1). `code` names it
+    in the `--json` error object; `answer` is the server's own error object, when it sent one."""
 
     exit_code = REFUSED
+    code = "refused"
 
-    def __init__(self, message: str) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, answer: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(one_line(message))
+        if code is not None:
+            self.code = code
+        self.answer = answer
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=True)
+
+    def as_json(self) -> dict[str, Any]:
+        return self.answer or error_object(self.code, self.format_message())
 
 
 class UsageFailure(CliError):
     """The command line itself is wrong (exit 2), found before any request."""
 
     exit_code = USAGE
+    code = "usage"
 
 
 class Unreachable(CliError):
     """The server (or database) cannot be reached (exit 3)."""
 
     exit_code = UNREACHABLE
+    code = "unreachable"
+
+
+def error_object(code: str, message: str) -> dict[str, Any]:
+    """The admin API's error shape."""
+    return {"error": {"code": code, "message": message}}
 
 
 def usage_error(message: str) -> CliError:
