@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, Gateway, make_settings, running_gateway
+from maas.registry.records import Route
 from maas.types import VersionKey
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
@@ -141,3 +143,24 @@ async def test_a_model_created_elsewhere_is_served_within_the_poll(tmp_path: Pat
 @pytest.mark.parametrize("path", ["/admin/gateways"])
 async def test_gateways_needs_the_admin_scope(gateway: Gateway, path: str) -> None:
     assert (await gateway.client.get(path)).status_code == 401
+
+
+async def test_an_upload_that_waited_returns_once_the_other_gateway_serves_it(
+    tmp_path: Path,
+) -> None:
+    async with two_gateways(tmp_path) as (a, b):
+        response = await a.client.post(
+            "/admin/models/mlp/versions",
+            params={"wait": "true", "create_model": "true"},
+            files={"file": ("model.pt", torchscript_bytes(tiny_mlp(seed=1)))},
+            data={"meta": json.dumps(mlp_meta())},
+            headers=ADMIN,
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["status"] == "ready"
+        # The first ready version became production; b served that generation before the
+        # answer, so a request by bare name there finds it (once b's own backend holds it).
+        assert b.services.plane.served >= await a.services.registry.generation()
+        assert b.services.router.snapshot.models["mlp"].aliases["production"] == (Route(1, 100),)
+        await _until_loaded(b, 1)
+        assert await _served_version(b) == 1
