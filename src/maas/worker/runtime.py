@@ -22,7 +22,7 @@ from maas.errors import InvalidArtifact, InvalidInput, ModelLoadError
 from maas.sealing import ArtifactKey
 from maas.signature import group_instances
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec
-from maas.worker.diagnosis import cause, with_hint
+from maas.worker.diagnosis import cause, complaints, not_tensors, with_hint
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ _TORCH_DTYPE = {
     "bool": torch.bool,
 }
 _WARMUP_LENGTH = 8
+# The version number of an upload's trial load: the version does not exist yet
+# (maas.registry.service.draft_record), so there is no number to name.
+_TRIAL = 0
 # Inputs may be read-only views on the request's bytes; torch only reads them.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
@@ -97,7 +100,7 @@ class LoadedModel:
         elif isinstance(raw, list | tuple):
             tensors = list(raw)
         else:
-            raise ModelLoadError(f"model returned {type(raw).__name__}, expected tensors")
+            raise ModelLoadError(not_tensors(f"a {type(raw).__module__}.{type(raw).__qualname__}"))
         if len(tensors) != len(specs):
             raise ModelLoadError(
                 f"model returned {len(tensors)} outputs, signature declares {len(specs)}"
@@ -131,22 +134,35 @@ def _check_output_shape(shape: tuple[int, ...], spec: TensorSpec) -> None:
 def load_model(spec: LoadSpec, key: ArtifactKey | None = None) -> LoadedModel:
     """Verify, load, warm up and check one version (a sealed artifact opened in memory with
     `key`). Blocking: call it off the event loop."""
+    started = time.perf_counter()
     try:
         artifact = open_verified(Path(spec.path), spec.sha256, key)
     except InvalidArtifact as exc:
         raise ModelLoadError(exc.message) from None
     device = resolve_device(spec.device)
-    try:
-        with artifact:
-            module = _load_module(artifact, spec.format, device)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ModelLoadError(f"cannot load the {spec.format} artifact: {cause(exc)}") from None
+    with complaints() as found:
+        try:
+            with artifact:
+                module = _load_module(artifact, spec.format, device)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # torch raises many types for a corrupt or foreign file
+            # The client never sees this worker's log: the cause goes into the message.
+            reason = found.explain(exc)
+            raise ModelLoadError(f"cannot load the {spec.format} artifact: {reason}") from None
     model = LoadedModel(spec, module, device)
     _warm_up(model)
     _check_golden(model)
-    log.info("loaded %s on %s", spec.key, device)
+    took = time.perf_counter() - started
+    if spec.key.version == _TRIAL:
+        log.info(
+            "checked the upload of %s (load, warm-up, golden checks) on %s in %.1f s",
+            spec.key.model,
+            device,
+            took,
+        )
+    else:
+        log.info("loaded %s on %s in %.1f s", spec.key, device, took)
     return model
 
 
@@ -176,7 +192,7 @@ def _warm_up(model: LoadedModel) -> None:
             message = exc.message.removeprefix("the model rejected the input: ")
             raise ModelLoadError(
                 f"warm-up forward of a batch of {size} (inputs {shapes}) failed: "
-                + with_hint(message, model.spec.inputs)
+                + with_hint(message, model.spec.inputs, model.spec.outputs)
             ) from None
 
 
