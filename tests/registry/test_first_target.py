@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from artifacts import new_version
+from maas.registry.aliasing import SYSTEM_ACTOR
 from maas.registry.records import Route
-from maas.registry.service import SYSTEM_ACTOR, Registry
+from maas.registry.service import Registry
 from maas.types import AliasAction, VersionKey, VersionStatus
 
 META = new_version()

@@ -20,14 +20,20 @@ from sqlalchemy.exc import IntegrityError
 from maas.errors import (
     AliasInUse,
     AlreadyExists,
-    ConcurrentChange,
     KeyNotFound,
     LastAdminKey,
     ModelNotFound,
     NothingToUndo,
-    VersionNotReady,
 )
 from maas.registry import repository as repo
+from maas.registry.aliasing import (
+    UNSET,
+    audit,
+    check_expected,
+    first_target,
+    move_alias,
+    top_of_undo_stack,
+)
 from maas.registry.db import SessionFactory
 from maas.registry.records import (
     AliasRecord,
@@ -39,22 +45,10 @@ from maas.registry.records import (
     VersionRecord,
     routes_json,
 )
-from maas.registry.tables import (
-    Alias,
-    AliasHistory,
-    AliasRoute,
-    ApiKey,
-    AuditEvent,
-    Model,
-    ModelVersion,
-)
+from maas.registry.tables import AliasHistory, ApiKey, Model, ModelVersion
 from maas.types import DEFAULT_ALIAS, AliasAction, Scope, VersionKey, VersionStatus
 
 log = logging.getLogger(__name__)
-
-UNSET: Any = object()
-# Who the audit log and alias history name for the changes the registry makes on its own.
-SYSTEM_ACTOR = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +96,7 @@ class Registry:
                 model = Model(name=name, description=description, last_version=0)
                 session.add(model)
                 await session.flush()
-                _audit(session, actor, "model.create", name, None, {"description": description})
+                audit(session, actor, "model.create", name, None, {"description": description})
                 record = ModelRecord(model.name, model.description, model.created_at)
                 generation = await repo.bump_generation(session)
         except IntegrityError:
@@ -142,13 +136,13 @@ class Registry:
                 row = Model(name=model, description="", last_version=0)
                 session.add(row)
                 await session.flush()
-                _audit(session, actor, "model.create", model, None, {"description": ""})
+                audit(session, actor, "model.create", model, None, {"description": ""})
             number = await repo.next_version_number(session, model_id=row.id)
             version = _version_row(meta, model_id=row.id, number=number, status=status)
             version.sha256, version.size = sha256, size
             session.add(version)
             await session.flush()
-            _audit(
+            audit(
                 session,
                 actor,
                 "version.create",
@@ -195,7 +189,7 @@ class Registry:
             await session.flush()
             record = VersionRecord.from_row(row, key.model)
             if ready and await repo.get_alias(session, model=model, name=DEFAULT_ALIAS) is None:
-                generation = await _first_target(session, model, key.version)
+                generation = await first_target(session, model, key.version)
             else:
                 generation = await repo.bump_generation(session)
         self._changed(generation)
@@ -222,7 +216,7 @@ class Registry:
                 row.tags = tags
             after = {"batching": row.batching, "description": row.description, "tags": row.tags}
             if after != before:
-                _audit(session, actor, "version.update", str(key), before, after)
+                audit(session, actor, "version.update", str(key), before, after)
             await session.flush()
             record = VersionRecord.from_row(row, key.model)
             generation = await repo.bump_generation(session)
@@ -240,7 +234,7 @@ class Registry:
                 )
             before = row.status
             row.status = VersionStatus.ARCHIVED.value
-            _audit(
+            audit(
                 session,
                 actor,
                 "version.archive",
@@ -289,8 +283,8 @@ class Registry:
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.get_alias(session, model=model_row, name=alias)
-            _check_expected(current, expected_current)
-            record = await _move_alias(
+            check_expected(current, expected_current)
+            record = await move_alias(
                 session, model_row, alias, current, routes, actor=actor, action=action
             )
         if record.generation is not None:
@@ -305,7 +299,7 @@ class Registry:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.require_alias(session, model=model_row, name=alias)
             rows = await repo.all_alias_history(session, model=model_row, alias=alias)
-            change = _top_of_undo_stack(rows)
+            change = top_of_undo_stack(rows)
             if change is None or change.from_routes is None:
                 what = "no change left to undo" if change is None else "no earlier target"
                 raise NothingToUndo(
@@ -313,7 +307,7 @@ class Registry:
                     f"GET /admin/models/{model}/aliases/{alias}/history)"
                 )
             routes = [Route(r["version"], r["weight"]) for r in change.from_routes]
-            record = await _move_alias(
+            record = await move_alias(
                 session,
                 model_row,
                 alias,
@@ -356,7 +350,7 @@ class Registry:
                     at=now,
                 )
             )
-            _audit(session, actor, "alias.delete", f"{model}/{alias}", old, None)
+            audit(session, actor, "alias.delete", f"{model}/{alias}", old, None)
             await repo.delete_alias(session, alias=current)
             generation = await repo.bump_generation(session)
         self._changed(generation)
@@ -417,7 +411,7 @@ class Registry:
             )
             session.add(row)
             await session.flush()
-            _audit(
+            audit(
                 session,
                 actor,
                 "key.create",
@@ -464,7 +458,7 @@ class Registry:
                     "key first (maas keys create NAME --scope admin)"
                 )
             row.revoked_at = datetime.now(UTC)
-            _audit(session, actor, "key.revoke", f"key/{key_id}", {"name": row.name}, None)
+            audit(session, actor, "key.revoke", f"key/{key_id}", {"name": row.name}, None)
             await session.flush()
             record = KeyRecord.from_row(row)
             generation = await repo.bump_generation(session)
@@ -474,7 +468,7 @@ class Registry:
     async def record_refusal(self, *, actor: str, request: str, target: str, reason: str) -> None:
         """An admin request refused to a known key, in the audit log (action `refused`)."""
         async with self._writes.begin() as session:
-            _audit(session, actor, "refused", target, None, {"request": request, "reason": reason})
+            audit(session, actor, "refused", target, None, {"request": request, "reason": reason})
 
     async def ping(self) -> None:
         async with self._sessions() as session:
@@ -507,121 +501,3 @@ def _version_row(
         golden=meta.golden,
         description=meta.description,
     )
-
-
-def _audit(session: Any, actor: str, action: str, target: str, before: Any, after: Any) -> None:
-    session.add(
-        AuditEvent(key_name=actor, action=action, target=target, before=before, after=after)
-    )
-
-
-def _check_expected(current: Alias | None, expected: Any) -> None:
-    if expected is UNSET:
-        return
-    if expected is None:
-        if current is not None:
-            raise ConcurrentChange(f"alias '{current.name}' already exists")
-        return
-    targets = [r.version for r in current.routes] if current else []
-    if targets != [expected]:
-        raise ConcurrentChange(
-            f"alias moved: expected it at version {expected}, it points at {targets or 'nothing'}"
-        )
-
-
-async def _move_alias(
-    session: Any,
-    model_row: Model,
-    alias: str,
-    current: Alias | None,
-    routes: list[Route],
-    *,
-    actor: str,
-    action: AliasAction,
-    undoes: int | None = None,
-) -> AliasRecord:
-    """Point `current` (or a new alias) at `routes` in this transaction, with its history row
-    and audit event; a move that changes nothing returns the alias as it is (no generation)."""
-    targets = await _ready_targets(session, model_row, routes)
-    new_routes = tuple(sorted(routes, key=lambda r: r.version))
-    old_routes = tuple(Route(r.version, r.weight) for r in current.routes) if current else None
-    if current is not None and old_routes == new_routes:
-        return AliasRecord.from_row(current, model_row.name)
-    now = datetime.now(UTC)
-    if current is None:
-        current = Alias(model_id=model_row.id, name=alias, created_at=now, routes=[])
-        session.add(current)
-    current.updated_at = now
-    current.routes = [
-        AliasRoute(version_id=targets[r.version].id, version=r.version, weight=r.weight)
-        for r in new_routes
-    ]
-    session.add(
-        AliasHistory(
-            model_id=model_row.id,
-            alias=alias,
-            action=action.value,
-            from_routes=routes_json(old_routes),
-            to_routes=routes_json(new_routes),
-            key_name=actor,
-            at=now,
-            undoes=undoes,
-        )
-    )
-    _audit(
-        session,
-        actor,
-        f"alias.{action.value}",
-        f"{model_row.name}/{alias}",
-        routes_json(old_routes),
-        routes_json(new_routes),
-    )
-    await session.flush()
-    generation = await repo.bump_generation(session)
-    return AliasRecord(model_row.name, alias, new_routes, now, generation)
-
-
-async def _first_target(session: Any, model_row: Model, version: int) -> int:
-    """Point the model's missing `production` alias at `version`, which has just turned ready;
-    the generation it committed with."""
-    record = await _move_alias(
-        session,
-        model_row,
-        DEFAULT_ALIAS,
-        None,
-        [Route(version, 100)],
-        actor=SYSTEM_ACTOR,
-        action=AliasAction.SET,
-    )
-    assert record.generation is not None  # a new alias always moves
-    return record.generation
-
-
-def _top_of_undo_stack(rows: Any) -> AliasHistory | None:
-    """The newest change not undone yet, from history rows newest first: undo rows pop the
-    change they name and are never undone themselves; a deletion ends the stack."""
-    undone: set[int] = set()
-    for row in rows:
-        if row.action == AliasAction.DELETE.value:
-            return None
-        if row.undoes is not None:
-            undone.add(row.undoes)
-            continue
-        if row.id not in undone:
-            return row  # type: ignore[no-any-return]
-    return None
-
-
-async def _ready_targets(
-    session: Any, model: Model, routes: list[Route]
-) -> dict[int, ModelVersion]:
-    targets: dict[int, ModelVersion] = {}
-    for route in routes:
-        row = await repo.get_version(session, model=model, version=route.version)
-        if row.status != VersionStatus.READY.value:
-            raise VersionNotReady(
-                f"{model.name}@{route.version} is {row.status}; an alias may only point at "
-                "ready versions"
-            )
-        targets[route.version] = row
-    return targets

@@ -1,0 +1,136 @@
+"""Writes inside a registry transaction that more than one operation shares: moving an alias
+(its routes, history row and audit event, and the generation bump), the undo stack a rollback
+reads, and the audit row itself. Callers own the transaction and lock the model row first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from maas.errors import ConcurrentChange, VersionNotReady
+from maas.registry import repository as repo
+from maas.registry.records import AliasRecord, Route, routes_json
+from maas.registry.tables import Alias, AliasHistory, AliasRoute, AuditEvent, Model, ModelVersion
+from maas.types import DEFAULT_ALIAS, AliasAction, VersionStatus
+
+UNSET: Any = object()  # `expected_current` not given: no condition on the alias's target
+# Who the audit log and alias history name for the changes the registry makes on its own.
+SYSTEM_ACTOR = "system"
+
+
+def audit(session: Any, actor: str, action: str, target: str, before: Any, after: Any) -> None:
+    session.add(
+        AuditEvent(key_name=actor, action=action, target=target, before=before, after=after)
+    )
+
+
+def check_expected(current: Alias | None, expected: Any) -> None:
+    if expected is UNSET:
+        return
+    if expected is None:
+        if current is not None:
+            raise ConcurrentChange(f"alias '{current.name}' already exists")
+        return
+    targets = [r.version for r in current.routes] if current else []
+    if targets != [expected]:
+        raise ConcurrentChange(
+            f"alias moved: expected it at version {expected}, it points at {targets or 'nothing'}"
+        )
+
+
+async def move_alias(
+    session: Any,
+    model_row: Model,
+    alias: str,
+    current: Alias | None,
+    routes: list[Route],
+    *,
+    actor: str,
+    action: AliasAction,
+    undoes: int | None = None,
+) -> AliasRecord:
+    """Point `current` (or a new alias) at `routes` in this transaction, with its history row
+    and audit event; a move that changes nothing returns the alias as it is (no generation)."""
+    targets = await _ready_targets(session, model_row, routes)
+    new_routes = tuple(sorted(routes, key=lambda r: r.version))
+    old_routes = tuple(Route(r.version, r.weight) for r in current.routes) if current else None
+    if current is not None and old_routes == new_routes:
+        return AliasRecord.from_row(current, model_row.name)
+    now = datetime.now(UTC)
+    if current is None:
+        current = Alias(model_id=model_row.id, name=alias, created_at=now, routes=[])
+        session.add(current)
+    current.updated_at = now
+    current.routes = [
+        AliasRoute(version_id=targets[r.version].id, version=r.version, weight=r.weight)
+        for r in new_routes
+    ]
+    session.add(
+        AliasHistory(
+            model_id=model_row.id,
+            alias=alias,
+            action=action.value,
+            from_routes=routes_json(old_routes),
+            to_routes=routes_json(new_routes),
+            key_name=actor,
+            at=now,
+            undoes=undoes,
+        )
+    )
+    audit(
+        session,
+        actor,
+        f"alias.{action.value}",
+        f"{model_row.name}/{alias}",
+        routes_json(old_routes),
+        routes_json(new_routes),
+    )
+    await session.flush()
+    generation = await repo.bump_generation(session)
+    return AliasRecord(model_row.name, alias, new_routes, now, generation)
+
+
+async def first_target(session: Any, model_row: Model, version: int) -> int:
+    """Point the model's missing `production` alias at `version`, which has just turned ready;
+    the generation it committed with."""
+    record = await move_alias(
+        session,
+        model_row,
+        DEFAULT_ALIAS,
+        None,
+        [Route(version, 100)],
+        actor=SYSTEM_ACTOR,
+        action=AliasAction.SET,
+    )
+    assert record.generation is not None  # a new alias always moves
+    return record.generation
+
+
+def top_of_undo_stack(rows: Any) -> AliasHistory | None:
+    """The newest change not undone yet, from history rows newest first: undo rows pop the
+    change they name and are never undone themselves; a deletion ends the stack."""
+    undone: set[int] = set()
+    for row in rows:
+        if row.action == AliasAction.DELETE.value:
+            return None
+        if row.undoes is not None:
+            undone.add(row.undoes)
+            continue
+        if row.id not in undone:
+            return row  # type: ignore[no-any-return]
+    return None
+
+
+async def _ready_targets(
+    session: Any, model: Model, routes: list[Route]
+) -> dict[int, ModelVersion]:
+    targets: dict[int, ModelVersion] = {}
+    for route in routes:
+        row = await repo.get_version(session, model=model, version=route.version)
+        if row.status != VersionStatus.READY.value:
+            raise VersionNotReady(
+                f"{model.name}@{route.version} is {row.status}; an alias may only point at "
+                "ready versions"
+            )
+        targets[route.version] = row
+    return targets
