@@ -1,5 +1,6 @@
 """What an uploaded file is, from its bytes alone: a TorchScript archive, a `torch.export`
-archive, a `torch.save` pickle (a `state_dict` or a whole module), or something else.
+archive, a `torch.save` pickle (a `state_dict` or a whole module), an ONNX model, or something
+else.
 
 An upload is checked with this before it is answered, so a file that can never load is refused
 at the door with what it is and what to do, instead of failing later in a worker. It reads the
@@ -23,10 +24,23 @@ _SAVE_HINT = (
 )
 
 
+_ONNX_HINT = (
+    "this release serves torchscript and torch_export files: export with "
+    "torch.jit.trace/torch.export, or wait for ONNX support"
+)
+# ONNX's ModelProto: field 1 is ir_version (a varint), then fields 2-8 (producer_name,
+# producer_version, domain, model_version, doc_string, graph, opset_import), 14
+# (metadata_props), 20 (training_info) or 25 (functions), each with the wire type protobuf
+# writes it with: 0 for the varint model_version, 2 (length-delimited) for the rest.
+_ONNX_FIELDS = {2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
+_MAX_IR_VERSION = 64
+
+
 class ArchiveKind(StrEnum):
     TORCHSCRIPT = "torchscript"
     TORCH_EXPORT = "torch_export"
     PICKLE = "pickle"  # torch.save(...): weights or a pickled module, not a program
+    ONNX = "onnx"
     OTHER = "other"
 
 
@@ -37,6 +51,8 @@ def inspect_archive(path: Path) -> tuple[ArchiveKind, str]:
     if not zipfile.is_zipfile(path):
         if head.startswith(_PICKLE_PROTOCOLS):
             return ArchiveKind.PICKLE, "a legacy torch.save / pickle file"
+        if looks_like_onnx(head):
+            return ArchiveKind.ONNX, "an ONNX model (protobuf ModelProto)"
         return ArchiveKind.OTHER, _describe_bytes(head)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -64,12 +80,39 @@ def check_archive(path: Path, declared: ArtifactFormat) -> None:
             f"the file is {what}, which holds weights or pickled Python objects but no program "
             f"maas can run safely; {_SAVE_HINT}"
         )
+    if kind is ArchiveKind.ONNX:
+        raise InvalidArtifact(f"this looks like {what}; {_ONNX_HINT}")
     if kind in (ArchiveKind.TORCHSCRIPT, ArchiveKind.TORCH_EXPORT):
         raise InvalidArtifact(
             f'meta says "format": "{declared.value}" but the file is {what}; '
             f'set "format": "{kind.value}"'
         )
     raise InvalidArtifact(f"the file is not a TorchScript or torch.export archive: {what}")
+
+
+def looks_like_onnx(head: bytes) -> bool:
+    """Whether `head`, a file's first bytes, starts as an ONNX ModelProto does: ir_version, then
+    a field of ModelProto with its wire type. Cheap and strict enough: a text file cannot start
+    with byte 0x08, and few binary formats follow it with these tags."""
+    if not head.startswith(b"\x08"):
+        return False
+    ir_version, at = _varint(head, 1)
+    if ir_version is None or not 1 <= ir_version <= _MAX_IR_VERSION:
+        return False
+    tag, _ = _varint(head, at)
+    if tag is None:
+        return False
+    return _ONNX_FIELDS.get(tag >> 3) == tag & 7
+
+
+def _varint(data: bytes, at: int) -> tuple[int | None, int]:
+    """The protobuf varint at `data[at:]` and where it ends; None when it does not end."""
+    value = 0
+    for shift, index in enumerate(range(at, min(len(data), at + 10))):
+        value |= (data[index] & 0x7F) << (7 * shift)
+        if data[index] < 0x80:
+            return value, index + 1
+    return None, at
 
 
 def _describe_bytes(head: bytes) -> str:

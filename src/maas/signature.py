@@ -114,10 +114,7 @@ def _check(
     # `[]` parses as float64; an empty axis is reported by the shape checks below instead.
     kind = want.kind if array.size == 0 and array.dtype.kind == "f" else array.dtype.kind
     if kind not in "biuf":
-        raise InvalidInput(
-            f"{where}input '{spec.name}' must be {spec.dtype} numbers, got "
-            f"{'a ragged or non-numeric array' if kind == 'O' else array.dtype.name}"
-        )
+        raise InvalidInput(f"{where}input '{spec.name}' takes {spec.dtype}; got {_describe(kind)}")
     if want.kind == "b" and kind != "b":
         raise InvalidInput(f"{where}input '{spec.name}' must be {spec.dtype} (true/false)")
     if want.kind in _INT_KINDS and kind not in _INT_KINDS:
@@ -162,8 +159,20 @@ def _check(
     return array.astype(want, copy=False)
 
 
+# What a numpy kind of parsed JSON holds, in the contract's words (numpy's dtype names, such as
+# `str32` for strings, mean nothing to a client).
+_KIND_WORDS = {
+    "f": "floating-point numbers",
+    "b": "booleans",
+    "U": "string",
+    "S": "string",
+    "O": "null, objects or lists of uneven length",
+    "c": "complex numbers",
+}
+
+
 def _describe(kind: str) -> str:
-    return {"f": "floating-point numbers", "b": "booleans"}.get(kind, "non-integers")
+    return _KIND_WORDS.get(kind, "non-integers")
 
 
 def _fmt(bound: float | None) -> str:

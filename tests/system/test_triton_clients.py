@@ -142,6 +142,25 @@ def test_client_mistakes_are_protocol_errors(client: httpclient.InferenceServerC
     assert metadata.value.status() == "404"
 
 
+@pytest.mark.parametrize(
+    "asked",
+    [{}, {"model_name": "m"}, {"model_name": "m", "model_version": "1"}],
+    ids=["every_model", "model", "version"],
+)
+def test_inference_statistics_say_they_are_not_served_and_where_to_look(
+    client: httpclient.InferenceServerClient, asked: dict[str, str]
+) -> None:
+    with pytest.raises(InferenceServerException) as refused:
+        client.get_inference_statistics(**asked)
+    assert refused.value.status() == "404"
+    message = refused.value.message()
+    assert "the statistics extension" in message
+    assert "is not served by this release" in message
+    assert "maas_request_phase_seconds" in message
+    assert "does not exist" not in message  # not "model 'stats' does not exist"
+    assert "statistics" not in client.get_server_metadata()["extensions"]
+
+
 async def test_the_aio_client(url: str) -> None:
     client = aioclient.InferenceServerClient(url.removeprefix("http://"))
     try:

@@ -13,6 +13,7 @@ import orjson
 from starlette.types import Receive
 
 from maas.errors import BadRequest, PayloadTooLarge
+from maas.serving.sniff import not_json
 
 # zlib's window bits: a gzip header and trailer, or a zlib one ("deflate" in HTTP).
 _WBITS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}
@@ -62,8 +63,10 @@ def decode_content(body: bytes, encoding: bytes | None, limit: int) -> bytes:
     return out
 
 
-def parse_json(body: bytes | memoryview) -> Any:
+def parse_json(body: bytes | memoryview, expected: str) -> Any:
+    """The JSON value of `body`; a BadRequest that says what the body is and what the route
+    takes (`expected`, see `maas.serving.sniff.not_json`) when it is not JSON."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+        raise not_json(body, str(exc), expected) from None

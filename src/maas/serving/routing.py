@@ -116,13 +116,31 @@ def _resolve(snapshot: Snapshot, ref: ModelRef, routing_key: str | None) -> Vers
     if version is None:
         raise VersionNotFound(f"model '{ref.model}' has no version {number}")
     if version.status is not VersionStatus.READY:
-        detail = f": {version.load_error}" if version.load_error else ""
-        raise VersionNotReady(
-            f"{ref.model}@{number} is {version.status.value}, not ready{detail}",
-            model=ref.model,
-            version=number,
-        )
+        raise VersionNotReady(_not_ready(ref, version), model=ref.model, version=number)
     return version
+
+
+def _not_ready(ref: ModelRef, version: VersionRecord) -> str:
+    """Why `version` cannot serve `ref`, and what would make it serve."""
+    name = f"{version.model}@{version.version}"
+    if ref.version is not None:
+        subject = name
+    else:
+        subject = f"{ref.model}@{ref.alias or DEFAULT_ALIAS} points at {name}, which"
+    load = f"load it with `maas models load {name}`"
+    match version.status:
+        case VersionStatus.FAILED:
+            error = version.load_error or "no error was recorded"
+            return f"{subject} failed to load: {error}; upload a fixed version"
+        case VersionStatus.LOADING:
+            return f"{subject} is still loading; try again shortly"
+        case VersionStatus.REGISTERED:
+            return f"{subject} is registered but not loaded: {load}"
+        case VersionStatus.UNLOADED:
+            return f"{subject} is unloaded: {load}"
+        case VersionStatus.ARCHIVED:
+            return f"{subject} is archived and serves no traffic: use a ready version"
+    return f"{subject} is {version.status.value}, not ready"
 
 
 def pick_route(routes: tuple[Route, ...], routing_key: str | None) -> int:

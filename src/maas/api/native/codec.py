@@ -28,6 +28,7 @@ from maas.signature import InstanceGroup, group_instances, scatter_outputs
 from maas.types import ModelRef, parse_version
 
 _PREFIX, _SUFFIX = "/v1/models/", ":predict"
+_TAKES = ':predict takes {"instances": [...]} as JSON'
 # Output dtypes orjson writes straight from numpy (bfloat16 arrives as float32).
 _ORJSON_KINDS = frozenset("biuf")
 
@@ -35,8 +36,10 @@ _ORJSON_KINDS = frozenset("biuf")
 def match(path: str) -> ModelRef | MaasError | None:
     """The ref a predict path names, the client's mistake in it, or None: not ours (a path
     that only looks like a predict route is a NotFound, so it is answered and counted)."""
-    if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
+    if not path.startswith(_PREFIX):
         return None
+    if not path.endswith(_SUFFIX):
+        return _other_verb(path)
     parts = path[len(_PREFIX) : -len(_SUFFIX)].split("/")
     if not all(parts):
         return _no_route(path)
@@ -63,6 +66,27 @@ def ref_in_name(name: str) -> ModelRef | BadRequest:
     return ref
 
 
+def _other_verb(path: str) -> NotFound | None:
+    """A POST such as `/v1/models/NAME:classify`: a verb this release does not serve (no
+    model or alias name holds a ':'), or None when the path names no verb at all."""
+    _, colon, verb = path.rpartition("/")[2].rpartition(":")
+    return unknown_verb(verb) if colon else None
+
+
+def unknown_verb(verb: str) -> NotFound:
+    """The answer to `NAME:verb` for any verb but predict."""
+    served = (
+        "the only verb served after ':' is :predict (POST /v1/models/NAME[@REF]:predict "
+        'with {"instances": [...]})'
+    )
+    if verb == "classify":
+        return NotFound(f"':classify' is not served by this release; {served}")
+    shown = verb[:40] if verb.isprintable() else repr(verb[:40])
+    return NotFound(
+        f"no verb ':{shown}' on the model routes; {served}; :classify is not served by this release"
+    )
+
+
 def _no_route(path: str) -> NotFound:
     return NotFound(
         f"no predict route matches '{path}'; use /v1/models/NAME[@REF]:predict, "
@@ -76,7 +100,7 @@ class NativeCodec:
     def decode(
         self, body: bytes, head: RequestHead, version: VersionRecord
     ) -> Decoded[tuple[list[InstanceGroup], int]]:
-        instances = _instances(parse_json(body))
+        instances = _instances(parse_json(body, _TAKES))
         groups = group_instances(instances, version.inputs)
         return Decoded([g.arrays for g in groups], (groups, len(instances)))
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from maas.api import fastpath
 from maas.api.deps import ServicesDep
 from maas.api.inference_schemas import ModelNames, ModelStatus, NativeMetadata, Predictions
-from maas.api.native.codec import ref_in_name
+from maas.api.native.codec import ref_in_name, unknown_verb
 from maas.api.openapi import inference_answers
 from maas.errors import BadRequest
 from maas.registry.records import VersionRecord
@@ -33,7 +33,8 @@ router = APIRouter(prefix="/v1/models", tags=["native inference"])
 
 _LOOKUP_ERRORS = {
     400: "`bad_request`: a malformed ref, or a version that is not a number from 1 to 2^63-1",
-    404: "`model_not_found`, `version_not_found` or `alias_not_found`",
+    404: "`model_not_found`, `version_not_found` or `alias_not_found`; `not_found`: a verb "
+    "after ':' other than :predict (`:classify` is not served by this release)",
     405: "`method_not_allowed`: a predict path asked with GET (POST it)",
 }
 _STATUS = inference_answers(
@@ -53,8 +54,11 @@ STATE = {
 
 
 def _ref(name: str, *, version: str | None = None, alias: str | None = None) -> ModelRef:
-    if (version or alias or name).endswith(":predict"):  # a predict path, asked with GET
+    last = version or alias or name
+    if last.endswith(":predict"):  # a predict path, asked with GET
         raise HTTPException(405, "Method Not Allowed", headers={"Allow": "POST"})
+    if ":" in last:  # no model, version or alias name holds one: a verb other than predict
+        raise unknown_verb(last.rpartition(":")[2])
     if version is not None:
         try:
             return ModelRef(model=name, version=parse_version(version))
@@ -149,7 +153,9 @@ PREDICT_ANSWERS = inference_answers(
         "a bad X-Request-Timeout-Ms, or a Content-Encoding other than gzip or deflate",
         401: "`unauthenticated` (only with MAAS_REQUIRE_INFER_KEY=true)",
         403: "`forbidden`: the key may not run this model",
-        404: "`model_not_found`, `version_not_found` or `alias_not_found`, or no such route",
+        404: "`model_not_found`, `version_not_found` or `alias_not_found`; `not_found`: no "
+        "such route, or a verb after ':' other than :predict (such as `:classify`, not served "
+        "by this release)",
         413: "`payload_too_large`: the body is past MAAS_MAX_BODY_BYTES, or it holds more "
         "than MAAS_MAX_INSTANCES instances",
         422: "`invalid_input`: the instances do not match the model's signature, or there are "

@@ -9,12 +9,15 @@ the request's bytes (no copy), except BOOL and BF16, which need converting.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
+import orjson
 
 from maas.api.v2.datatypes import DTYPE_OF, element_count
 from maas.errors import BadRequest
+from maas.serving.sniff import describe, looks_like, not_json, starts_like_json
 
 Array = np.ndarray[Any, Any]
 
@@ -26,6 +29,12 @@ WIRE_DTYPE: dict[str, np.dtype[Any]] = {
 }
 WIRE_DTYPE["BOOL"] = np.dtype(np.uint8)
 WIRE_DTYPE["BF16"] = np.dtype("<u2")
+
+_NEEDS_LENGTH = (
+    "a binary tensor request needs the Inference-Header-Content-Length header giving the JSON "
+    "header's length"
+)
+_TAKES = '/infer takes a JSON inference request ({"inputs": [...]}); ' + _NEEDS_LENGTH
 
 
 def split_body(body: bytes, header_length: int | None) -> tuple[memoryview, memoryview]:
@@ -39,6 +48,48 @@ def split_body(body: bytes, header_length: int | None) -> tuple[memoryview, memo
             f"{len(body)} bytes"
         )
     return view[:header_length], view[header_length:]
+
+
+def parse_header(header: memoryview, header_length: int | None) -> Any:
+    """The JSON of a request: its header (the whole body without a header length). A body
+    that is not JSON is refused with what it looks like; one that is JSON followed by other
+    bytes, as a binary request sent without Inference-Header-Content-Length is, names the
+    header and the length it should have given."""
+    try:
+        return orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise _not_a_request(header, str(exc), header_length) from None
+
+
+def _not_a_request(header: memoryview, reason: str, header_length: int | None) -> BadRequest:
+    if header_length is not None:
+        where = (
+            f"the JSON header (the first {header_length} bytes, as "
+            "Inference-Header-Content-Length says)"
+        )
+        if looks_like(header) is None and starts_like_json(header):
+            return BadRequest(f"malformed JSON in {where}: {reason}")
+        return BadRequest(f"{where} is not JSON: it looks like {describe(header)}")
+    end = _json_prefix(header)
+    if end is not None:
+        return BadRequest(
+            f"the body is {end} bytes of JSON followed by {len(header) - end} bytes that are "
+            f"not: {_NEEDS_LENGTH} ({end} here)"
+        )
+    return not_json(header, reason, _TAKES)
+
+
+def _json_prefix(body: memoryview) -> int | None:
+    """Where a JSON object at the start of `body` ends, when other bytes follow it."""
+    text = bytes(body).decode("latin-1")  # one character per byte: offsets are byte offsets
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("{", start):
+        return None
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:
+        return None
+    return end if text[end:].strip() else None
 
 
 class BufferReader:

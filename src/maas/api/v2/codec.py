@@ -18,12 +18,11 @@ from typing import Any
 import orjson
 
 from maas.api.errors import v2_error
-from maas.api.v2.binary import BufferReader, from_buffer, split_body, to_buffer
+from maas.api.v2.binary import BufferReader, from_buffer, parse_header, split_body, to_buffer
 from maas.api.v2.datatypes import check_datatype, datatype_of, from_json, to_json
 from maas.errors import BadRequest, InvalidInput, MaasError
 from maas.metrics import PROTOCOL_V2
 from maas.registry.records import VersionRecord
-from maas.serving.body import parse_json
 from maas.serving.codec import OCTET_STREAM, Decoded, Group, Reply
 from maas.serving.head import MAX_TIMEOUT_MS, RequestHead
 from maas.signature import check_batch
@@ -71,8 +70,9 @@ class V2Codec:
     protocol = PROTOCOL_V2
 
     def decode(self, body: bytes, head: RequestHead, version: VersionRecord) -> Decoded[_Wanted]:
-        header, binary = split_body(body, head.header_length())
-        request = parse_json(header)
+        header_length = head.header_length()
+        header, binary = split_body(body, header_length)
+        request = parse_header(header, header_length)
         if not isinstance(request, dict):
             raise BadRequest("the inference request must be a JSON object")
         request_id = request.get("id")

@@ -28,8 +28,10 @@ from maas.api.inference_schemas import (
     V2Readiness,
 )
 from maas.api.openapi import inference_answers
+from maas.api.schemas import V2ErrorBody
 from maas.api.v2.codec import ref_for
 from maas.api.v2.datatypes import datatype_of
+from maas.errors import ModelNotFound, NotFound
 from maas.registry.records import VersionRecord
 from maas.serving.catalog import Listing
 from maas.types import ArtifactFormat, TensorSpec
@@ -40,7 +42,16 @@ _LOOKUP_ERRORS = {
     400: "a version that is not a number from 1 to 2^63-1 (nor an alias name)",
     404: "no such model, version or alias",
 }
-_METADATA = inference_answers(V2Metadata, "Its signature", v2=True, errors=_LOOKUP_ERRORS)
+_METADATA = inference_answers(
+    V2Metadata,
+    "Its signature",
+    v2=True,
+    errors={
+        **_LOOKUP_ERRORS,
+        404: "no such model, version or alias (`/v2/models/stats`, Triton's statistics of "
+        "every model, is not served: the error says so unless a model is named `stats`)",
+    },
+)
 _READY = inference_answers(
     V2Readiness, "It can serve", v2=True, errors=_LOOKUP_ERRORS, not_ready=V2Readiness
 )
@@ -67,7 +78,21 @@ INFER_ANSWERS[200]["content"] = {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
 }
 
+# Not "statistics": its routes answer 404 saying where the figures are (`_NO_STATISTICS`).
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters"]
+_NO_STATISTICS = (
+    "the statistics extension (GET /v2/models[/NAME[/versions/V]]/stats) is not served by "
+    "this release; the same figures are Prometheus metrics at GET /metrics, per model and "
+    "version: maas_request_phase_seconds (per phase), maas_queue_wait_seconds, "
+    "maas_inference_duration_seconds, maas_batch_size and maas_requests_total"
+)
+_STATS: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": V2ErrorBody,
+        "description": "always: the statistics extension is not served; the error names the "
+        "metrics at GET /metrics that hold the same figures",
+    }
+}
 PLATFORM = {ArtifactFormat.TORCHSCRIPT: "pytorch_libtorch", ArtifactFormat.TORCH_EXPORT: "pytorch"}
 
 
@@ -95,7 +120,32 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get("/models/{name}", summary="Model metadata", responses=_METADATA)
 async def model_metadata(services: ServicesDep, name: str) -> dict[str, Any]:
-    return _metadata(await services.catalog.lookup(ref_for(name)))
+    try:
+        return _metadata(await services.catalog.lookup(ref_for(name)))
+    except ModelNotFound:
+        if name == "stats":  # Triton's statistics of every model, unless a model is so named
+            raise NotFound(_NO_STATISTICS) from None
+        raise
+
+
+@router.get(
+    "/models/{name}/stats",
+    summary="Model statistics (not served: see /metrics)",
+    status_code=404,
+    responses=_STATS,
+)
+async def model_statistics(name: str) -> None:
+    raise NotFound(_NO_STATISTICS)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/stats",
+    summary="Model version statistics (not served: see /metrics)",
+    status_code=404,
+    responses=_STATS,
+)
+async def version_statistics(name: str, version: str) -> None:
+    raise NotFound(_NO_STATISTICS)
 
 
 @router.get(
