@@ -172,7 +172,9 @@ def maas_argvs_in_shell(script: str) -> list[list[str]]:
 def planned_text() -> str:
     """docs/settings.md's section of settings and commands planned but not built yet."""
     text = SETTINGS_DOC.read_text()
-    start = text.index("## Planned, not yet working")
+    start = text.find("## Planned, not yet working")
+    if start < 0:
+        return ""  # nothing is planned: every setting and command listed is built
     end = text.find("\n## ", start + 1)
     return text[start:] if end < 0 else text[start:end]
 
