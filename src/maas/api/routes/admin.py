@@ -384,9 +384,13 @@ async def delete_alias(
 
 
 async def _propagated(services: Services, record: AliasRecord) -> dict[str, Any]:
-    """The alias, once every live gateway serves the generation it committed with (a change
-    that moved nothing waits for what this gateway serves already)."""
-    generation = record.generation if record.generation is not None else services.plane.served
+    """The alias, once every live gateway serves the generation it committed with. A change
+    that moved nothing waits for the registry's generation now: the alias may have got its
+    target from a change this gateway has not heard of yet (a version that became production
+    on turning ready), and an answer promises every gateway serves it."""
+    generation = record.generation
+    if generation is None:
+        generation = await services.registry.generation()
     return await _once_served(services, generation, schemas.alias_json(record))
 
 
