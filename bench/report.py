@@ -107,6 +107,9 @@ def _large_ratios(results: dict[str, Any], row: dict[str, Any], ratios: dict[str
     rate = _raw_rate(results, model, c)
     if rate:
         ratios[f"÷raw{c}"] = row["rps"] / rate
+    base = _maas(results, model, True, c, protocol=row["protocol"], system="base")
+    if base and base["rps"] > 0:
+        ratios["÷base"] = row["rps"] / base["rps"]
     fwd = _raw_fwd(results, model)
     if c == 1 and fwd is not None:
         ratios["p50-fwd ms"] = row["p50_ms"] - fwd

@@ -263,6 +263,8 @@ def _load_all(
         if base in args.model_list and base not in unservable:
             for c in concurrency:
                 _point(args, target, specs.Variant(base, True), protocol, c, rows)
+                if baseline is not None and base not in info["baseline_unservable"]:
+                    _point(args, baseline, specs.Variant(base, True), protocol, c, rows)
     if args.skip_v2:
         return
     for base, protocol in specs.V2_ROWS:
