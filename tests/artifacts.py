@@ -39,6 +39,25 @@ class SlowMLP(torch.nn.Module):
         return self.fc(x) + acc[0, 0] - 1.0
 
 
+WIDE_IN = 256 * 1024  # 1 MiB of float32 per instance: several times a socket's buffer
+
+
+class SlowMean(torch.nn.Module):
+    """Large inputs (`WIDE_IN` numbers), a slow forward (`rounds` square matmuls burnt on
+    purpose), one number out: the mean of the instance."""
+
+    def __init__(self, rounds: int) -> None:
+        super().__init__()
+        self.burn = torch.nn.Parameter(torch.eye(384), requires_grad=False)
+        self.rounds = rounds
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc = self.burn
+        for _ in range(self.rounds):
+            acc = torch.matmul(acc, self.burn)
+        return x.mean(dim=1, keepdim=True) + acc[0, 0] - 1.0
+
+
 def tiny_mlp(seed: int = 0) -> TinyMLP:
     torch.manual_seed(seed)
     return TinyMLP().eval()

@@ -24,6 +24,7 @@ def value(samples: dict[Sample, float], name: str, **labels: str) -> float | Non
 CONTRACT_FAMILIES = {
     "maas_requests",
     "maas_request_duration_seconds",
+    "maas_request_phase_seconds",
     "maas_queue_wait_seconds",
     "maas_inference_duration_seconds",
     "maas_batch_size",

@@ -111,9 +111,22 @@ def test_metrics_add_up_over_every_gateway_process(tmp_path: Path) -> None:
         for _ in range(12):  # new connections: the kernel spreads them over both gateways
             samples = _scrape_until(
                 url,
+                # Workers and gateways write what they counted every 0.2 s: a scrape on one
+                # gateway sees the other's last requests once it wrote them.
                 lambda s: (
                     value(s, "maas_queue_wait_seconds_count", model="m", version="1", worker="w0")
                     == 30
+                    and value(s, "maas_request_duration_seconds_count", model="m", version="1")
+                    == 30
+                    and value(
+                        s,
+                        "maas_requests_total",
+                        model="_unknown",
+                        version="_",
+                        protocol="v1",
+                        code="404",
+                    )
+                    == 5
                 ),
             )
             ok = {"model": "m", "version": "1", "protocol": "v1", "code": "200"}

@@ -19,6 +19,7 @@ statuses and alias targets from the registry, and the registry generation the ga
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,13 +39,16 @@ from prometheus_client.utils import floatToGoString
 from maas import telemetry
 from maas.auth import FAILURE_REASONS
 from maas.serving.routing import ModelEntry
-from maas.types import VersionStatus
+from maas.types import PHASES, VersionStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_DIR_ENV = telemetry.MULTIPROCESS_DIR_ENV
 # prometheus_client chooses how it stores values when it is imported; so do we.
 _MULTIPROCESS_DIR = os.environ.get(MULTIPROCESS_DIR_ENV) or None
 
+# How often a gateway writes the phases it counted (and how late a scrape of another gateway
+# process may see them): the workers' period.
+FLUSH_S = 0.2
 # A request whose ref resolves to nothing: junk names must not create series.
 UNKNOWN_MODEL, UNKNOWN_VERSION = "_unknown", "_"
 # The `protocol` label: KServe's v1 (TF Serving's REST), and the Open Inference Protocol.
@@ -69,6 +73,16 @@ class RequestMetrics:
             buckets=telemetry.SECONDS_BOUNDS,
             registry=self._own_registry,
         )
+        self._phases = Histogram(
+            "maas_request_phase_seconds",
+            "Where an answered request's time went: decode (gateway: admission, body, "
+            "decode), transfer (gateway to worker), queue (waiting for a batch), inference "
+            "(the forward), reply (worker to gateway, encode, send). Per request they add up "
+            "to its maas_request_duration_seconds.",
+            ["model", "version", "phase"],
+            buckets=telemetry.SECONDS_BOUNDS,
+            registry=self._own_registry,
+        )
         self._auth_failures = Counter(
             "maas_auth_failures",
             "Requests refused for their key: missing, malformed, invalid (unknown or revoked), "
@@ -83,11 +97,31 @@ class RequestMetrics:
         self._worker_metrics = telemetry.declare_worker_metrics() if _MULTIPROCESS_DIR else None
         # Label lookups cost more than the increments; each series is looked up once.
         self._counters: dict[tuple[str, str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
+        # An observation in the multiprocess files costs ~1.6 us (a lock and a file write per
+        # value); six a request (duration, five phases) would be a tenth of a gateway's whole
+        # request. So requests are counted in memory and written every FLUSH_S, as the workers
+        # do (`flush`): the request path adds to lists and a dict.
+        self._series: dict[tuple[str, str], _VersionSeries] = {}
+        self._pending: dict[tuple[str, str, str, int], int] = {}
+        self._flush_armed = False
 
-    def observe(self, model: str, version: str, protocol: str, code: int, seconds: float) -> None:
-        self._counter(model, version, protocol, code).inc()
-        self._timer(model, version).observe(seconds)
+    def observe(
+        self,
+        model: str,
+        version: str,
+        protocol: str,
+        code: int,
+        seconds: float,
+        phases: tuple[float, ...] | None = None,
+    ) -> None:
+        """One request answered; `phases` (seconds per `PHASES`) when a worker answered it."""
+        key = (model, version, protocol, code)
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + 1
+        entry = self._series.get((model, version)) or self._version(model, version)
+        entry.observe(seconds, phases)
+        if not self._flush_armed:
+            self._arm_flush()
 
     def auth_failure(self, reason: str) -> None:
         self._auth_failures.labels(reason).inc()
@@ -99,21 +133,56 @@ class RequestMetrics:
             counter = self._counters[key] = self._requests.labels(model, version, protocol, code)
         return counter
 
-    def _timer(self, model: str, version: str) -> Any:
-        timer = self._timers.get((model, version))
-        if timer is None:
-            timer = self._timers[(model, version)] = self._duration.labels(model, version)
-        return timer
+    def _version(self, model: str, version: str) -> _VersionSeries:
+        entry = self._series.get((model, version))
+        if entry is None:
+            series = (
+                self._duration.labels(model, version),
+                *(self._phases.labels(model, version, phase) for phase in PHASES),
+            )
+            entry = self._series[(model, version)] = _VersionSeries(series)
+        return entry
 
-    def render(self, scrape: Scrape) -> bytes:
-        """The exposition text; reads files in multiprocess mode, so call it off the loop."""
+    def _arm_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # observed outside an event loop: write at once
+            self.flush()
+            return
+        self._flush_armed = True
+        loop.call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        """Write what was counted since the last flush into the exposed series (the
+        multiprocess files under `maas serve`, where every gateway's scrape reads them). On the
+        event loop, where the request path counts."""
+        self._flush_armed = False
+        pending, self._pending = self._pending, {}
+        for key, count in pending.items():
+            self._counter(*key).inc(count)
+        for entry in self._series.values():
+            entry.write()
+
+    def prepare(self, scrape: Scrape) -> None:
+        """Before a scrape, on the event loop: every ready version's series exist (at 0 until
+        its first request) and this process's figures are written up to now."""
         for name, entry in scrape.models.items():
             for number, version in entry.versions.items():
-                if version.status is VersionStatus.READY:  # its series exist from the start
+                if version.status is VersionStatus.READY:
                     self._counter(name, str(number), PROTOCOL_V1, 200)
-                    self._timer(name, str(number))
+                    self._version(name, str(number))
+        self.flush()
+
+    def render(self, scrape: Scrape) -> bytes:
+        """The exposition text (after `prepare`); reads files in multiprocess mode, so call it
+        off the loop."""
         counted: Any = self._own_registry
-        own: tuple[MetricWrapperBase, ...] = (self._requests, self._duration, self._auth_failures)
+        own: tuple[MetricWrapperBase, ...] = (
+            self._requests,
+            self._duration,
+            self._phases,
+            self._auth_failures,
+        )
         if counted is None:
             counted = CollectorRegistry()
             MultiProcessCollector(counted, path=_MULTIPROCESS_DIR)  # type: ignore[no-untyped-call]
@@ -122,6 +191,33 @@ class RequestMetrics:
         registry.register(_Counted(counted, own))
         registry.register(_Families(scrape, from_backend=self._worker_metrics is None))
         return generate_latest(registry)
+
+
+class _VersionSeries:
+    """One version's request histograms, the duration and the five phases: counted in memory
+    on the request path, written to their labelled prometheus series by `write`."""
+
+    __slots__ = ("counted", "duration", "phases", "series", "totals", "written")
+
+    def __init__(self, series: tuple[Any, ...]) -> None:
+        self.series = series  # created by `labels`: exposed (at 0) from the start
+        bounds = telemetry.SECONDS_BOUNDS
+        self.counted = [telemetry.Histogram.empty(bounds) for _ in series]
+        self.duration, self.phases = self.counted[0], self.counted[1:]
+        self.written = [[0] * (len(bounds) + 1) for _ in series]
+        self.totals = [0.0] * len(series)
+
+    def observe(self, seconds: float, phases: tuple[float, ...] | None) -> None:
+        self.duration.observe(seconds)
+        if phases is not None:
+            for histogram, value in zip(self.phases, phases, strict=True):
+                histogram.observe(value)
+
+    def write(self) -> None:
+        for index, (series, histogram) in enumerate(zip(self.series, self.counted, strict=True)):
+            self.totals[index] = telemetry.write_increments(
+                series, histogram, self.written[index], self.totals[index]
+            )
 
 
 @dataclass(frozen=True, slots=True, eq=False)

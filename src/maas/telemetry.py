@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 from prometheus_client import Gauge
@@ -119,6 +119,23 @@ class Histogram(msgspec.Struct, array_like=True):
             return  # a worker of another release: leave its figures out rather than mix them
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
         self.total += other.total
+
+
+def write_increments(series: Any, hist: Histogram, written: list[int], total: float) -> float:
+    """Add to `series` (a labelled prometheus_client histogram) what `hist` observed beyond
+    `written` (updated in place); returns the sum now written. prometheus_client's `observe`
+    takes one value; the per-bucket values it adds 1 to take an increment of any size, which
+    keeps a flush at one write per bucket that moved, however many observations moved it."""
+    counts = hist.counts
+    if counts == written:
+        return total
+    buckets = series._buckets
+    for index, (now, before) in enumerate(zip(counts, written, strict=True)):
+        if now > before:
+            buckets[index].inc(now - before)
+            written[index] = now
+    series._sum.inc(hist.total - total)
+    return hist.total
 
 
 class VersionTelemetry(msgspec.Struct):

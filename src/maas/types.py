@@ -215,6 +215,50 @@ class WorkerState:
     memory_free: int = 0  # bytes free on its device; 0 when unknown
 
 
+# The phases of a request (`maas_request_phase_seconds`): the gateway's admission, body and
+# decode; the hop to the worker; the wait for a batch; the forward; back, encode and answer.
+PHASES = ("decode", "transfer", "queue", "inference", "reply")
+
+
+@dataclass(slots=True)
+class Timing:
+    """Where one call to a worker spent its time, as instants of the gateway's
+    `time.monotonic` (a remote worker's clock is translated by the offset its heartbeats
+    measure): handed to the worker's connection, read by the worker, taken into a batch, and
+    the end of that batch's forward. All 0.0 until a worker answered."""
+
+    sent: float = 0.0
+    arrived: float = 0.0
+    taken: float = 0.0
+    done: float = 0.0
+
+    def phases(self, started: float, ended: float) -> tuple[float, ...] | None:
+        """Seconds in each of `PHASES` for a request that arrived at `started` and was answered
+        at `ended` (None when no worker answered it). They add up to `ended - started`; a
+        remote worker's clock may be a little off, so a phase it splits is at least 0."""
+        if not self.done:
+            return None
+        transfer = max(0.0, self.arrived - self.sent)
+        return (
+            self.sent - started,
+            transfer,
+            max(0.0, self.taken - self.arrived),
+            max(0.0, self.done - self.taken),
+            max(0.0, ended - self.done),
+        )
+
+    def keep_later(self, other: Timing) -> None:
+        """Take `other`'s instants when its forward ended later: a request cut into pieces
+        waits for its last piece, so that piece's phases are the request's."""
+        if other.done >= self.done:
+            self.sent, self.arrived, self.taken, self.done = (
+                other.sent,
+                other.arrived,
+                other.taken,
+                other.done,
+            )
+
+
 class InferenceBackend(Protocol):
     """Where model execution happens: worker processes, or the same worker loop in-process.
 
@@ -251,8 +295,16 @@ class InferenceBackend(Protocol):
     async def unload_on(self, worker: str, key: VersionKey) -> None: ...
 
     async def infer(
-        self, key: VersionKey, inputs: list[Any], *, timeout_s: float | None = None
-    ) -> list[Any]: ...
+        self,
+        key: VersionKey,
+        inputs: list[Any],
+        *,
+        timeout_s: float | None = None,
+        timing: Timing | None = None,
+    ) -> list[Any]:
+        """`timing`, when given, is filled with when the call went out and what the worker
+        measured, on this process's `time.monotonic` clock."""
+        ...
 
     def describe(self) -> list[dict[str, Any]]:
         """One entry per worker, as `GET /admin/workers` shows it (CONTRACT)."""

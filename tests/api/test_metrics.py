@@ -10,6 +10,7 @@ from artifacts import failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, Gateway, make_settings, running_gateway
 from maas.metrics import RequestMetrics, Scrape
 from maas.telemetry import BackendTelemetry, VersionTelemetry, WorkerHealth
+from maas.types import PHASES
 from prom import CONTRACT_FAMILIES, parse, value
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]]}
@@ -72,6 +73,55 @@ async def test_requests_are_counted_under_the_version_they_resolved_to(gateway: 
     for name, labels in samples:
         if name.startswith(WORKER_FAMILIES):
             assert dict(labels).get("worker") == "inprocess", name
+
+
+async def test_the_phases_of_answered_requests_add_up_to_their_duration(gateway: Gateway) -> None:
+    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    _, before = await _scrape(gateway)
+    mlp = {"model": "mlp", "version": "1"}
+    for phase in PHASES:  # a ready version's phase series exist before its first request
+        assert value(before, "maas_request_phase_seconds_count", phase=phase, **mlp) == 0
+    for _ in range(5):
+        assert (await gateway.predict("/v1/models/mlp:predict", ROW)).status_code == 200
+    _, samples = await _scrape(gateway)
+    phase_total = 0.0
+    for phase in PHASES:
+        assert value(samples, "maas_request_phase_seconds_count", phase=phase, **mlp) == 5
+        seconds = value(samples, "maas_request_phase_seconds_sum", phase=phase, **mlp)
+        assert seconds is not None
+        assert seconds >= 0.0
+        phase_total += seconds
+    duration = value(samples, "maas_request_duration_seconds_sum", **mlp)
+    assert duration is not None
+    assert duration > 0
+    assert phase_total == pytest.approx(duration, rel=1e-6)  # one clock: they add up exactly
+    forward = value(samples, "maas_request_phase_seconds_sum", phase="inference", **mlp)
+    assert forward is not None
+    assert forward > 0
+
+
+async def test_a_request_cut_into_pieces_counts_its_phases_once(gateway: Gateway) -> None:
+    batching = {"max_batch_size": 2, "max_delay_ms": 2, "max_queue": 64}
+    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta(batching=batching))
+    five = {"instances": [[float(i), 0.0, 0.0, 0.0] for i in range(5)]}  # pieces of 2, 2, 1
+    assert (await gateway.predict("/v1/models/mlp:predict", five)).status_code == 200
+    _, samples = await _scrape(gateway)
+    mlp = {"model": "mlp", "version": "1"}
+    total = 0.0
+    for phase in PHASES:
+        assert value(samples, "maas_request_phase_seconds_count", phase=phase, **mlp) == 1
+        total += value(samples, "maas_request_phase_seconds_sum", phase=phase, **mlp) or 0.0
+    duration = value(samples, "maas_request_duration_seconds_sum", **mlp)
+    assert total == pytest.approx(duration, rel=1e-6)
+
+
+async def test_a_refused_request_has_a_duration_and_no_phases(gateway: Gateway) -> None:
+    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    assert (await gateway.predict("/v1/models/mlp:predict", b"{not json")).status_code == 400
+    _, samples = await _scrape(gateway)
+    mlp = {"model": "mlp", "version": "1"}
+    assert value(samples, "maas_request_duration_seconds_count", **mlp) == 1
+    assert value(samples, "maas_request_phase_seconds_count", phase="decode", **mlp) == 0
 
 
 async def test_statuses_and_alias_splits_are_exposed(gateway: Gateway) -> None:

@@ -60,6 +60,7 @@ def test_flushes_by_size_as_soon_as_max_batch_is_waiting() -> None:
     batcher = Batcher(spec(max_batch=4))
     batcher.submit(item(0, now=0.0, rows=4))
     assert batcher.take(0.0).batch is not None  # a batch of 4 ran: the model is under load
+    batcher.finished(0.0)
     for i in range(1, 4):
         batcher.submit(item(i, now=0.001))
     assert batcher.take(0.001).batch is None  # 3 waiting, last batch held 4: linger
@@ -74,6 +75,7 @@ def test_flushes_by_delay_after_the_oldest_arrived() -> None:
     batcher = Batcher(spec(max_batch=8))
     batcher.submit(item(0, now=0.0, rows=8))
     assert batcher.take(0.0).batch is not None
+    batcher.finished(0.0)
     batcher.submit(item(1, now=0.001))
     batcher.submit(item(2, now=0.002))
     assert batcher.take(0.002).batch is None
@@ -87,8 +89,38 @@ def test_after_an_idle_spell_the_next_request_does_not_wait() -> None:
     batcher = Batcher(spec(max_batch=8))
     batcher.submit(item(0, now=0.0, rows=8))
     assert batcher.take(0.0).batch is not None
+    batcher.finished(0.0)
     batcher.submit(item(1, now=1.0))  # long after the last batch: the model sat idle
     assert batcher.take(1.0).batch is not None
+
+
+def test_callers_split_by_a_slow_forward_join_one_batch_again() -> None:
+    """Four callers ran while four others arrived: when that forward ends, the four waiting
+    wait (at most the delay) for the four just answered, instead of running as a half batch."""
+    batcher = Batcher(spec(max_batch=8))
+    for i in range(4):
+        batcher.submit(item(i, now=0.0))
+    assert ids(batcher.take(0.0).batch) == [0, 1, 2, 3]
+    for i in range(4, 8):  # they arrive during the 0.2 s forward
+        batcher.submit(item(i, now=0.01))
+    batcher.finished(0.2)
+    # Waiting for the model was not waiting for a batch: the delay starts at the forward's end.
+    assert batcher.take(0.2).batch is None
+    assert batcher.next_wakeup() == pytest.approx(0.2 + DELAY_S)
+    for i in range(8, 12):  # the callers just answered send again
+        batcher.submit(item(i, now=0.201))
+    assert ids(batcher.take(0.201).batch) == [4, 5, 6, 7, 8, 9, 10, 11]
+
+
+def test_the_delay_still_bounds_the_linger_after_a_slow_forward() -> None:
+    batcher = Batcher(spec(max_batch=8))
+    for i in range(4):
+        batcher.submit(item(i, now=0.0))
+    assert batcher.take(0.0).batch is not None
+    batcher.submit(item(4, now=0.01))
+    batcher.finished(0.2)
+    assert batcher.take(0.2 + DELAY_S / 2).batch is None
+    assert ids(batcher.take(0.2 + DELAY_S).batch) == [4]  # nobody else came: it runs alone
 
 
 def test_full_queue_refuses_at_once_with_retry_after_from_depth_and_batch_time() -> None:

@@ -162,7 +162,8 @@ async def test_a_cancel_from_one_gateway_never_drops_another_gateways_request(
 ) -> None:
     # Every gateway numbers its requests from 1, so two gateways' queued requests can share an
     # id; a Cancel names the request of the gateway that sent it, and no other.
-    slow_path, slow_digest = write_artifact(tmp_path, SlowMLP(rounds=600))
+    # ~1.4 s here: the queue depth it checks is seen through heartbeats, 0.2 s apart each
+    slow_path, slow_digest = write_artifact(tmp_path, SlowMLP(rounds=2400))
     fast_path, fast_digest = write_artifact(tmp_path, SlowMLP())
     slow, fast = VersionKey("slow", 1), VersionKey("fast", 1)
     one = np.zeros((1, 4), np.float32)

@@ -31,6 +31,7 @@ import msgspec
 import zmq
 
 from maas.dispatch.channels import Channel, Unconnected, open_channel
+from maas.dispatch.clock import WorkerClock
 from maas.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -44,7 +45,7 @@ from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys, needs_curve
 from maas.transport.stream import NotConnected
 from maas.transport.version import PROTOCOL
-from maas.types import LoadSpec, VersionKey, WorkerState
+from maas.types import LoadSpec, Timing, VersionKey, WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ class WorkerLink:
     refused: str = ""  # why this gateway will not use the worker (another protocol)
     pending: dict[int, asyncio.Future[Outcome]] = field(default_factory=dict)
     deadlines: dict[int, float] = field(default_factory=dict)
+    timings: dict[int, Timing] = field(default_factory=dict)  # calls whose phases are kept
     outbox: list[tuple[msg.Single, list[Any]]] = field(default_factory=list)
+    clock: WorkerClock = field(default_factory=lambda: WorkerClock(same_host=True))
 
     @property
     def name(self) -> str:
@@ -163,6 +166,7 @@ class WorkerPool:
 
     def _connect(self, endpoint: str) -> WorkerLink:
         link = WorkerLink(next(self._link_ids), endpoint)
+        link.clock = WorkerClock(same_host=not endpoint.startswith("tcp://"))
         if needs_curve(endpoint) and self._keys is None:
             link.refused = "tcp:// needs the deployment's keys (MAAS_WORKER_KEYS_DIR)"
             log.error("worker at %s not used: %s", endpoint, link.refused)
@@ -319,7 +323,12 @@ class WorkerPool:
         return any(link.holds(name) for link in self._links)
 
     async def infer(
-        self, key: VersionKey, inputs: list[Any], *, timeout_s: float | None = None
+        self,
+        key: VersionKey,
+        inputs: list[Any],
+        *,
+        timeout_s: float | None = None,
+        timing: Timing | None = None,
     ) -> list[Any]:
         metas, buffers = msg.array_frames(inputs)
         tried: set[int] = set()
@@ -329,7 +338,7 @@ class WorkerPool:
             request = msg.Infer(next(self._ids), key.model, key.version, budget_s * 1000, metas)
             try:
                 reply, outputs = await self._call(
-                    link, request, buffers, cancellable=True, timeout_s=timeout_s
+                    link, request, buffers, cancellable=True, timeout_s=timeout_s, timing=timing
                 )
             except WorkerLost:
                 tried.add(link.index)
@@ -405,6 +414,7 @@ class WorkerPool:
         *,
         cancellable: bool = False,
         timeout_s: float | None = None,
+        timing: Timing | None = None,
     ) -> Outcome:
         if not link.healthy:
             raise WorkerLost(f"worker {link.name} is not available")
@@ -413,6 +423,8 @@ class WorkerPool:
         link.pending[request_id] = future
         if timeout_s is not None:
             link.deadlines[request_id] = time.monotonic() + timeout_s
+        if timing is not None:
+            link.timings[request_id] = timing
         try:
             self._send(link, request, buffers)
             try:
@@ -424,6 +436,7 @@ class WorkerPool:
         finally:
             link.pending.pop(request_id, None)
             link.deadlines.pop(request_id, None)
+            link.timings.pop(request_id, None)
 
     def _send(
         self, link: WorkerLink, request: msg.Single, buffers: list[Any] | None = None
@@ -444,6 +457,12 @@ class WorkerPool:
         else:
             header = msg.Envelope(tuple(request for request, _ in queued))
             frames = [frame for _, buffers in queued for frame in buffers]
+        if link.timings:
+            now = time.monotonic()
+            for sent, _ in queued:
+                timing = link.timings.get(sent.id)
+                if timing is not None:
+                    timing.sent = now
         try:
             link.channel.send([msg.encode(header), *frames])
         except NotConnected:  # the heartbeat notices the worker is gone
@@ -493,11 +512,22 @@ class WorkerPool:
                     link, request_id, (msg.failure(request_id, Unavailable(exc.message)), [])
                 )
             return
+        if link.timings and reply.done:
+            self._stamp(link, reply)
         start = 0
         for request_id, count in zip(reply.ids, reply.counts, strict=True):
             rows = slice(start, start + count)
             self._resolve(link, request_id, (reply, [array[rows] for array in arrays]))
             start += count
+
+    def _stamp(self, link: WorkerLink, reply: msg.Results) -> None:
+        """The worker's instants for the calls of `reply` that keep their phases."""
+        clock = link.clock
+        taken, done = clock.here(reply.taken), clock.here(reply.done)
+        for request_id, arrived in zip(reply.ids, reply.arrived, strict=False):
+            timing = link.timings.get(request_id)
+            if timing is not None:
+                timing.arrived, timing.taken, timing.done = clock.here(arrived), taken, done
 
     def _resolve(self, link: WorkerLink, request_id: int, outcome: Outcome) -> None:
         future = link.pending.get(request_id)
@@ -511,6 +541,7 @@ class WorkerPool:
             self._refuse(link, status)
             return
         link.refused = ""
+        link.clock.sample(status.ping_sent, status.clock, time.monotonic())
         rebooted = link.status is None or link.status.boot != status.boot
         if rebooted and link.status is not None:
             # A new process answers on the old address: what the old one held is gone.
@@ -562,7 +593,7 @@ class WorkerPool:
                 if link.healthy and now - link.last_seen > DEAD_AFTER_S:
                     self._lose(link, f"it was silent for {DEAD_AFTER_S:.0f} s")
                 self._expire(link, now)
-                self._send(link, msg.Ping(0, PROTOCOL))
+                self._send(link, msg.Ping(0, PROTOCOL, time.monotonic()))
             await asyncio.sleep(HEARTBEAT_S)
 
     def _expire(self, link: WorkerLink, now: float) -> None:

@@ -29,13 +29,14 @@ from maas.services import Services
 from maas.serving.body import decode_content, read_body
 from maas.serving.codec import Codec, Decoded, Reply
 from maas.serving.head import RequestHead
-from maas.types import ModelRef
+from maas.types import ModelRef, Timing
 from maas.types import Scope as KeyScope
 
 log = logging.getLogger(__name__)
 
 # Bodies and answers this large are decoded and encoded on a thread: parsing megabytes of
-# JSON on the event loop would stall every other request of this gateway meanwhile.
+# JSON on the event loop would stall every other request of this gateway meanwhile. Binary
+# tensors are only viewed: a v2 binary body counts by its JSON header.
 OFFLOAD_BYTES = 256 * 1024
 
 
@@ -51,7 +52,8 @@ async def serve(
     receive: Receive,
     send: Send,
 ) -> None:
-    started = time.perf_counter()
+    started = time.monotonic()
+    timing = Timing()  # the worker's part of the request's phases
     head = RequestHead(scope["headers"])
     settings = services.settings
     model, version = UNKNOWN_MODEL, UNKNOWN_VERSION
@@ -69,14 +71,17 @@ async def serve(
             timeout_s = head.timeout_s(settings.request_timeout_ms)
             body = await read_body(receive, settings.max_body_bytes, head.length)
             body = decode_content(body, head.content_encoding, settings.max_body_bytes)
-            if len(body) < OFFLOAD_BYTES:
+            if head.json_bytes(len(body)) < OFFLOAD_BYTES:
                 request: Decoded[Any] = codec.decode(body, head, record)
             else:
                 request = await asyncio.to_thread(codec.decode, body, head, record)
             if request.timeout_s is not None:
                 timeout_s = min(timeout_s, request.timeout_s)
             outputs = await _unless_disconnected(
-                receive, services.dataplane.infer(record, request.groups, timeout_s=timeout_s)
+                receive,
+                services.dataplane.infer(
+                    record, request.groups, timeout_s=timeout_s, timing=timing
+                ),
             )
             if sum(a.nbytes for group in outputs for a in group) < OFFLOAD_BYTES:
                 reply = codec.encode(request, outputs, record)
@@ -104,8 +109,9 @@ async def serve(
         status = 500
         await _answer(send, codec.error(InternalError("internal error; see the server log")), "")
     finally:
+        ended = time.monotonic()
         services.metrics.observe(
-            model, version, codec.protocol, status, time.perf_counter() - started
+            model, version, codec.protocol, status, ended - started, timing.phases(started, ended)
         )
 
 

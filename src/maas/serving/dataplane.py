@@ -16,7 +16,7 @@ from maas.errors import DeadlineExceeded, InvalidInput, PayloadTooLarge
 from maas.registry.records import VersionRecord
 from maas.serving.codec import Group
 from maas.serving.routing import Router
-from maas.types import InferenceBackend, ModelRef, VersionKey
+from maas.types import InferenceBackend, ModelRef, Timing, VersionKey
 
 
 class DataPlane:
@@ -39,10 +39,16 @@ class DataPlane:
         return await self._router.resolve(ref, routing_key=routing_key)
 
     async def infer(
-        self, version: VersionRecord, groups: Sequence[Group], *, timeout_s: float
+        self,
+        version: VersionRecord,
+        groups: Sequence[Group],
+        *,
+        timeout_s: float,
+        timing: Timing | None = None,
     ) -> list[Group]:
         """Run every group on `version`; a group larger than the version's max batch size is
-        cut into pieces that run (and may be batched with other requests) on their own."""
+        cut into pieces that run (and may be batched with other requests) on their own.
+        `timing` gets the instants of the piece that finished last."""
         max_batch = int(version.batching.get("max_batch_size", 32))
         max_queue = int(version.batching.get("max_queue", 1024))
         count = 0
@@ -68,10 +74,10 @@ class DataPlane:
         pieces = [_cut(group, max_batch) for group in groups]
         try:
             if self._backend.enforces_deadlines:
-                results = await _run(self._backend, version.key, pieces, timeout_s)
+                results = await _run(self._backend, version.key, pieces, timeout_s, timing)
             else:
                 async with asyncio.timeout(timeout_s):
-                    results = await _run(self._backend, version.key, pieces, timeout_s)
+                    results = await _run(self._backend, version.key, pieces, timeout_s, timing)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"deadline of {timeout_s * 1000:.0f} ms passed before inference finished"
@@ -87,14 +93,26 @@ def _cut(group: Group, max_batch: int) -> list[Group]:
 
 
 async def _run(
-    backend: InferenceBackend, key: VersionKey, pieces: list[list[Group]], timeout_s: float
+    backend: InferenceBackend,
+    key: VersionKey,
+    pieces: list[list[Group]],
+    timeout_s: float,
+    timing: Timing | None,
 ) -> list[Group]:
     if len(pieces) == 1 and len(pieces[0]) == 1:  # the common case: no task, no concatenation
-        return [await backend.infer(key, pieces[0][0], timeout_s=timeout_s)]
+        return [await backend.infer(key, pieces[0][0], timeout_s=timeout_s, timing=timing)]
     flat = [piece for group in pieces for piece in group]
+    timings = [Timing() for _ in flat] if timing is not None else [None] * len(flat)
     answers = await asyncio.gather(
-        *(backend.infer(key, piece, timeout_s=timeout_s) for piece in flat)
+        *(
+            backend.infer(key, piece, timeout_s=timeout_s, timing=own)
+            for piece, own in zip(flat, timings, strict=True)
+        )
     )
+    if timing is not None:
+        for own in timings:
+            if own is not None:
+                timing.keep_later(own)
     results: list[Group] = []
     start = 0
     for group in pieces:

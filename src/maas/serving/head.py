@@ -73,6 +73,17 @@ class RequestHead:
         return int(text)
 
 
+    def json_bytes(self, body_length: int) -> int:
+        """How much of a body of `body_length` bytes is JSON to parse: the header the binary
+        tensor extension declares (the tensor bytes after it are only viewed), else all of it
+        (a bad declared length too: the codec says what is wrong with it)."""
+        try:
+            declared = self.header_length()
+        except BadRequest:
+            return body_length
+        return body_length if declared is None else min(declared, body_length)
+
+
 # Request ids unique across processes and restarts without a uuid4 (an urandom call) each.
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _id_counter = itertools.count(1)

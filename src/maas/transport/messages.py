@@ -1,10 +1,11 @@
 """The typed messages gateways and workers exchange, and their encoding.
 
-A message travels as ZeroMQ multipart frames: one msgpack header (a tagged msgspec struct)
-followed by one raw frame per tensor, in the order the header's `arrays` lists them. Tensors
-never go through msgpack, JSON or pickle. Every request carries an `id` chosen by its sender;
-the reply to it carries the same `id`. The results of one forward pass go back to each gateway
-as one `Results` message for all of that gateway's requests in the batch, not one message each.
+A message travels as frames (of the stream wire or of ZeroMQ): one msgpack header (a tagged
+msgspec struct) followed by one raw frame per tensor, in the order the header's `arrays` lists
+them. Tensors never go through msgpack, JSON or pickle. Every request carries an `id` chosen by
+its sender; the reply to it carries the same `id`. The results of one forward pass go back to
+each gateway as one `Results` message for all of that gateway's requests in the batch, not one
+message each.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Cancel(msgspec.Struct, frozen=True, tag="cancel"):
 class Ping(msgspec.Struct, frozen=True, tag="ping"):
     id: int
     protocol: int = 0  # the sender's `maas.transport.version.PROTOCOL`; 0: before versions
+    sent: float = 0.0  # the gateway's `time.monotonic` when sent; the status echoes it
 
 
 class Chunk(msgspec.Struct, frozen=True, tag="chunk"):
@@ -117,6 +119,11 @@ class Results(msgspec.Struct, frozen=True, tag="results"):
     ids: tuple[int, ...]
     counts: tuple[int, ...]
     arrays: tuple[ArrayMeta, ...]
+    # On the worker's `time.monotonic`: when it read each request (aligned with `ids`), when
+    # their batch was taken and when its forward ended (empty / 0.0 from older workers).
+    arrived: tuple[float, ...] = ()
+    taken: float = 0.0
+    done: float = 0.0
 
 
 class Failed(msgspec.Struct, frozen=True, tag="failed"):
@@ -150,6 +157,10 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="status"):
     memory_total: int = 0
     memory_free: int = 0
     threads: int = 0
+    # The Ping's `sent`, and the worker's `time.monotonic` when it answered: the gateway
+    # estimates the offset between the two clocks from them (`maas.dispatch.clock`).
+    ping_sent: float = 0.0
+    clock: float = 0.0
 
 
 Request = Single | Envelope

@@ -17,6 +17,7 @@ when the socket is writable again. Nothing here knows what the frames mean.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from collections import deque
@@ -27,6 +28,10 @@ GREETING = b"MAAS\x00\x01\r\n"  # the wire's name and version: 8 bytes
 MAX_FRAMES = 4096
 MAX_MESSAGE_BYTES = (1 << 31) - 1
 _READ_BYTES = 256 * 1024
+# What one side may have in flight before its writes wait: a large tensor (a 224x224 image is
+# 588 KiB) goes into the kernel in one write instead of a write per read of the peer. The
+# kernel caps it at net.core.wmem_max (Linux: 208 KiB by default, larger where raised).
+_SEND_BUFFER = 4 * 1024 * 1024
 _MAX_IOVECS = 512  # under IOV_MAX (1024): more frames than that go as one joined buffer
 _COUNT = struct.Struct("<I")
 
@@ -118,6 +123,8 @@ class StreamPeer:
         on_closed: Callable[[str], None],
     ) -> None:
         sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         self._sock = sock
         self._fd = sock.fileno()
         self._loop = loop

@@ -5,10 +5,14 @@ request (one shape group of it), `take(now)` hands back the next batch when one 
 `next_wakeup` says when to ask again. The rules:
 
 - a batch holds requests of one shape group, oldest first, up to `max_batch_size` instances;
-- it is due when it is full, when `max_delay_ms` passed since its oldest request arrived, or at
-  once when the model is idle: a request that finds no recent batch runs alone, without waiting;
-- under load (a batch ran less than `max_delay_ms` ago) it lingers until as many instances wait
-  as the last batch held — the callers just answered are about to send again — or the delay ends;
+- it is due when it is full, when `max_delay_ms` passed since its oldest request arrived (or,
+  for one that arrived while a forward ran, since that forward ended: waiting for the model is
+  not waiting for a batch), or at once when the model is idle: a request that finds no recent
+  batch runs alone, without waiting;
+- under load (a forward ended less than `max_delay_ms` ago) it lingers until as many instances
+  wait as the last batch held plus those that arrived during its forward — the callers just
+  answered are about to send again — or the delay ends. So callers split into two groups by a
+  slow forward (one batch running while the others arrive) join again into one batch;
 - the queue is bounded (`max_queue` instances); a full queue refuses at once with a retry delay
   estimated from its depth and the measured batch time;
 - requests past their deadline, or cancelled by their caller, are dropped before a forward;
@@ -51,6 +55,7 @@ class Batch:
     items: list[Pending]
     inputs: list[np.ndarray[Any, Any]]
     count: int
+    taken: float = 0.0  # when `take` formed it (the batcher's clock)
 
     def slices(self) -> list[slice]:
         """Where each item's rows sit in the batch, in item order."""
@@ -90,8 +95,9 @@ class Batcher:
         self.stats = BatchStats()
         self._queue: deque[Pending] = deque()
         self._queued = 0
-        self._last_dispatch = float("-inf")
         self._last_count = 0
+        self._free_since = float("-inf")  # when the last forward ended
+        self._expected = 1  # instances to linger for once it has
         self._last_group: tuple[tuple[int, ...], ...] = ()
         self._variable_axes = [
             tuple(axis for axis, d in enumerate(t.shape) if d == -1) for t in spec.inputs
@@ -169,26 +175,32 @@ class Batcher:
             chosen.append(item)
             total += item.count
         full = full or total >= self.max_batch
-        due = full or now >= oldest.arrived + self.max_delay_s
+        due = full or now >= max(oldest.arrived, self._free_since) + self.max_delay_s
         if not (due or total >= self._target(now, oldest.group)):
             return taken
         chosen_ids = {id(i) for i in chosen}
         self._queue = deque(i for i in self._queue if id(i) not in chosen_ids)
         self._queued -= total
-        self._last_dispatch = now
         self._last_count = total
         self._last_group = oldest.group
         for item in chosen:
             self.stats.telemetry.queue_wait.observe(now - item.arrived)
-        taken.batch = Batch(chosen, self._stack(chosen, oldest.group), total)
+        taken.batch = Batch(chosen, self._stack(chosen, oldest.group), total, now)
         return taken
+
+    def finished(self, now: float) -> None:
+        """The forward of the batch last taken ended at `now`: from then on its callers are
+        about to send again, and those who came meanwhile wait for a batch, not for the model."""
+        self._free_since = now
+        self._expected = max(1, min(self.max_batch, self._last_count + self._queued))
 
     def next_wakeup(self) -> float | None:
         """When `take` may next have something to do without new requests arriving."""
         live = [i for i in self._queue if not i.cancelled]
         if not live:
             return None
-        return min(min(i.deadline for i in live), live[0].arrived + self.max_delay_s)
+        batch_due = max(live[0].arrived, self._free_since) + self.max_delay_s
+        return min(min(i.deadline for i in live), batch_due)
 
     def record(self, batch: Batch, seconds: float) -> None:
         stats = self.stats
@@ -201,10 +213,11 @@ class Batcher:
         )
 
     def _target(self, now: float, group: tuple[tuple[int, ...], ...]) -> int:
-        """How many instances to wait for: as many as the last batch of this group held."""
-        if now - self._last_dispatch > self.max_delay_s or group != self._last_group:
+        """How many instances to wait for: as many as the last batch of this group held, and
+        those that arrived while it ran."""
+        if now - self._free_since > self.max_delay_s or group != self._last_group:
             return 1  # the model sat idle, or these callers were not just answered: run now
-        return max(1, min(self._last_count, self.max_batch))
+        return self._expected
 
     def _drop_dead(self, now: float, expired: list[Pending]) -> None:
         if not any(i.cancelled or i.deadline <= now for i in self._queue):

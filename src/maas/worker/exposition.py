@@ -87,7 +87,7 @@ class Exposition:
                 written = self._written[key] = self._start(key, source)
             hists = (source.queue_wait, source.inference, source.batch_size)
             for index, (hist, series) in enumerate(zip(hists, written.histograms, strict=True)):
-                written.totals[index] = _add(
+                written.totals[index] = telemetry.write_increments(
                     series, hist, written.counts[index], written.totals[index]
                 )
             if depth != written.last_depth:
@@ -119,20 +119,3 @@ class Exposition:
             ],
             totals=[0.0, 0.0, 0.0],
         )
-
-
-def _add(series: Any, hist: telemetry.Histogram, written: list[int], total: float) -> float:
-    """Add to `series` (a prometheus_client histogram) what `hist` observed beyond `written`
-    (updated in place); returns the sum now written. prometheus_client's `observe` takes one
-    value; the per-bucket values it adds 1 to take an increment of any size, which keeps a
-    flush at one file write per bucket that moved, however many requests moved it."""
-    counts = hist.counts
-    if counts == written:
-        return total
-    buckets = series._buckets
-    for index, (now, before) in enumerate(zip(counts, written, strict=True)):
-        if now > before:
-            buckets[index].inc(now - before)
-            written[index] = now
-    series._sum.inc(hist.total - total)
-    return hist.total

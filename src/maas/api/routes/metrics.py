@@ -33,5 +33,6 @@ async def metrics(services: ServicesDep) -> Response:
         backend=services.backend.telemetry(),
         generation=services.plane.served,
     )
+    services.metrics.prepare(scrape)  # on the loop: this process's figures up to now
     body = await asyncio.to_thread(services.metrics.render, scrape)
     return Response(body, media_type=CONTENT_TYPE)
