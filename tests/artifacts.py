@@ -32,30 +32,26 @@ class SlowMLP(torch.nn.Module):
         self.burn = torch.nn.Parameter(torch.eye(384), requires_grad=False)
         self.rounds = rounds
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def burnt(self) -> torch.Tensor:
+        """1.0, after `rounds` matmuls of the identity."""
         acc = self.burn
         for _ in range(self.rounds):
             acc = torch.matmul(acc, self.burn)
-        return self.fc(x) + acc[0, 0] - 1.0
+        return acc[0, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + self.burnt() - 1.0
 
 
 WIDE_IN = 256 * 1024  # 1 MiB of float32 per instance: several times a socket's buffer
 
 
-class SlowMean(torch.nn.Module):
-    """Large inputs (`WIDE_IN` numbers), a slow forward (`rounds` square matmuls burnt on
-    purpose), one number out: the mean of the instance."""
-
-    def __init__(self, rounds: int) -> None:
-        super().__init__()
-        self.burn = torch.nn.Parameter(torch.eye(384), requires_grad=False)
-        self.rounds = rounds
+class SlowMean(SlowMLP):
+    """Large inputs (`WIDE_IN` numbers), a slow forward (`rounds` matmuls, as SlowMLP), one
+    number out: the mean of the instance."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acc = self.burn
-        for _ in range(self.rounds):
-            acc = torch.matmul(acc, self.burn)
-        return x.mean(dim=1, keepdim=True) + acc[0, 0] - 1.0
+        return x.mean(dim=1, keepdim=True) + self.burnt() - 1.0
 
 
 def tiny_mlp(seed: int = 0) -> TinyMLP:

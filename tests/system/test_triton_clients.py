@@ -258,3 +258,27 @@ def _wait_workers(base: str, check: Any, timeout_s: float = 30) -> dict[str, Any
         if time.monotonic() > deadline:
             raise AssertionError(f"the worker never reached the expected state: {worker}")
         time.sleep(0.02)
+
+
+def test_a_new_model_answers_the_default_version_right_after_its_upload(url: str) -> None:
+    """No alias set by anyone: the first ready version became production, so tritonclient's
+    default (no model_version) and a bare native name reach it on either gateway."""
+    uploaded = httpx.post(
+        f"{url}/admin/models/fresh/versions?wait=true&create_model=true",
+        files={"file": ("fresh.pt", torchscript_bytes(tiny_mlp(seed=3)))},
+        data={"meta": json.dumps(mlp_meta())},
+        headers=ADMIN,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["status"] == "ready"
+    want = np.asarray(expected(tiny_mlp(seed=3), ROWS.tolist()), np.float32)
+    for _ in range(4):  # new connections: the kernel spreads them over both gateways
+        triton = httpclient.InferenceServerClient(url.removeprefix("http://"))
+        try:
+            got = triton.infer("fresh", [_input(ROWS)]).as_numpy("y")
+        finally:
+            triton.close()
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        native = httpx.post(f"{url}/v1/models/fresh:predict", json={"instances": ROWS.tolist()})
+        assert native.status_code == 200, native.text
+        assert native.json()["version"] == 1

@@ -72,7 +72,6 @@ class RequestHead:
             raise BadRequest("Inference-Header-Content-Length must be a non-negative integer")
         return int(text)
 
-
     def json_bytes(self, body_length: int) -> int:
         """How much of a body of `body_length` bytes is JSON to parse: the header the binary
         tensor extension declares (the tensor bytes after it are only viewed), else all of it
