@@ -1,9 +1,11 @@
 """`GET /metrics`: what a gateway counts itself, and what it gathers when the scrape comes.
 
-Request counts and durations are counted by the gateway process that answered. `maas serve`
-runs several; it gives them one `PROMETHEUS_MULTIPROC_DIR`, where each keeps its figures in a
-file of its own, and a scrape on any of them adds up all the files (prometheus_client's
-multiprocess mode, as under gunicorn). Alone, a gateway keeps them in memory.
+Request counts, durations and phases are counted by the gateway process that answered, in
+memory on the request path, and written every `FLUSH_S` (a scrape writes its own process's
+first). `maas serve` runs several gateways; it gives them one `PROMETHEUS_MULTIPROC_DIR`, where
+each writes its figures into a file of its own, and a scrape on any of them adds up all the
+files (prometheus_client's multiprocess mode, as under gunicorn). Alone, a gateway writes them
+into its own in-memory registry.
 
 The workers' figures (queue wait, forward time, batch sizes, queue depth, padding waste) are
 exposed once per worker, under a `worker` label. Under `maas serve` the workers write them into
