@@ -26,12 +26,12 @@ import httpx
 
 from bench import procstats, report, scrape, specs
 from bench.measure import run_point
+from bench.raw_child import build_and_time_raw, retime_raw, say
 from bench.register import RegistrationFailed, admin_client, register, wait_servable
 from bench.server import (
     ManagedProcess,
     ProcessFailed,
     free_port,
-    python_module,
     start_bare,
     start_maas,
 )
@@ -81,33 +81,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _say(text: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def build_and_time_raw(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Artifacts + raw ceiling, in a child process with one torch thread from the start."""
-    _say("building artifacts" + ("" if args.skip_raw else " and timing raw torch (1 thread)"))
-    cli = ["--out", str(work / "models"), "--models", ",".join(args.model_list)]
-    cli += ["--seconds", str(args.raw_seconds)] + (["--no-measure"] if args.skip_raw else [])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = ManagedProcess(
-        "bench.raw",
-        python_module("bench.raw", *cli),
-        log_path=work / "raw.log",
-        env=env,
-        stdout_pipe=True,
-    )
-    with proc:
-        assert proc.popen.stdout is not None
-        out = proc.popen.stdout.read()
-        code = proc.popen.wait()
-    if code != 0 or not out.strip():
-        raise ProcessFailed(f"bench.raw exited with {code}:\n{proc.log_tail()}")
-    raw: dict[str, Any] = json.loads(out)
-    return raw
-
-
 def write_bodies(work: Path, models: list[str]) -> dict[str, Path]:
     paths = {}
     for name in models:
@@ -122,7 +95,7 @@ def bench_bare(
     """Bare FastAPI in 1 and G processes at each of BARE_CONCURRENCY; appends to `rows`."""
     for processes in sorted({1, args.gateways}):
         port = free_port()
-        _say(f"bare FastAPI, {processes} process(es) on :{port}")
+        say(f"bare FastAPI, {processes} process(es) on :{port}")
         with start_bare(port, processes, work) as server:
             for c in BARE_CONCURRENCY:
                 row = run_point(
@@ -137,7 +110,7 @@ def bench_bare(
                     label=f"bare{processes}-c{c}",
                 )
                 rows.append({"system": "bare", "processes": processes, **row})
-                _say(f"  C={c}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms")
+                say(f"  C={c}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms")
 
 
 @dataclass
@@ -197,7 +170,7 @@ def _start(
     data_dir = work / f"{system}-data"
     data_dir.mkdir()
     what = f"maas serve --workers {args.workers} --gateways {args.gateways} on :{port}"
-    _say(what + (f" from {source}" if source else ""))
+    say(what + (f" from {source}" if source else ""))
     server = stack.enter_context(
         start_maas(
             port,
@@ -220,14 +193,14 @@ def _register(
             entry = raw["models"][v.base]
             meta = specs.variant_meta(json.loads(Path(entry["meta"]).read_text()), v.batched)
             version = register(client, v.name, Path(entry["artifact"]).read_bytes(), meta)
-            _say(f"  {target.system}: registered {v.name}@{version} (production)")
+            say(f"  {target.system}: registered {v.name}@{version} (production)")
     unservable: dict[str, str] = {}
     for v in variants:
         try:
             wait_servable(target.base_url, v.name, v.base, hits=hits, timeout_s=30)
         except RegistrationFailed as exc:  # measure the others; the run still fails at the end
             unservable[v.name] = str(exc)
-            _say(f"  skipping {v.name} on {target.system}: {exc}")
+            say(f"  skipping {v.name} on {target.system}: {exc}")
     return unservable
 
 
@@ -259,8 +232,11 @@ def _load_all(
             if measured_there and v.name not in info["baseline_unservable"]:
                 assert baseline is not None
                 _point(args, baseline, v, specs.NATIVE, c, rows)
+    large = [m for m in args.model_list if m in specs.LARGE and m not in unservable]
+    if large and not args.skip_raw:  # minutes after the first timing: the machine drifts
+        retime_raw(args, server.log_path.parent, large, raw)
     for base, protocol, concurrency in specs.LARGE_ROWS:
-        if base in args.model_list and base not in unservable:
+        if base in large:
             for c in concurrency:
                 _point(args, target, specs.Variant(base, True), protocol, c, rows)
                 if baseline is not None and base not in info["baseline_unservable"]:
@@ -311,7 +287,7 @@ def _point(
             "server_figures": scrape.row_figures(before, scrape.scrape(target.base_url), v.name),
         }
     )
-    _say(
+    say(
         f"  {target.system} {v.name} {protocol} C={c}: {row['rps']:.0f} req/s, "
         f"p50 {row['p50_ms']:.2f} ms, errors {row['non_2xx']}/{row['conn_errors']}"
     )
@@ -366,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     failure: str | None = None
     try:
         with _terminate_as_interrupt():
-            raw = build_and_time_raw(args, work)
+            raw = build_and_time_raw(args, work, args.model_list)
             results["raw"] = raw
             bodies = write_bodies(work, args.model_list)
             if not args.skip_bare:
@@ -374,21 +350,21 @@ def main(argv: list[str] | None = None) -> int:
                 bench_bare(args, work, bare_body, results["bare"])
             bench_maas(args, work, raw, results["maas"], results["server"])
     except KeyboardInterrupt:
-        _say("interrupted; children stopped")
+        say("interrupted; children stopped")
         return 130
     except (ProcessFailed, RegistrationFailed, RuntimeError, httpx.HTTPError) as exc:
         failure = f"{type(exc).__name__}: {exc}"
-        _say(f"failed: {failure}")
+        say(f"failed: {failure}")
     finally:
         if args.keep:
-            _say(f"kept {work}")
+            say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     results["failure"] = failure
     report.derive(results)
     print(report.render(results))
     path = report.write_json(results, args.out)
-    _say(f"wrote {path}")
+    say(f"wrote {path}")
     failed = [r for r in results["maas"] if r["non_2xx"] or r["conn_errors"] or not r["requests"]]
     unservable = results["server"].get("unservable") or results["server"].get("baseline_unservable")
     return 1 if failure or failed or unservable or not results["maas"] else 0
