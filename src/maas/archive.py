@@ -118,6 +118,8 @@ def _varint(data: bytes, at: int) -> tuple[int | None, int]:
 def _describe_bytes(head: bytes) -> str:
     if not head:
         return "it is empty"
+    if head.startswith(b"PK"):
+        return "a zip archive that is damaged or cut short (a torch archive is a whole zip file)"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:

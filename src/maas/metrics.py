@@ -138,11 +138,11 @@ class RequestMetrics:
     def _version(self, model: str, version: str) -> _VersionSeries:
         entry = self._series.get((model, version))
         if entry is None:
-            series = (
-                self._duration.labels(model, version),
-                *(self._phases.labels(model, version, phase) for phase in PHASES),
+            labelled = (
+                (self._duration, (model, version)),
+                *((self._phases, (model, version, phase)) for phase in PHASES),
             )
-            entry = self._series[(model, version)] = _VersionSeries(series)
+            entry = self._series[(model, version)] = _VersionSeries(labelled)
         return entry
 
     def _arm_flush(self) -> None:
@@ -172,7 +172,7 @@ class RequestMetrics:
             for number, version in entry.versions.items():
                 if version.status is VersionStatus.READY:
                     self._counter(name, str(number), PROTOCOL_V1, 200)
-                    self._version(name, str(number))
+                    self._version(name, str(number)).expose()
         self.flush()
 
     def render(self, scrape: Scrape) -> bytes:
@@ -197,17 +197,20 @@ class RequestMetrics:
 
 class _VersionSeries:
     """One version's request histograms, the duration and the five phases: counted in memory
-    on the request path, written to their labelled prometheus series by `write`."""
+    on the request path, written to their labelled prometheus series by `write`. A series is
+    created when something is first written to it, or by `expose` (a ready version's exist
+    from the start): requests that resolve to nothing get no phase series."""
 
-    __slots__ = ("counted", "duration", "phases", "series", "totals", "written")
+    __slots__ = ("counted", "duration", "labelled", "phases", "series", "totals", "written")
 
-    def __init__(self, series: tuple[Any, ...]) -> None:
-        self.series = series  # created by `labels`: exposed (at 0) from the start
+    def __init__(self, labelled: tuple[tuple[Any, tuple[str, ...]], ...]) -> None:
+        self.labelled = labelled  # (family, label values) of each histogram
+        self.series: list[Any] = [None] * len(labelled)
         bounds = telemetry.SECONDS_BOUNDS
-        self.counted = [telemetry.Histogram.empty(bounds) for _ in series]
+        self.counted = [telemetry.Histogram.empty(bounds) for _ in labelled]
         self.duration, self.phases = self.counted[0], self.counted[1:]
-        self.written = [[0] * (len(bounds) + 1) for _ in series]
-        self.totals = [0.0] * len(series)
+        self.written = [[0] * (len(bounds) + 1) for _ in labelled]
+        self.totals = [0.0] * len(labelled)
 
     def observe(self, seconds: float, phases: tuple[float, ...] | None) -> None:
         self.duration.observe(seconds)
@@ -215,11 +218,23 @@ class _VersionSeries:
             for histogram, value in zip(self.phases, phases, strict=True):
                 histogram.observe(value)
 
+    def expose(self) -> None:
+        for index in range(len(self.labelled)):
+            self._series(index)
+
     def write(self) -> None:
-        for index, (series, histogram) in enumerate(zip(self.series, self.counted, strict=True)):
-            self.totals[index] = telemetry.write_increments(
-                series, histogram, self.written[index], self.totals[index]
-            )
+        for index, histogram in enumerate(self.counted):
+            if histogram.counts != self.written[index]:
+                self.totals[index] = telemetry.write_increments(
+                    self._series(index), histogram, self.written[index], self.totals[index]
+                )
+
+    def _series(self, index: int) -> Any:
+        series = self.series[index]
+        if series is None:
+            family, values = self.labelled[index]
+            series = self.series[index] = family.labels(*values)
+        return series
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -60,6 +60,12 @@ async def test_requests_are_counted_under_the_version_they_resolved_to(gateway: 
     unknown = {"model": "_unknown", "version": "_", "protocol": "v1"}
     assert value(samples, "maas_requests_total", code="404", **unknown) == 4
     assert not any("ghost" in str(labels) for _, labels in samples)
+    assert value(samples, "maas_request_duration_seconds_count", model="_unknown", version="_")
+    # No worker answered them: no phase series for what resolved to nothing.
+    assert not any(
+        name.startswith("maas_request_phase") and ("model", "_unknown") in labels
+        for name, labels in samples
+    )
     assert value(samples, "maas_request_duration_seconds_count", model="mlp", version="1") == 4
     # Three forwards of two instances each, measured by the one (in-process) worker.
     assert value(samples, "maas_inference_duration_seconds_count", **mlp_here) == 3

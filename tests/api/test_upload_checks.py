@@ -47,8 +47,9 @@ def _stored_files(gateway: Gateway) -> list[str]:
         (_state_dict_bytes(whole_module=True), "torch_export", "torch.jit.script(model)"),
         (torchscript_bytes(tiny_mlp()), "torch_export", 'set "format": "torchscript"'),
         (export_bytes(tiny_mlp()), "torchscript", 'set "format": "torch_export"'),
+        (torchscript_bytes(tiny_mlp())[:2000], "torchscript", "a zip archive that is damaged"),
     ],
-    ids=["text", "state_dict", "pickled_module", "script_as_export", "export_as_script"],
+    ids=["text", "state_dict", "pickled_module", "script_as_export", "export_as_script", "cut"],
 )
 async def test_files_that_cannot_load_are_refused_before_a_version_exists(
     gateway: Gateway, artifact: bytes, fmt: str, says: str
