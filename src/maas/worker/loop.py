@@ -5,7 +5,7 @@ Gateways connect to the worker's listener (`maas.worker.listeners`: a Unix strea
 message that is waiting before it forms batches — a loop that ran a forward per message would
 make batches of one — then runs due batches: small ones inline (a thread hop costs more than a
 small forward), long ones and those fed large inputs on the forward thread, so the loop goes on
-reading and queueing what arrives during them (see LONG_FORWARD_S). One forward at a time
+reading and queueing what arrives during them (`maas.worker.forwarding`). One forward at a time
 either way. Loads run on a thread so traffic to loaded versions goes on meanwhile.
 
 Under `maas serve` (`PROMETHEUS_MULTIPROC_DIR` set), a timer on the loop also writes what the
@@ -37,7 +37,7 @@ import msgspec
 import numpy as np
 import zmq
 
-from maas.errors import DeadlineExceeded, InvalidInput, MaasError, ModelLoadError, Unavailable
+from maas.errors import DeadlineExceeded, MaasError, ModelLoadError, Unavailable
 from maas.sealing import ArtifactKey
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys
@@ -46,6 +46,7 @@ from maas.types import LoadSpec, VersionKey
 from maas.worker.batcher import Batch, Batcher, Pending
 from maas.worker.cache import ArtifactCache
 from maas.worker.exposition import FLUSH_S, Exposition, Figures, multiprocess_dir
+from maas.worker.forwarding import forward, off_loop
 from maas.worker.listeners import Listener, listen
 from maas.worker.memory import DeviceMemory
 
@@ -54,17 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Where a forward runs. Inline on the loop, it costs nothing more (a thread hop costs about
-# 0.15 ms, more than a small model's whole forward) but nothing is read meanwhile: requests
-# that arrive wait in the socket, which holds a few hundred KiB, and are read in one pass
-# after it. That is the cheapest way for small requests (wide at C=64: 13% faster than on the
-# thread, bench 2026-12-06). On the forward thread the loop keeps reading, answering
-# heartbeats and queueing, so a batch takes everything that arrived meanwhile. Forwards go
-# there when they are long (heartbeats), or longer than a hop's worth and fed large inputs
-# (a batch's inputs past what a socket holds: the rest would be read only after the forward).
-LONG_FORWARD_S = 0.1
-HOP_WORTH_S = 0.002
-READ_AHEAD_BYTES = 256 * 1024
 FETCH_TIMEOUT_S = 30.0  # for one chunk of an artifact from the gateway
 
 
@@ -365,14 +355,14 @@ class WorkerServer:
                     self._fail(item, DeadlineExceeded("deadline passed while queued"))
                 if taken.batch is None:
                     continue
-                if _off_loop(version.batcher.stats.mean_batch_s, taken.batch):
+                if off_loop(version.batcher.stats.mean_batch_s, taken.batch):
                     self._busy = True
                     assert self._loop is not None
                     task = self._loop.create_task(self._run_threaded(version, taken.batch))
                     task.add_done_callback(_log_crash)
                     return
                 started = time.perf_counter()
-                outcome = _forward(version, taken.batch)
+                outcome = forward(version.model, taken.batch)
                 seconds, done = time.perf_counter() - started, time.monotonic()
                 version.batcher.finished(done)
                 self._deliver(version, taken.batch, outcome, seconds, done)
@@ -384,7 +374,8 @@ class WorkerServer:
         assert self._loop is not None
         started = time.perf_counter()
         try:
-            outcome = await self._loop.run_in_executor(self._forwards, _forward, version, batch)
+            run = self._loop.run_in_executor
+            outcome = await run(self._forwards, forward, version.model, batch)
             seconds, done = time.perf_counter() - started, time.monotonic()
             version.batcher.finished(done)
             self._deliver(version, batch, outcome, seconds, done)
@@ -519,24 +510,6 @@ class _NotListening:
 
 
 _NOT_LISTENING = _NotListening()
-
-
-def _off_loop(mean_batch_s: float, batch: Batch) -> bool:
-    """Whether `batch` runs on the forward thread (see LONG_FORWARD_S) or inline."""
-    if mean_batch_s > LONG_FORWARD_S:
-        return True
-    return mean_batch_s > HOP_WORTH_S and sum(a.nbytes for a in batch.inputs) > READ_AHEAD_BYTES
-
-
-def _forward(version: _Version, batch: Batch) -> list[Any] | MaasError:
-    """One forward; an error is returned for every caller of the batch, never raised."""
-    try:
-        return version.model.run(batch.inputs)
-    except MaasError as exc:
-        return exc
-    except Exception as exc:  # the model misbehaved: its callers hear of it, the worker goes on
-        log.exception("forward of %s failed", version.model.spec.key)
-        return InvalidInput(f"the model failed on this batch: {type(exc).__name__}")
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
