@@ -28,6 +28,19 @@ pytestmark = pytest.mark.slow
 ROWS = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0], [3.0, 0.0, 0.0, -3.0]], np.float32)
 
 
+def _upload(base: str, model: str, seed: int, query: str = "") -> dict[str, Any]:
+    """A tiny MLP (weights from `seed`) as a new version of `model`, once its load ended."""
+    uploaded = httpx.post(
+        f"{base}/admin/models/{model}/versions?wait=true{query}",
+        files={"file": (f"{model}.pt", torchscript_bytes(tiny_mlp(seed=seed)))},
+        data={"meta": json.dumps(mlp_meta())},
+        headers=ADMIN,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    version: dict[str, Any] = uploaded.json()
+    return version
+
+
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One server for the module: `m` version 1 (production) and version 2 (alias `staging`)."""
@@ -35,13 +48,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with maas_server(data_dir, "--gateways", "2", "--workers", "1", env=env) as base:
         deploy(base, torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
-        uploaded = httpx.post(
-            f"{base}/admin/models/m/versions?wait=true",
-            files={"file": ("m.pt", torchscript_bytes(tiny_mlp(seed=2)))},
-            data={"meta": json.dumps(mlp_meta())},
-            headers=ADMIN,
-        )
-        assert uploaded.status_code == 201, uploaded.text
+        _upload(base, "m", seed=2)
         staged = httpx.put(
             f"{base}/admin/models/m/aliases/staging", json={"version": 2}, headers=ADMIN
         )
@@ -263,14 +270,7 @@ def _wait_workers(base: str, check: Any, timeout_s: float = 30) -> dict[str, Any
 def test_a_new_model_answers_the_default_version_right_after_its_upload(url: str) -> None:
     """No alias set by anyone: the first ready version became production, so tritonclient's
     default (no model_version) and a bare native name reach it on either gateway."""
-    uploaded = httpx.post(
-        f"{url}/admin/models/fresh/versions?wait=true&create_model=true",
-        files={"file": ("fresh.pt", torchscript_bytes(tiny_mlp(seed=3)))},
-        data={"meta": json.dumps(mlp_meta())},
-        headers=ADMIN,
-    )
-    assert uploaded.status_code == 201, uploaded.text
-    assert uploaded.json()["status"] == "ready"
+    assert _upload(url, "fresh", seed=3, query="&create_model=true")["status"] == "ready"
     want = np.asarray(expected(tiny_mlp(seed=3), ROWS.tolist()), np.float32)
     for _ in range(4):  # new connections: the kernel spreads them over both gateways
         triton = httpclient.InferenceServerClient(url.removeprefix("http://"))
