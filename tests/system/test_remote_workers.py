@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from control_helpers import upload, wait_for, wait_ready_version, workers
 
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN_SECRET
 from maas.transport.curve import make_keys
+from maas.types import PHASES
+from prom import Sample, parse, value
 from server import free_port, maas_server, maas_worker
 
 
@@ -27,6 +30,27 @@ def remote_worker(name: str, keys: Path, log: Path, **env: str) -> Iterator[str]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     with maas_worker(endpoint, name, env={"MAAS_WORKER_KEYS_DIR": str(keys), **env}, log=log):
         yield endpoint
+
+
+def _phases_add_up(url: str, number: int, requests: int) -> None:
+    """Through tcp:// workers, whose instants the gateways translate by the clock offset their
+    heartbeats measure, each request's phases still add up to its duration."""
+    labels = {"model": "m", "version": str(number)}
+
+    def scraped() -> dict[Sample, float] | None:
+        _, samples = parse(httpx.get(url + "/metrics").text)
+        counts = {
+            value(samples, "maas_request_phase_seconds_count", phase=p, **labels) for p in PHASES
+        }
+        return samples if counts == {requests} else None
+
+    samples = wait_for(scraped, "every request's phases written by both gateways")
+    phases = [
+        value(samples, "maas_request_phase_seconds_sum", phase=p, **labels) or 0.0 for p in PHASES
+    ]
+    duration = value(samples, "maas_request_duration_seconds_sum", **labels)
+    assert min(phases) >= 0.0, phases
+    assert sum(phases) == pytest.approx(duration, rel=0.10), (phases, duration)
 
 
 def test_gateways_serve_through_remote_workers_and_skip_a_stranger(tmp_path: Path) -> None:
@@ -72,6 +96,7 @@ def test_gateways_serve_through_remote_workers_and_skip_a_stranger(tmp_path: Pat
                 a.text for a in answers if a.status_code != 200
             ]
             assert len({str(a.json()["predictions"]) for a in answers}) == 1
+            _phases_add_up(url, number, requests=20)
             banner = (tmp_path / "server.log").read_text()
             assert "0 worker processes and 3 remote workers" in banner
             wait_for(
