@@ -78,7 +78,11 @@ class WorkerLink:
     deadlines: dict[int, float] = field(default_factory=dict)
     timings: dict[int, Timing] = field(default_factory=dict)  # calls whose phases are kept
     outbox: list[tuple[msg.Single, list[Any]]] = field(default_factory=list)
-    clock: WorkerClock = field(default_factory=lambda: WorkerClock(same_host=True))
+    clock: WorkerClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        # ipc:// and inproc:// workers run on this host and read its clock.
+        self.clock = WorkerClock(same_host=not needs_curve(self.endpoint))
 
     @property
     def name(self) -> str:
@@ -166,7 +170,6 @@ class WorkerPool:
 
     def _connect(self, endpoint: str) -> WorkerLink:
         link = WorkerLink(next(self._link_ids), endpoint)
-        link.clock = WorkerClock(same_host=not endpoint.startswith("tcp://"))
         if needs_curve(endpoint) and self._keys is None:
             link.refused = "tcp:// needs the deployment's keys (MAAS_WORKER_KEYS_DIR)"
             log.error("worker at %s not used: %s", endpoint, link.refused)
