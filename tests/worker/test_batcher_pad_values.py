@@ -20,18 +20,19 @@ BERT_INPUTS = (
 
 
 def bert_spec(**extra: Any) -> LoadSpec:
-    return LoadSpec(
-        key=VersionKey("bert", 1),
-        path="/nowhere",
-        sha256="0" * 64,
-        format=ArtifactFormat.TORCHSCRIPT,
-        inputs=BERT_INPUTS,
-        outputs=(TensorSpec("logits", "float32", (2,)),),
-        max_batch_size=8,
-        max_delay_ms=5,
-        buckets=(4, 8),
-        **extra,
-    )
+    """A two-input classifier's spec; `extra` replaces or adds LoadSpec fields."""
+    fields: dict[str, Any] = {
+        "key": VersionKey("bert", 1),
+        "path": "/nowhere",
+        "sha256": "0" * 64,
+        "format": ArtifactFormat.TORCHSCRIPT,
+        "inputs": BERT_INPUTS,
+        "outputs": (TensorSpec("logits", "float32", (2,)),),
+        "max_batch_size": 8,
+        "max_delay_ms": 5,
+        "buckets": (4, 8),
+    }
+    return LoadSpec(**{**fields, **extra})
 
 
 def sentence(request_id: int, length: int) -> Pending:
@@ -84,16 +85,7 @@ def test_without_a_value_for_every_variable_input_lengths_run_apart() -> None:
 
 def test_a_fixed_input_beside_a_padded_one_is_stacked_as_it_is() -> None:
     inputs = (TensorSpec("ids", "int64", (-1,)), TensorSpec("style", "float32", (2,)))
-    spec = LoadSpec(
-        key=VersionKey("m", 1),
-        path="/nowhere",
-        sha256="0" * 64,
-        format=ArtifactFormat.TORCHSCRIPT,
-        inputs=inputs,
-        outputs=(TensorSpec("y", "float32", (2,)),),
-        buckets=(8,),
-        pad_values=pad_values_of({"ids": 0}, inputs),
-    )
+    spec = bert_spec(inputs=inputs, buckets=(8,), pad_values=pad_values_of({"ids": 0}, inputs))
     batcher = Batcher(spec)
     for request_id, length in ((1, 3), (2, 5)):
         ids = np.full((1, length), request_id, dtype=np.int64)
