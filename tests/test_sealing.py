@@ -32,7 +32,8 @@ def test_what_is_sealed_opens_as_it_was(tmp_path: Path, size: int) -> None:
     data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     path = _sealed(tmp_path, data)
     assert is_sealed(path)
-    assert data[:64] not in path.read_bytes()
+    if len(data) >= 16:  # a byte or two turn up in any ~40 random bytes (1 in 8 for one)
+        assert data[:64] not in path.read_bytes()
     handle, digest = read_plain(path, ArtifactKey.parse(KEY))
     assert handle.read() == data
     assert digest == hashlib.sha256(data).hexdigest()
