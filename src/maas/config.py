@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./maas-data/registry.db"
     data_dir: Path = Path("./maas-data")
     artifact_dir: Path = Path("./maas-data/artifacts")
+    # Artifacts in S3-compatible object storage instead of artifact_dir: `s3://bucket/prefix`.
+    # Endpoint, region and credentials come from the standard AWS_* variables (maas.store.s3).
+    artifact_url: str | None = None
     # Local worker processes of `maas serve`; 0: only the remote ones in worker_endpoints.
     workers: int = Field(1, ge=0, le=64)
     gateways: int = Field(default_factory=_default_gateways, ge=1, le=64)
@@ -101,6 +104,15 @@ class Settings(BaseSettings):
         if self.artifact_key is None:
             return None
         return ArtifactKey.parse(self.artifact_key)
+
+    @field_validator("artifact_url")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            bucket = value.removeprefix("s3://").split("/", 1)[0]
+            if not value.startswith("s3://") or not bucket:
+                raise ValueError("must be an s3://BUCKET or s3://BUCKET/PREFIX URL")
+        return value
 
     @field_validator("bootstrap_admin_key")
     @classmethod
