@@ -14,7 +14,7 @@ from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import make_settings, running_gateway
 from maas.config import Settings
 from maas.errors import InvalidArtifact
-from maas.sealing import CHUNK, MAGIC, ArtifactKey, is_sealed, read_plain
+from maas.store.sealing import CHUNK, MAGIC, ArtifactKey, is_sealed, read_plain
 
 KEY = ArtifactKey.generate()
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}

@@ -19,10 +19,10 @@ import pytest
 
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, make_settings, running_gateway
-from maas.artifacts import ArtifactStore
 from maas.registry import db
 from maas.registry.service import Registry
-from maas.sweeper import MISSING, sweep
+from maas.store.local import ArtifactStore
+from maas.store.sweeper import MISSING, sweep
 from pg import StoppablePostgres, stoppable_postgres  # noqa: F401
 from serve_process import kill_tree, start_serve, stop_serve, wait_up
 from server import free_port

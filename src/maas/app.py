@@ -25,7 +25,6 @@ from maas.api import errors as api_errors
 from maas.api.native import routes as native
 from maas.api.routes import admin, health, metrics
 from maas.api.v2 import routes as v2
-from maas.artifacts import ArtifactStore
 from maas.auth import Authenticator, ensure_key
 from maas.config import Settings
 from maas.control.deployment import Deployer
@@ -44,6 +43,7 @@ from maas.serving import call
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
 from maas.serving.routing import Router
+from maas.store.local import ArtifactStore
 from maas.types import InferenceBackend, Scope
 
 log = logging.getLogger(__name__)

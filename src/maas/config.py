@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from maas.json_depth import DEFAULT_MAX_DEPTH
-from maas.sealing import ArtifactKey
+from maas.store.sealing import ArtifactKey
 
 MiB = 1024 * 1024
 ENV_PREFIX = "MAAS_"
@@ -46,10 +46,10 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, le=256)
     max_body_bytes: int = Field(16 * MiB, ge=1024)
     max_artifact_bytes: int = Field(2048 * MiB, ge=1024)
-    # With it, artifacts are sealed at rest (AES-256-GCM; maas.sealing): gateways seal what
+    # With it, artifacts are sealed at rest (AES-256-GCM; maas.store.sealing): gateways seal what
     # they store, workers open it in memory. 64 hex digits or base64 (`maas keys artifact`).
     artifact_key: str | None = Field(None, repr=False)  # never in a log line
-    # `maas serve` sweeps what a crash left in the artifact store at its start (maas.sweeper):
+    # `maas serve` sweeps what a crash left in the artifact store at its start (maas.store.sweeper):
     # files at least this old, so an upload another host is finishing keeps its own.
     sweep_min_age_s: float = Field(60.0, ge=0, le=86_400)
     # Instances (rows of the batch axis) one inference request may hold, whatever its size.

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 
 from maas.archive import check_archive
-from maas.artifacts import ArtifactStore, ArtifactWriter
 from maas.control.deployment import Deployer
 from maas.meta import VersionMeta
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry, draft_record
+from maas.store.local import ArtifactStore, ArtifactWriter
 from maas.types import InferenceBackend, VersionStatus
 
 

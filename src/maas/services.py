@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from maas.artifacts import ArtifactStore
 from maas.auth import Authenticator
 from maas.config import Settings
 from maas.control.deployment import Deployer
@@ -17,6 +16,7 @@ from maas.registry.service import Registry
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
 from maas.serving.routing import Router, Snapshot
+from maas.store.local import ArtifactStore
 from maas.types import InferenceBackend, VersionKey, VersionStatus
 
 

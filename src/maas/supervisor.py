@@ -298,13 +298,13 @@ class _Roll:
 
 
 async def prepare_registry(settings: Settings) -> None:
-    """Migrations, the bootstrap key and the sweep of what a crash left (`maas.sweeper`),
+    """Migrations, the bootstrap key and the sweep of what a crash left (`maas.store.sweeper`),
     once, before any gateway starts."""
-    from maas.artifacts import ArtifactStore
     from maas.auth import ensure_key
     from maas.registry import db
     from maas.registry.service import Registry
-    from maas.sweeper import sweep
+    from maas.store.local import ArtifactStore
+    from maas.store.sweeper import sweep
     from maas.types import Scope
 
     database = db.open_database(settings.database_url)

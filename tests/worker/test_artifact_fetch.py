@@ -15,7 +15,7 @@ from worker_proc import load_spec, write_artifact
 
 from maas.dispatch.pool import WorkerPool
 from maas.errors import ModelLoadError
-from maas.sealing import MAGIC, ArtifactKey
+from maas.store.sealing import MAGIC, ArtifactKey
 from maas.types import VersionKey
 from maas.worker import cache as cache_module
 from maas.worker.cache import ArtifactCache

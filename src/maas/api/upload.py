@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from maas.artifacts import ArtifactStore, ArtifactWriter
 from maas.errors import BadRequest, PayloadTooLarge
+from maas.store.local import ArtifactStore, ArtifactWriter
 from maas.types import is_number
 
 META_LIMIT = 1024 * 1024

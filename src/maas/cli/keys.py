@@ -143,7 +143,7 @@ def keys_artifact() -> None:
     """Print a new artifact key (MAAS_ARTIFACT_KEY: artifacts sealed at rest, AES-256-GCM).
     Give the same one to every gateway and worker; keep it: artifacts sealed with it open
     with it only."""
-    from maas.sealing import ArtifactKey
+    from maas.store.sealing import ArtifactKey
 
     say(ArtifactKey.generate())
 

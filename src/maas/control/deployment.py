@@ -20,7 +20,6 @@ import logging
 import time
 from collections import defaultdict
 
-from maas.artifacts import ArtifactStore
 from maas.control import placement
 from maas.control.leader import Leadership
 from maas.errors import (
@@ -33,6 +32,7 @@ from maas.errors import (
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry
 from maas.serving.routing import Router
+from maas.store.local import ArtifactStore
 from maas.types import InferenceBackend, VersionKey, VersionStatus
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
-from maas.artifacts import content_sha256
 from maas.errors import InvalidArtifact, ModelLoadError
-from maas.sealing import ArtifactKey
+from maas.store.local import content_sha256
+from maas.store.sealing import ArtifactKey
 from maas.transport import messages as msg
 
 log = logging.getLogger(__name__)

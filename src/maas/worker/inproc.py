@@ -14,7 +14,7 @@ import uuid
 
 import zmq
 
-from maas.sealing import ArtifactKey
+from maas.store.sealing import ArtifactKey
 from maas.worker.loop import WorkerServer
 
 WORKER_NAME = "inprocess"

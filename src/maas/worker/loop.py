@@ -38,7 +38,7 @@ import numpy as np
 import zmq
 
 from maas.errors import DeadlineExceeded, MaasError, ModelLoadError, Unavailable
-from maas.sealing import ArtifactKey
+from maas.store.sealing import ArtifactKey
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys
 from maas.transport.version import PROTOCOL
@@ -86,7 +86,7 @@ class WorkerServer:
         self._torch_threads = torch_threads
         self._keys = keys
         self._cache = cache
-        self._artifact_key = artifact_key  # opens sealed artifacts (maas.sealing)
+        self._artifact_key = artifact_key  # opens sealed artifacts (maas.store.sealing)
         self._fetches: dict[int, asyncio.Future[tuple[msg.Chunk, bytes]]] = {}
         self._fetch_ids = itertools.count(1)
         self.bound = threading.Event()

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from maas.sealing import ArtifactKey
+from maas.store.sealing import ArtifactKey
 from maas.transport.curve import DeploymentKeys
 from maas.worker.cache import ArtifactCache
 from maas.worker.loop import WorkerServer

@@ -17,10 +17,10 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from maas.artifacts import open_verified
 from maas.errors import InvalidArtifact, InvalidInput, ModelLoadError
-from maas.sealing import ArtifactKey
 from maas.signature import group_instances
+from maas.store.local import open_verified
+from maas.store.sealing import ArtifactKey
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec
 from maas.worker.diagnosis import cause, complaints, not_tensors, with_hint
 

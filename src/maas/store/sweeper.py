@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maas.artifacts import ArtifactStore
 from maas.registry.service import Registry
+from maas.store.local import ArtifactStore
 from maas.types import VersionStatus
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from maas.errors import InsufficientStorage, InvalidArtifact, PayloadTooLarge
-from maas.sealing import ArtifactKey, read_plain
+from maas.store.sealing import ArtifactKey, read_plain
 
 CHUNK = 1024 * 1024
 
@@ -93,10 +93,10 @@ class ArtifactStore:
     def __init__(self, root: Path, key: ArtifactKey | None = None) -> None:
         self.root = root
         self.tmp_dir = root / "tmp"
-        self.key = key  # seals what is stored (maas.sealing); None: stored plain
+        self.key = key  # seals what is stored (maas.store.sealing); None: stored plain
 
     def prepare(self) -> None:
-        """Create the layout (leftovers of a crash are the sweeper's: `maas.sweeper`; a
+        """Create the layout (leftovers of a crash are the sweeper's: `maas.store.sweeper`; a
         gateway starting next to others must not take their uploads in progress)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         (self.root / "sha256").mkdir(parents=True, exist_ok=True)
