@@ -12,6 +12,7 @@ from maas.config import Settings
 from maas.demo import digits, tokens
 from maas.demo.artifact import DemoModel
 from pg import postgres_server, postgres_url  # noqa: F401
+from s3server import s3_bucket, s3_server  # noqa: F401
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
 from gateway import ADMIN, make_settings, running_gateway
 from maas.registry import db
 from maas.registry.service import Registry
-from maas.store.local import ArtifactStore
+from maas.store.local import LocalStore
 from maas.store.sweeper import MISSING, sweep
 from pg import StoppablePostgres, stoppable_postgres  # noqa: F401
 from serve_process import kill_tree, start_serve, stop_serve, wait_up
@@ -70,7 +70,7 @@ async def test_the_sweeper_makes_store_and_registry_agree_and_says_what_it_did(
     async with running_gateway(settings) as gw:
         await gw.deploy("kept", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
         await gw.deploy("lost", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta())
-    store = ArtifactStore(settings.artifact_dir)
+    store = LocalStore(settings.artifact_dir)
     database = db.open_database(settings.database_url)
     try:
         registry = Registry(database.reads, writes=database.writes)
@@ -198,7 +198,7 @@ async def test_the_database_going_away_mid_upload_leaves_no_half_registered_vers
         listed = await gw.client.get("/admin/models/mlp", headers=ADMIN)
         assert [v["version"] for v in listed.json()["versions"]] == [1]  # nothing half-made
     # The artifact it had stored is swept (it could not ask the database whether it was used).
-    store = ArtifactStore(settings.artifact_dir)
+    store = LocalStore(settings.artifact_dir)
     database = db.open_database(settings.database_url)
     try:
         registry = Registry(database.reads, writes=database.writes)

@@ -22,7 +22,8 @@ MaasError
 │   └── LastAdminKey           revoking it would leave no admin key
 ├── Overloaded                 queue full; carries retry_after seconds
 ├── Unavailable                no ready backend
-│   └── RegistryUnavailable    the registry database cannot be reached
+│   ├── RegistryUnavailable    the registry database cannot be reached
+│   └── StoreUnavailable       the artifact store (object storage) cannot be reached
 ├── DeadlineExceeded           the request's deadline passed before inference
 ├── ClientDisconnected         the client hung up before its result was ready
 └── ModelLoadError             a version could not be loaded (kept as its load error)
@@ -149,6 +150,12 @@ class RegistryUnavailable(Unavailable):
     """The registry database cannot be reached: writes (and reads that need it) wait for it."""
 
     code = "registry_unavailable"
+
+
+class StoreUnavailable(Unavailable):
+    """The artifact store (object storage) cannot be reached or refused the request."""
+
+    code = "store_unavailable"
 
 
 class DeadlineExceeded(MaasError):

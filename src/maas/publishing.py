@@ -16,7 +16,7 @@ from maas.control.deployment import Deployer
 from maas.meta import VersionMeta
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry, draft_record
-from maas.store.local import ArtifactStore, ArtifactWriter
+from maas.store.base import ArtifactStore, ArtifactWriter
 from maas.types import InferenceBackend, VersionStatus
 
 
@@ -42,12 +42,12 @@ async def publish_version(
         await asyncio.to_thread(writer.discard)
         raise
     digest, is_new = await asyncio.to_thread(writer.commit)
-    path = store.path_for(digest)
+    location = store.location(digest)
     new_version = meta.to_new_version()
     try:
         if wait and meta.load:
             draft = draft_record(model, sha256=digest, size=writer.size, meta=new_version)
-            await backend.check(draft.load_spec(str(path)))
+            await backend.check(draft.load_spec(location))
         record = await registry.add_version(
             model=model,
             sha256=digest,

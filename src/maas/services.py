@@ -16,7 +16,7 @@ from maas.registry.service import Registry
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
 from maas.serving.routing import Router, Snapshot
-from maas.store.local import ArtifactStore
+from maas.store.base import ArtifactStore
 from maas.types import InferenceBackend, VersionKey, VersionStatus
 
 

@@ -13,7 +13,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from maas.errors import BadRequest, PayloadTooLarge
-from maas.store.local import ArtifactStore, ArtifactWriter
+from maas.store.base import ArtifactStore, ArtifactWriter
 from maas.types import is_number
 
 META_LIMIT = 1024 * 1024
@@ -49,7 +49,7 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
     if declared and is_number(declared) and int(declared) > max_bytes + META_LIMIT:
         raise PayloadTooLarge(f"upload exceeds the artifact limit of {max_bytes} bytes")
 
-    writer = await asyncio.to_thread(store.writer, max_bytes)
+    writer = await asyncio.to_thread(ArtifactWriter, store, max_bytes)
     state = _State()
 
     def on_part_begin() -> None:

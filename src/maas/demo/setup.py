@@ -17,6 +17,7 @@ from maas.demo.artifact import DemoModel
 from maas.errors import ModelLoadError, ModelNotFound
 from maas.meta import parse_meta
 from maas.services import Services
+from maas.store.base import put_bytes
 from maas.types import DEFAULT_ALIAS, Scope, VersionKey, VersionStatus
 
 ADMIN_KEY_FILE = "admin.key"
@@ -99,7 +100,7 @@ async def _ensure_model(services: Services, name: str, train: Trainer) -> None:
     if model is None:
         await registry.create_model(name=name, description=demo.description, actor="system")
     meta = parse_meta(demo.meta)
-    digest, _ = await services.store.put_bytes(demo.artifact)
+    digest, _ = await asyncio.to_thread(put_bytes, services.store, demo.artifact)
     record = await registry.add_version(
         model=name,
         sha256=digest,

@@ -2,3 +2,22 @@
 (`maas.store.base.ArtifactStore`), sealed at rest when the deployment has a key
 (`maas.store.sealing`), swept after a crash (`maas.store.sweeper`). Gateways write and read
 it; workers only read (their own cache is `maas.worker.cache`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from maas.store.base import ArtifactStore
+from maas.store.sealing import ArtifactKey
+
+
+def open_store(url: str | None, directory: Path, key: ArtifactKey | None) -> ArtifactStore:
+    """The deployment's store: object storage at `url` (`s3://`), with `directory` as this
+    process's scratch for uploads in progress; else the local directory itself."""
+    if url:
+        from maas.store.s3 import S3Store
+
+        return S3Store(url, scratch=directory, key=key)
+    from maas.store.local import LocalStore
+
+    return LocalStore(directory, key=key)

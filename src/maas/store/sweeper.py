@@ -11,7 +11,8 @@ versions without theirs. `maas serve` sweeps before its gateways start:
   `failed`, with why: upload the artifact again.
 
 Only files older than `min_age_s` are taken, so an upload another host is finishing on a
-shared store keeps its file between its two last steps.
+shared store keeps its file between its two last steps. The same holds for a directory and for
+object storage (`maas.store.s3`): temporaries are each gateway's own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maas.registry.service import Registry
-from maas.store.local import ArtifactStore
+from maas.store.base import ArtifactStore
 from maas.types import VersionStatus
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,8 @@ async def sweep(registry: Registry, store: ArtifactStore, *, min_age_s: float) -
             if _older(path, cutoff):
                 path.unlink(missing_ok=True)
                 report.temporaries += 1
-        for digest in store.digests():
-            if digest not in named and _older(store.path_for(digest), cutoff):
+        for digest in store.digests(older_than=cutoff):
+            if digest not in named:
                 store.delete(digest)
                 report.orphans.append(digest)
 

@@ -15,6 +15,7 @@ import uuid
 import zmq
 
 from maas.store.sealing import ArtifactKey
+from maas.worker.cache import ArtifactCache
 from maas.worker.loop import WorkerServer
 
 WORKER_NAME = "inprocess"
@@ -28,6 +29,7 @@ class InprocWorker:
         torch_threads: int,
         worker_id: str = WORKER_NAME,
         artifact_key: ArtifactKey | None = None,
+        cache: ArtifactCache | None = None,
     ) -> None:
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.endpoint = f"inproc://maas-worker-{uuid.uuid4().hex}"
@@ -38,6 +40,7 @@ class InprocWorker:
             context=self.context,
             torch_threads=torch_threads,
             artifact_key=artifact_key,
+            cache=cache,  # where artifacts in object storage are downloaded to
         )
         self._thread = threading.Thread(target=self._run, name=f"maas-{worker_id}", daemon=True)
 

@@ -287,17 +287,15 @@ class WorkerServer:
 
     async def _artifact_here(self, spec: LoadSpec, identity: bytes) -> LoadSpec:
         """`spec` naming a file on this host with the artifact: the gateway's path where this
-        host sees it (one host, a shared volume), else this worker's cache, fetched into it
-        by sha256 from the gateway that asked when it is not there yet."""
+        host sees it (one host, a shared volume), else this worker's cache, filled by sha256
+        from the object store or the gateway that asked when it is not there yet."""
         if await asyncio.to_thread(Path(spec.path).is_file):
             return spec
         if self._cache is None:
             raise ModelLoadError(f"{spec.path} is not on this host and the worker has no cache")
-        cached = await asyncio.to_thread(self._cache.find, spec.sha256)
-        if cached is None:
-            cached = await self._cache.fetch(
-                spec.sha256, lambda o, n: self._ask(identity, spec.sha256, o, n)
-            )
+        cached = await self._cache.obtain(
+            spec.sha256, lambda o, n: self._ask(identity, spec.sha256, o, n)
+        )
         return dataclasses.replace(spec, path=str(cached))
 
     async def _ask(

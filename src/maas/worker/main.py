@@ -12,7 +12,7 @@ from pathlib import Path
 
 from maas.store.sealing import ArtifactKey
 from maas.transport.curve import DeploymentKeys
-from maas.worker.cache import ArtifactCache
+from maas.worker.cache import worker_cache
 from maas.worker.loop import WorkerServer
 
 
@@ -36,6 +36,7 @@ def run_worker(
     keys: DeploymentKeys | None = None,
     cache_dir: Path | None = None,
     artifact_key: ArtifactKey | None = None,
+    artifact_url: str | None = None,
     on_serving: Callable[[WorkerServer], None] | None = None,
 ) -> None:
     """Process entry point (`maas worker`): thread settings first, then torch, then serve."""
@@ -54,7 +55,7 @@ def run_worker(
         restarts=restarts,
         threads=threads,
         keys=keys,
-        cache=ArtifactCache(cache_dir, artifact_key) if cache_dir is not None else None,
+        cache=worker_cache(cache_dir, artifact_key, artifact_url),
         artifact_key=artifact_key,
     )
     if on_serving is not None:
