@@ -5,8 +5,10 @@ MAAS_WORKER_ENDPOINTS; wk2 joins by announcing itself in the registry. Inference
 gateways, a promotion seen by both within 1 s, a worker host killed under load (no request
 hangs), a gateway host cut from the database (it keeps serving), and the stranger refused.
 
-The gateway hosts share one artifact directory; the worker hosts cannot see it (a tmpfs over it
-in their own mount namespace) and fetch each artifact by sha256 over their CurveZMQ link.
+No disk is shared: artifacts live in S3-compatible object storage on a host of its own (moto's
+S3 server), and each gateway host has its own scratch directory. wk1 has the bucket's
+credentials and downloads each artifact from it; wk2 has none and fetches by sha256 over its
+CurveZMQ link from a gateway, which reads the bucket.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 MAAS = [sys.executable, "-m", "maas"]
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
-WORKER_PORT, GATEWAY_PORT = 5555, 8000
+WORKER_PORT, GATEWAY_PORT, S3_PORT = 5555, 8000, 9000
+BUCKET = "maas-artifacts"
 
 
 def _start_postgres(host: Host, base: Path) -> tuple[str, list[str], Path]:
@@ -81,6 +84,30 @@ def _start_postgres(host: Host, base: Path) -> tuple[str, list[str], Path]:
     return f"postgresql://postgres@{host.address}:5432/maas", prefix, data
 
 
+def _start_s3(host: Host, log: Any) -> dict[str, str]:
+    """moto's S3 server on `host`, with the bucket made; the AWS variables that reach it."""
+    host.popen(
+        [sys.executable, "-m", "moto.server", "-H", host.address, "-p", str(S3_PORT)],
+        env=env_of(),
+        log=log,
+    )
+    endpoint = f"http://{host.address}:{S3_PORT}"
+
+    def up() -> bool:
+        try:
+            return httpx.put(f"{endpoint}/{BUCKET}", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, "the S3 host to serve", 30)
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "maas-test",
+        "AWS_SECRET_ACCESS_KEY": "maas-test-secret",
+        "AWS_REGION": "us-east-1",
+    }
+
+
 def _gateway_url(host: Host) -> str:
     return f"http://{host.address}:{GATEWAY_PORT}"
 
@@ -123,8 +150,6 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
     keys, other_keys = base / "keys", base / "other-keys"
     make_keys(keys)
     make_keys(other_keys)
-    artifacts = base / "artifacts"
-    artifacts.mkdir()
     logs: list[Any] = []
     pg: tuple[list[str], Path] | None = None
 
@@ -135,29 +160,29 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
 
     try:
         with network() as net:
-            db, gw1, gw2, wk1, wk2 = (
+            db, gw1, gw2, wk1, wk2, s3 = (
                 net.add(name, number)
-                for name, number in (("db", 1), ("gw1", 11), ("gw2", 12), ("wk1", 21), ("wk2", 22))
+                for name, number in (
+                    ("db", 1),
+                    ("gw1", 11),
+                    ("gw2", 12),
+                    ("wk1", 21),
+                    ("wk2", 22),
+                    ("s3", 31),
+                )
             )
             database_url, prefix, data = _start_postgres(db, pg_dir)
             pg = (prefix, data)
+            bucket = {"MAAS_ARTIFACT_URL": f"s3://{BUCKET}/models", **_start_s3(s3, log("s3"))}
             endpoints = [f"tcp://{h.address}:{WORKER_PORT}" for h in (wk1, wk2)]
             stranger = f"tcp://{wk2.address}:{WORKER_PORT + 1}"
-            for host, endpoint, name, folder, registry in (
-                (wk1, endpoints[0], "wk1", keys, {}),
+            for host, endpoint, name, folder, extra in (
+                (wk1, endpoints[0], "wk1", keys, bucket),  # downloads from the bucket
                 (wk2, endpoints[1], "wk2", keys, {"MAAS_DATABASE_URL": database_url}),
                 (wk2, stranger, "stranger", other_keys, {}),
             ):
-                # The worker hosts do not see the gateways' artifact directory (an empty
-                # tmpfs over it, in a mount namespace of their own): they fetch by sha256.
                 host.popen(
                     [
-                        "unshare",
-                        "--mount",
-                        "sh",
-                        "-c",
-                        f'mount -t tmpfs none "{artifacts}" && exec "$@"',
-                        "worker-host",
                         *MAAS,
                         "worker",
                         "--listen",
@@ -170,7 +195,7 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                     env=env_of(
                         MAAS_WORKER_KEYS_DIR=folder,
                         MAAS_WORKER_CACHE_DIR=base / f"cache-{name}",
-                        **registry,
+                        **extra,
                     ),
                     log=log(name),
                 )
@@ -178,12 +203,13 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                 MAAS_DATABASE_URL=database_url,
                 MAAS_WORKER_ENDPOINTS=",".join([endpoints[0], stranger]),
                 MAAS_WORKER_KEYS_DIR=keys,
-                MAAS_ARTIFACT_DIR=artifacts,
                 MAAS_BOOTSTRAP_ADMIN_KEY=ADMIN_SECRET,
                 MAAS_TORCH_THREADS=1,
+                **bucket,
             )
             for host in (gw1, gw2):  # one after the other: the first migrates the registry
                 (base / host.name).mkdir()
+                own_disk = {"MAAS_ARTIFACT_DIR": str(base / host.name / "scratch")}
                 host.popen(
                     [
                         *MAAS,
@@ -199,16 +225,17 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                         "--data-dir",
                         str(base / host.name),
                     ],
-                    env=gateway_env,
+                    env={**gateway_env, **own_disk},
                     log=log(host.name),
                 )
                 _wait_up(_gateway_url(host), base / f"{host.name}.log")
             a, b = _gateway_url(gw1), _gateway_url(gw2)
 
-            # Two versions on both worker hosts, production → 1, served through both gateways.
-            for seed in (1, 2):
-                number = upload(a, "m", torchscript_bytes(tiny_mlp(seed=seed)), mlp_meta())
-                wait_ready_version(a, "m", number)
+            # Two versions on both worker hosts, one uploaded through each gateway host,
+            # production → 1, served through both gateways.
+            for seed, url in ((1, a), (2, b)):
+                number = upload(url, "m", torchscript_bytes(tiny_mlp(seed=seed)), mlp_meta())
+                wait_ready_version(url, "m", number)
             put = httpx.put(
                 a + "/admin/models/m/aliases/production", json={"version": 1}, headers=ADMIN
             )
@@ -230,6 +257,13 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
             for name in ("wk1", "wk2"):
                 fetched = [p.name for p in (base / f"cache-{name}").iterdir()]
                 assert len(fetched) == 2, name  # both versions' artifacts, fetched by sha256
+            told = {n: (base / f"{n}.log").read_text(errors="replace") for n in ("wk1", "wk2")}
+            assert told["wk1"].count("downloaded artifact") == 2, told["wk1"][-3000:]
+            assert "fetched artifact" not in told["wk1"]
+            assert told["wk2"].count("fetched artifact") == 2, told["wk2"][-3000:]
+            for host in (gw1, gw2):
+                kept = [p for p in (base / host.name).rglob("*") if "sha256" in p.parts]
+                assert kept == [], kept  # no gateway host keeps an artifact on its disk
             joined = _workers(b)[endpoints[1]]
             assert joined["id"] == "wk2"
             assert joined["memory_total_bytes"] > 0
