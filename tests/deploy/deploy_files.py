@@ -22,7 +22,10 @@ from maas.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
-OVERLAYS = ("cpu", "gpu")
+# Artifacts on a bucket (the base's way), and on a ReadWriteMany volume (the component).
+BUCKET_OVERLAYS = ("cpu", "gpu")
+SHARED_VOLUME_OVERLAY = "shared-volume"
+OVERLAYS = (*BUCKET_OVERLAYS, SHARED_VOLUME_OVERLAY)
 COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_GPU = DEPLOY / "compose.gpu.yaml"
 PROMETHEUS = DEPLOY / "prometheus"
@@ -31,6 +34,19 @@ RULES_TEST = Path(__file__).with_name("rules_test.yml")
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "maas.json"
 GRAFANA_PROVISIONING = DEPLOY / "grafana" / "provisioning"
 SETTINGS_DOC = ROOT / "docs" / "settings.md"
+
+# The standard AWS variables maas's object storage reads (maas.store.s3, through obstore): the
+# only non-MAAS_* names deploy/ may give a maas container, besides POD_NAME.
+AWS_VARIABLES = {
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+}
+# Where the bucket's credentials must come from: a Secret, never a ConfigMap or a literal.
+AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 
 
 def load_yaml(path: Path) -> Any:
@@ -48,7 +64,8 @@ def kubectl() -> str:
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:
-    """`kubectl kustomize DIR`, as documents."""
+    """`kubectl kustomize DIR`, as documents (DIR may be outside the repository: an overlay a
+    test writes on top of deploy/k8s)."""
     done = subprocess.run(
         [kubectl(), "kustomize", str(directory)],
         capture_output=True,
@@ -87,29 +104,49 @@ def container(workload: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-def container_env(docs: list[dict[str, Any]], c: dict[str, Any]) -> dict[str, str]:
-    """A container's environment as the kubelet gives it: envFrom ConfigMaps, then env (secret
-    references read from the rendered Secret's data or stringData)."""
+def object_data(obj: dict[str, Any]) -> dict[str, str]:
+    """A rendered ConfigMap's or Secret's keys and values (a Secret's data decoded)."""
     import base64
 
-    env: dict[str, str] = {}
+    if obj["kind"] == "ConfigMap":
+        return dict(obj.get("data") or {})
+    data = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+    return data | dict(obj.get("stringData") or {})
+
+
+def container_env_sources(
+    docs: list[dict[str, Any]], c: dict[str, Any]
+) -> dict[str, tuple[str, str, str]]:
+    """A container's environment as the kubelet gives it: envFrom sources in order, then env,
+    each later one winning. name -> (value, kind of its source, name of that object): kind is
+    ConfigMap, Secret, or "value" / "fieldRef" for env entries of their own. A reference to an
+    object the overlay does not render fails, as the pod would (a kubelet leaves it unstarted)."""
+    env: dict[str, tuple[str, str, str]] = {}
     for source in c.get("envFrom", []):
-        ref = source["configMapRef"]["name"]
-        env.update(find(docs, "ConfigMap", ref)["data"])
+        ((ref_kind, ref),) = source.items()
+        kind = {"configMapRef": "ConfigMap", "secretRef": "Secret"}[ref_kind]
+        values = object_data(find(docs, kind, ref["name"]))
+        env.update({k: (v, kind, ref["name"]) for k, v in values.items()})
     for var in c.get("env", []):
         if "value" in var:
-            env[var["name"]] = var["value"]
-        elif "secretKeyRef" in var.get("valueFrom", {}):
-            ref = var["valueFrom"]["secretKeyRef"]
-            secret = find(docs, "Secret", ref["name"])
-            if ref["key"] in secret.get("stringData", {}):
-                env[var["name"]] = secret["stringData"][ref["key"]]
-            else:
-                env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
-        elif "configMapKeyRef" in var.get("valueFrom", {}):
-            ref = var["valueFrom"]["configMapKeyRef"]
-            env[var["name"]] = find(docs, "ConfigMap", ref["name"])["data"][ref["key"]]
+            env[var["name"]] = (var["value"], "value", "")
+            continue
+        ((ref_kind, ref),) = var["valueFrom"].items()
+        if ref_kind == "fieldRef":
+            env[var["name"]] = (f"<{ref['fieldPath']}>", "fieldRef", "")
+            continue
+        kind = {"configMapKeyRef": "ConfigMap", "secretKeyRef": "Secret"}[ref_kind]
+        env[var["name"]] = (
+            object_data(find(docs, kind, ref["name"]))[ref["key"]],
+            kind,
+            ref["name"],
+        )
     return env
+
+
+def container_env(docs: list[dict[str, Any]], c: dict[str, Any]) -> dict[str, str]:
+    """A container's environment, name -> value (container_env_sources without the sources)."""
+    return {name: value for name, (value, _, _) in container_env_sources(docs, c).items()}
 
 
 # Compose.
@@ -146,11 +183,27 @@ def compose_env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def mounts(service: dict[str, Any]) -> dict[str, str]:
-    """target -> source of a service's short-syntax volumes."""
+    """target -> source of a service's short-syntax volumes ("" for an anonymous volume: one of
+    the container's own)."""
     out = {}
     for entry in service.get("volumes", []):
-        source, target, *_ = entry.split(":")
-        out[target] = source
+        parts = entry.split(":")
+        if len(parts) == 1:
+            out[parts[0]] = ""
+        else:
+            out[parts[1]] = parts[0]
+    return out
+
+
+def named_volume_mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """target -> (named volume, read-only) of a service's short-syntax mounts of named volumes:
+    not bind mounts (a path: `/`, `.` or `~` first), not anonymous volumes (no source)."""
+    out = {}
+    for entry in service.get("volumes", []):
+        source, *rest = entry.split(":")
+        if rest and not source.startswith(("/", ".", "~")):
+            target, *options = rest
+            out[target] = (source, "ro" in ",".join(options).split(","))
     return out
 
 

@@ -11,6 +11,7 @@ import tomllib
 
 import pytest
 from deploy_files import (
+    AWS_VARIABLES,
     COMPOSE,
     COMPOSE_GPU,
     DEPLOY,
@@ -20,9 +21,12 @@ from deploy_files import (
     known_variables,
     maas_argvs_in_shell,
     maas_services,
+    named_volume_mounts,
     parse_maas,
     planned_variables,
 )
+
+from maas.config import Settings
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 MAKEFILE = ROOT / "Makefile"
@@ -44,7 +48,7 @@ def service_argvs(service: dict) -> list[list[str]]:  # type: ignore[type-arg]
 
 
 def test_every_maas_command_and_variable_is_real(stack: dict) -> None:  # type: ignore[type-arg]
-    known = known_variables() | planned_variables()
+    known = known_variables() | planned_variables() | AWS_VARIABLES
     commands = []
     for name, service in maas_services(stack).items():
         argvs = service_argvs(service)
@@ -53,7 +57,7 @@ def test_every_maas_command_and_variable_is_real(stack: dict) -> None:  # type: 
             parse_maas(argv)
             commands.append(argv[0])
         for variable in compose_env(service):
-            assert variable in known, f"{name}: {variable} is no maas setting"
+            assert variable in known, f"{name}: {variable} is no maas or AWS setting"
     assert {"db", "keys", "serve", "worker"} <= set(commands)
 
 
@@ -85,6 +89,83 @@ def test_gateways_reach_every_worker_with_the_shared_keys(stack: dict) -> None: 
         assert "worker-keys" in volumes
         assert "artifacts" not in volumes, f"{name}: workers fetch artifacts, no shared store"
     assert sorted(listed) == sorted(expected)
+
+
+def services_running(stack: dict, command: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The maas services whose command is `maas COMMAND ...` (serve: the gateways)."""
+    return {
+        name: svc
+        for name, svc in maas_services(stack).items()
+        if svc.get("command", ["serve"])[0] == command
+    }
+
+
+def test_minio_holds_the_artifacts_in_a_bucket_made_before_maas_starts(stack: dict) -> None:  # type: ignore[type-arg]
+    services = stack["services"]
+    minio = services["minio"]
+    image, tag = minio["image"].rsplit(":", 1)
+    assert image.endswith("minio/minio")
+    assert tag.startswith("RELEASE."), "a pinned release, not latest"
+    data = minio["command"][minio["command"].index("server") + 1]
+    assert named_volume_mounts(minio)[data] == ("minio-data", False), "data in a volume"
+    assert minio["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
+    assert not minio["healthcheck"].get("disable")
+    # The one-shot bucket step: after MinIO is healthy, with MinIO's own credentials.
+    bucket_step = services["minio-bucket"]
+    assert bucket_step["image"].rsplit(":", 1)[1].startswith("RELEASE.")
+    assert bucket_step["depends_on"]["minio"] == {"condition": "service_healthy"}
+    assert bucket_step["restart"] == "no"
+    script = " ".join(bucket_step["command"])
+    step_env = compose_env(bucket_step)
+    root = compose_env(minio)
+    for variable in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
+        assert step_env[variable] == root[variable]
+        # `$$`: the shell reads it from the environment, compose does not put it in the command
+        assert f"$${variable}" in script
+    alias = re.search(r"mc alias set (\S+) (\S+) ", script)
+    assert alias
+    # Every gateway and worker: the bucket that step makes, on that MinIO, as its root user.
+    made = re.findall(rf"mc mb --ignore-existing {alias[1]}/(\S+)", script)
+    assert len(made) == 1
+    readers = services_running(stack, "serve") | services_running(stack, "worker")
+    assert len(readers) == 3  # the gateway service (2 replicas) and 2 workers
+    for name, svc in readers.items():
+        env = compose_env(svc)
+        assert Settings(artifact_url=env["MAAS_ARTIFACT_URL"]).artifact_url
+        assert env["MAAS_ARTIFACT_URL"].removeprefix("s3://").split("/")[0] == made[0], name
+        assert env["AWS_ENDPOINT_URL"] == alias[2] == "http://minio:9000", name
+        assert env["AWS_REGION"]
+        assert env["AWS_ACCESS_KEY_ID"] == root["MINIO_ROOT_USER"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == root["MINIO_ROOT_PASSWORD"], name
+        assert svc["depends_on"]["minio-bucket"] == {
+            "condition": "service_completed_successfully"
+        }, name
+    assert len({compose_env(svc)["MAAS_ARTIFACT_URL"] for svc in readers.values()}) == 1
+
+
+def test_dev_credentials_are_defaults_an_env_file_overrides() -> None:
+    """MinIO's key pair has public defaults (dev only) that deploy/.env may set, and the
+    .env.example says so."""
+    text = COMPOSE.read_text()
+    for variable in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
+        assert re.search(rf"\$\{{{variable}:-[^}}]+\}}", text), variable
+        assert f"${{{variable}:?" not in text
+    assert "DEV ONLY" in text
+    example = (DEPLOY / ".env.example").read_text()
+    assert re.search(r"^# ?MINIO_ROOT_PASSWORD=", example, re.MULTILINE)
+
+
+def test_gateways_share_no_artifact_volume(stack: dict) -> None:  # type: ignore[type-arg]
+    """With the bucket, a gateway's MAAS_ARTIFACT_DIR is scratch of its own: no named volume
+    there (a service's replicas would all mount it) and none a gateway writes to at all."""
+    gateways = services_running(stack, "serve")
+    assert gateways
+    for name, svc in gateways.items():
+        artifact_dir = compose_env(svc)["MAAS_ARTIFACT_DIR"]
+        volumes = named_volume_mounts(svc)
+        assert artifact_dir not in volumes, name
+        assert all(read_only for _, read_only in volumes.values()), f"{name}: {volumes}"
+    assert "artifacts" not in (stack.get("volumes") or {})
 
 
 def test_gpu_workers_ask_for_a_gpu_and_use_it() -> None:

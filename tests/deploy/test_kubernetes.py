@@ -4,6 +4,7 @@ and the pieces wired to each other and to maas's real command line and settings.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,16 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from deploy_files import (
+    AWS_CREDENTIALS,
+    AWS_VARIABLES,
+    BUCKET_OVERLAYS,
     K8S,
     OVERLAYS,
+    SHARED_VOLUME_OVERLAY,
+    by_prefix,
     container,
     container_env,
+    container_env_sources,
     find,
     known_variables,
     kustomize,
@@ -24,6 +31,7 @@ from deploy_files import (
 )
 from kubernetes_validate.utils import ValidationError
 
+from maas.config import Settings
 from maas.transport.curve import make_keys
 
 # The newest schema set kubernetes-validate ships; the manifests use only GA APIs.
@@ -35,17 +43,26 @@ def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]
     return request.param, kustomize(K8S / "overlays" / request.param)
 
 
-def test_every_object_is_valid_against_the_kubernetes_schemas(
-    rendered: tuple[str, list[dict[str, Any]]],
-) -> None:
-    _, docs = rendered
-    kinds = sorted({d["kind"] for d in docs})
+@pytest.fixture(scope="module", params=BUCKET_OVERLAYS)
+def on_a_bucket(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return kustomize(K8S / "overlays" / request.param)
+
+
+def assert_valid(docs: list[dict[str, Any]]) -> None:
     for doc in docs:
         try:
             kubernetes_validate.validate(doc, SCHEMA_VERSION, strict=True)
         except ValidationError as exc:
             name = f"{doc['kind']}/{doc['metadata']['name']}"
             pytest.fail(f"{name}: {exc.message} at {'.'.join(map(str, exc.path))}")
+
+
+def test_every_object_is_valid_against_the_kubernetes_schemas(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    kinds = sorted({d["kind"] for d in docs})
+    assert_valid(docs)
     for kind in (
         "Deployment",
         "StatefulSet",
@@ -86,6 +103,8 @@ def test_every_maas_command_and_variable_is_real(
             for name in env:
                 if name.startswith("MAAS_"):
                     assert name in known | planned, f"{c['name']}: {name} is no setting"
+                else:
+                    assert name in AWS_VARIABLES | {"POD_NAME"}, f"{c['name']}: {name}"
             # The pod-name reference resolves: POD_NAME comes from the downward API.
             if any("$(POD_NAME)" in a for a in c["args"]):
                 assert {
@@ -221,3 +240,162 @@ def test_the_migration_job_upgrades_the_registry(
     assert c["args"][:2] == ["db", "upgrade"]
     assert "MAAS_DATABASE_URL" in container_env(docs, c)
     assert job["spec"]["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
+
+
+def test_every_object_is_in_the_maas_namespace(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Including what a component adds after the base set the namespace (kustomize does not)."""
+    _, docs = rendered
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == "maas", f"{doc['kind']}/{doc['metadata']}"
+
+
+# Where artifacts live: a bucket (the base), or a ReadWriteMany volume (the shared-volume
+# component and overlay).
+
+
+def read_write_many_claims(docs: list[dict[str, Any]]) -> list[str]:
+    """PersistentVolumeClaims, standalone or a StatefulSet's templates, that ask for RWX."""
+    claims = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    for doc in docs:
+        if doc["kind"] == "StatefulSet":
+            claims += doc["spec"].get("volumeClaimTemplates", [])
+    return [c["metadata"]["name"] for c in claims if "ReadWriteMany" in c["spec"]["accessModes"]]
+
+
+def artifact_volume(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The gateway pod's volume mounted at MAAS_ARTIFACT_DIR."""
+    gateway = find(docs, "Deployment", "maas-gateway")
+    c = container(gateway, "gateway")
+    artifact_dir = container_env(docs, c)["MAAS_ARTIFACT_DIR"]
+    (mount,) = (m for m in c["volumeMounts"] if m["mountPath"] == artifact_dir)
+    assert not mount.get("readOnly"), "the gateway writes its uploads there"
+    volumes = gateway["spec"]["template"]["spec"]["volumes"]
+    (volume,) = (v for v in volumes if v["name"] == mount["name"])
+    return volume
+
+
+def test_the_base_needs_no_read_write_many_volume() -> None:
+    docs = kustomize(K8S / "base")
+    assert read_write_many_claims(docs) == []
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"] == []
+    for workload, template in pod_specs(docs):
+        claims = [v for v in template["spec"]["volumes"] if "persistentVolumeClaim" in v]
+        assert claims == [], workload["metadata"]["name"]
+
+
+def test_on_a_bucket_the_artifact_dir_is_each_gateways_own_scratch(
+    on_a_bucket: list[dict[str, Any]],
+) -> None:
+    assert read_write_many_claims(on_a_bucket) == []
+    volume = artifact_volume(on_a_bucket)
+    assert set(volume) == {"name", "emptyDir"}, volume
+
+
+def test_gateways_and_workers_get_the_bucket_from_the_config_and_the_secret(
+    on_a_bucket: list[dict[str, Any]],
+) -> None:
+    """Both read the same bucket with the same settings: MAAS_ARTIFACT_URL and the region from
+    a ConfigMap, the key pair from a Secret (never a ConfigMap or a literal in the pod)."""
+    docs = on_a_bucket
+    seen = {}
+    for kind, name, container_name in (
+        ("Deployment", "maas-gateway", "gateway"),
+        ("StatefulSet", "maas-worker", "worker"),
+    ):
+        sources = container_env_sources(docs, container(find(docs, kind, name), container_name))
+        bucket = {
+            k: v for k, v in sources.items() if k == "MAAS_ARTIFACT_URL" or k in AWS_VARIABLES
+        }
+        required = {"MAAS_ARTIFACT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert required <= set(bucket), container_name
+        for variable, (_, source_kind, _) in bucket.items():
+            expected = "Secret" if variable in AWS_CREDENTIALS else "ConfigMap"
+            assert source_kind == expected, f"{container_name}: {variable} from a {source_kind}"
+        seen[container_name] = {k: v for k, (v, _, _) in bucket.items()}
+    assert seen["gateway"] == seen["worker"]
+    for config in (d for d in docs if d["kind"] == "ConfigMap"):
+        assert not set(config["data"]) & AWS_CREDENTIALS, config["metadata"]["name"]
+    url = seen["gateway"]["MAAS_ARTIFACT_URL"]
+    assert Settings(artifact_url=url).artifact_url == url  # maas's own check of the URL
+    # The secret is the maas-s3 one a deployment replaces, its values placeholders here.
+    secret = by_prefix(docs, "Secret", "maas-s3")
+    assert secret["data"].keys() == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert "CHANGE-ME" in seen["gateway"]["AWS_SECRET_ACCESS_KEY"]
+    # The migration only touches the registry: no bucket, no credentials.
+    job = find(docs, "Job", "maas-migrate")
+    assert not set(container_env(docs, job["spec"]["template"]["spec"]["containers"][0])) & (
+        AWS_VARIABLES | {"MAAS_ARTIFACT_URL"}
+    )
+
+
+def test_the_shared_volume_overlay_brings_back_the_read_write_many_volume() -> None:
+    docs = kustomize(K8S / "overlays" / SHARED_VOLUME_OVERLAY)
+    assert read_write_many_claims(docs) == ["maas-artifacts"]
+    volume = artifact_volume(docs)
+    assert set(volume) == {"name", "persistentVolumeClaim"}, volume
+    assert volume["persistentVolumeClaim"]["claimName"] == "maas-artifacts"
+    # No bucket anywhere: without MAAS_ARTIFACT_URL maas keeps artifacts in MAAS_ARTIFACT_DIR,
+    # and workers fetch them from a gateway.
+    for _, template in pod_specs(docs):
+        for c in template["spec"]["containers"]:
+            env = container_env(docs, c)
+            assert not set(env) & (AWS_VARIABLES | {"MAAS_ARTIFACT_URL"}), c["name"]
+    names = [d["metadata"]["name"] for d in docs if d["kind"] in ("ConfigMap", "Secret")]
+    assert not [n for n in names if n.startswith(("maas-artifact-store", "maas-s3"))], names
+    # Otherwise the CPU overlay as it is.
+    cpu = kustomize(K8S / "overlays" / "cpu")
+    assert {(d["kind"], d["metadata"]["name"]) for d in docs} - {
+        (d["kind"], d["metadata"]["name"]) for d in cpu
+    } == {("PersistentVolumeClaim", "maas-artifacts")}
+
+
+SITE_OVERLAY = """\
+# deploy/README.md's own overlay, in short: the bucket on a MinIO of the cluster's, the
+# credentials in a Secret maas-s3 made outside kustomize.
+resources: [{base}]
+configMapGenerator:
+  - name: maas-artifact-store
+    behavior: merge
+    literals:
+      - MAAS_ARTIFACT_URL=s3://models/maas
+      - AWS_REGION=us-east-1
+      - AWS_ENDPOINT_URL=http://minio.storage.svc:9000
+patches:
+  - patch: |-
+      $patch: delete
+      apiVersion: v1
+      kind: Secret
+      metadata:
+        name: maas-s3
+"""
+
+
+@pytest.mark.parametrize("overlay", BUCKET_OVERLAYS)
+def test_a_deployment_sets_its_bucket_and_brings_its_own_secret(
+    overlay: str, tmp_path: Path
+) -> None:
+    """What deploy/README.md tells an operator to do: the endpoint added to the ConfigMap, the
+    generated placeholder Secret deleted so that the pods read a maas-s3 made by other means."""
+    site = tmp_path / "site"
+    site.mkdir()
+    base = os.path.relpath(K8S / "overlays" / overlay, site)
+    (site / "kustomization.yaml").write_text(SITE_OVERLAY.format(base=base))
+    docs = kustomize(site)
+    assert_valid(docs)
+    assert not [d for d in docs if d["kind"] == "Secret" and "maas-s3" in d["metadata"]["name"]]
+    for kind, name, container_name in (
+        ("Deployment", "maas-gateway", "gateway"),
+        ("StatefulSet", "maas-worker", "worker"),
+    ):
+        c = container(find(docs, kind, name), container_name)
+        assert {"secretRef": {"name": "maas-s3"}} in c["envFrom"], container_name
+        refs = [s["configMapRef"]["name"] for s in c["envFrom"] if "configMapRef" in s]
+        (store,) = (find(docs, "ConfigMap", r) for r in refs if r.startswith("maas-artifact-store"))
+        assert store["data"] == {
+            "MAAS_ARTIFACT_URL": "s3://models/maas",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": "http://minio.storage.svc:9000",
+        }
