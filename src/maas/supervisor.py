@@ -256,11 +256,15 @@ class Supervisor:
             str(child.restarts),
             "--log-level",
             self.log_level,
+            "--supervisor-pid",
+            str(os.getpid()),
         ]
         # Its own process group: a Ctrl-C in the terminal reaches the supervisor only, which
         # stops the gateways before the workers they are talking to. Not its own session: the
         # kernel's autogroup scheduler would then give it a CPU share of its own (a bench at
-        # C=64 lost 17% of its throughput to that).
+        # C=64 lost 17% of its throughput to that). It ends with this process
+        # (`maas.lifeline`), its own children with it. Started from the main thread, as every
+        # child is: the kernel's parent-death signal follows the thread that started a child.
         child.process = subprocess.Popen(command, env=env, process_group=0)
 
     def _start_gateway(self, child: _Child, index: int, listener: socket.socket) -> None:
@@ -278,7 +282,14 @@ class Supervisor:
         serving = context.Event()
         process = context.Process(
             target=run_gateway,
-            args=(settings.model_dump(mode="json"), listener, self.demo, self.log_level, serving),
+            args=(
+                settings.model_dump(mode="json"),
+                listener,
+                self.demo,
+                self.log_level,
+                serving,
+                os.getpid(),
+            ),
             name=f"maas-gateway-{index}",
         )
         process.start()
@@ -332,8 +343,14 @@ def run_gateway(
     demo: bool,
     log_level: str,
     serving: Any = None,
+    supervisor_pid: int | None = None,
 ) -> None:
-    """A gateway process: the FastAPI app under uvicorn, on the supervisor's socket."""
+    """A gateway process: the FastAPI app under uvicorn, on the supervisor's socket. It ends
+    with its supervisor (`maas.lifeline`): no restart would come, and it holds the port."""
+    if supervisor_pid is not None:
+        from maas import lifeline
+
+        lifeline.hold(supervisor_pid)
     import uvicorn
     import uvicorn.protocols.http.httptools_impl as httptools_impl
 

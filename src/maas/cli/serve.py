@@ -107,6 +107,8 @@ def serve(log_level: str, **overrides: Any) -> None:
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: by --index).")
 @click.option("--threads", type=int, default=None, help="Torch intra-op threads.")
 @click.option("--restarts", type=int, default=0, hidden=True)
+# `maas serve`'s pid, for its local workers: the worker ends with it (maas.lifeline).
+@click.option("--supervisor-pid", type=int, default=None, hidden=True)
 @click.option("--log-level", default="info", show_default=True)
 def worker(
     listen: str,
@@ -116,11 +118,17 @@ def worker(
     device: str | None,
     threads: int | None,
     restarts: int,
+    supervisor_pid: int | None,
     log_level: str,
 ) -> None:
     """Run one worker process that loads versions and runs batches for gateways."""
     import logging
 
+    if supervisor_pid is not None:
+        from maas import lifeline
+
+        # First, before the seconds of settings and torch: a supervisor gone meanwhile is seen.
+        lifeline.hold(supervisor_pid, group=True)
     warn_unknown_variables()
     settings = load_settings()
     from maas.supervisor import LOG_FORMAT
