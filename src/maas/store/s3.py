@@ -57,7 +57,7 @@ class S3Store:
         config: dict[str, Any] = {}
         if endpoint and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
             config["region"] = "us-east-1"  # S3-compatible servers take any; obstore needs one
-        if endpoint and "virtual_hosted_style_request" not in os.environ:
+        if endpoint and "AWS_VIRTUAL_HOSTED_STYLE_REQUEST" not in os.environ:
             config["virtual_hosted_style_request"] = False  # MinIO, RGW, moto: path style
         self._s3 = _S3(
             bucket,
