@@ -191,6 +191,12 @@ def unavailable(doing: str, *, missing_ok: bool = False) -> Iterator[None]:
             ) from None
         if missing_ok and isinstance(exc, FileNotFoundError | NotFoundError):
             raise
+        if "169.254.169.254" in text or "credential" in text.lower():
+            raise StoreUnavailable(
+                f"cannot {doing} the artifact store: no usable credentials (set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance role or "
+                "web identity provides them)"
+            ) from None
         first = text.splitlines()[0] if text else type(exc).__name__
         raise StoreUnavailable(
             f"cannot {doing} the artifact store ({type(exc).__name__}: {first[:300]})"
