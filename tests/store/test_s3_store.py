@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -203,3 +206,28 @@ async def test_a_worker_downloads_from_s3_and_asks_the_gateway_when_it_cannot(
     stranger = S3Store("s3://no-such-bucket", scratch=tmp_path)
     fetched = await ArtifactCache(tmp_path / "fallback", store=stranger).obtain(digest, ask)
     assert (fetched.read_bytes(), asked) == (data, [0])
+
+
+def test_maas_serve_says_in_one_line_when_its_bucket_cannot_be_used(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        **s3_server.env(),
+        "MAAS_ARTIFACT_URL": "s3://no-such-bucket/models",
+        "MAAS_DATA_DIR": str(tmp_path),
+        "MAAS_DATABASE_URL": f"sqlite:///{tmp_path}/registry.db",
+        "MAAS_ARTIFACT_DIR": str(tmp_path / "scratch"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "maas", "serve", "--workers", "0", "--gateways", "1", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "MAAS_ARTIFACT_URL: cannot reach the artifact store: its bucket does not exist" in (
+        done.stderr
+    )
