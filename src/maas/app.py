@@ -28,7 +28,7 @@ from maas.api.v2 import routes as v2
 from maas.auth import Authenticator, ensure_key
 from maas.config import Settings
 from maas.control.deployment import Deployer
-from maas.control.leader import Leadership, LeaseLeader, SoleLeader, lease_name
+from maas.control.leader import Leadership, SoleLeader, WorkerSets
 from maas.control.plane import ControlPlane
 from maas.control.workers import WorkerDiscovery
 from maas.dispatch.pool import WorkerPool
@@ -104,7 +104,7 @@ def create_app(
                 database_url=settings.database_url,
             )
             registry.on_change(plane.committed)
-            leadership = _leadership(settings, coordination, plane.identity.id)
+            leadership = _leadership(settings, backend, coordination, plane.identity.id)
             deployer = Deployer(registry, backend, store, router, leadership)
             metrics = RequestMetrics()
             rates = KeyRates(settings.rates_dir)
@@ -248,12 +248,21 @@ async def _run_hook(hook: StartupHook, services: Services) -> None:
         services.readiness.demo = True
 
 
-def _leadership(settings: Settings, coordination: Coordination, holder: str) -> Leadership:
-    """Gateways sharing workers elect one to place versions on them; a gateway that runs its
-    models itself places them alone."""
-    if not settings.worker_endpoints:
+def _leadership(
+    settings: Settings, backend: InferenceBackend, coordination: Coordination, holder: str
+) -> Leadership:
+    """A gateway that runs its models itself places them alone. One with worker processes
+    competes for the lease of each worker set it reaches: its private `ipc://` workers, and the
+    shared ones (`tcp://`, announced) of the whole registry, whatever its own list says."""
+    if not isinstance(backend, WorkerPool) or backend.runs_local:
         return SoleLeader()
-    return LeaseLeader(coordination, name=lease_name(settings.worker_endpoints), holder=holder)
+    pool = backend
+    return WorkerSets(
+        coordination,
+        holder=holder,
+        configured=settings.worker_endpoints,
+        workers=lambda: [(link.name, link.endpoint) for link in pool.links],
+    )
 
 
 def _wake_on_worker_changes(backend: InferenceBackend, deployer: Deployer) -> None:

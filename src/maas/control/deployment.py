@@ -4,12 +4,15 @@ The registry holds what should be: a version `loading` or `ready` should be on t
 placement chose for it, any other version on none. The API only writes that (`start_load`,
 `unload`); the gateway that leads placement (`maas.control.leader`) makes the workers match, in
 `reconcile`, whenever the routing table moves, a worker (re)starts or goes away, and every
-second as a backstop. Nothing is lost when the leader dies: the next one finds the same
-registry and the same workers, and a worker asked to load what it is loading already just
-answers both requests.
+second as a backstop. It touches only the workers of the sets it leads (`Leadership.led`), each
+set planned on its own (`replicas` counts per worker set), and checks that it still leads a
+worker's set right before each load or unload. Nothing is lost when the leader dies: the next
+one finds the same registry and the same workers, and a worker asked to load what it is loading
+already just answers both requests.
 
-`loading` → `ready` once every chosen worker holds the version; `failed` with the error kept when
-a load fails, or after a version's load killed a worker CRASHES_BEFORE_FAILED times.
+`loading` → `ready` once every worker chosen for the version in one worker set holds it; `failed`
+with the error kept when a load fails, or after a version's load killed a worker
+CRASHES_BEFORE_FAILED times.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from maas.errors import (
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry
 from maas.serving.routing import Router
-from maas.store.local import ArtifactStore
-from maas.types import InferenceBackend, VersionKey, VersionStatus
+from maas.store.base import ArtifactStore
+from maas.types import InferenceBackend, VersionKey, VersionStatus, WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +139,20 @@ class Deployer:
 
     async def reconcile(self) -> None:
         snapshot = await self._router.current()
-        workers = self._backend.workers()
-        held = {w.name: w.versions for w in workers if w.healthy}
-        boots = {w.name: w.boot for w in workers}
         records = sorted(
             (v for entry in snapshot.models.values() for v in entry.versions.values()),
             key=lambda v: str(v.key),
         )
+        # Only the workers of the sets this gateway leads, each set planned on its own: a
+        # version gets its replicas in every set, and no worker hears from two leaders.
+        for workers in self._leadership.led(self._backend.workers()):
+            await self._reconcile_set(records, workers)
+
+    async def _reconcile_set(
+        self, records: list[VersionRecord], workers: list[WorkerState]
+    ) -> None:
+        held = {w.name: w.versions for w in workers if w.healthy}
+        boots = {w.name: w.boot for w in workers}
         # Versions already serving first: a restarted worker gets back what was known good
         # before it tries what is new (which might be what killed it).
         serving = sorted(
@@ -180,6 +190,11 @@ class Deployer:
 
     def _spawn(self, worker: str, key: str, work: object) -> None:
         assert asyncio.iscoroutine(work)
+        if not self._leadership.leads(worker):
+            # The lease lapsed since the plan (the registry answered slowly, another gateway
+            # took over): the new leader does it.
+            work.close()
+            return
         if any(busy == worker for busy, _ in self._tasks):
             # One operation per worker at a time: if a load kills it, that load is the one to
             # blame, and memory never holds two half-loaded models. The next pass goes on.
@@ -197,7 +212,7 @@ class Deployer:
         task.add_done_callback(done)
 
     async def _load(self, worker: str, boot: str, record: VersionRecord) -> None:
-        spec = record.load_spec(str(self._store.path_for(record.sha256)))
+        spec = record.load_spec(self._store.location(record.sha256))
         try:
             await self._backend.load_on(worker, spec)
         except WorkerCrashedLoading as exc:

@@ -5,8 +5,12 @@ A `maas worker` given MAAS_DATABASE_URL runs a `WorkerAnnouncer` beside its loop
 gateway of the deployment runs a `WorkerDiscovery`: it reads the rows seen within the last
 `ttl_s`, connects to the workers it does not know yet, and lets go of those whose row went
 stale (a worker that stopped announcing was gone for `ttl_s`; until then it shows as not
-answering). Placement then treats a joined worker like any other. Workers listed in
-MAAS_WORKER_ENDPOINTS are the gateway's own and never let go.
+answering). Workers listed in MAAS_WORKER_ENDPOINTS are the gateway's own and never let go.
+
+Every gateway with worker processes discovers, those with private `ipc://` workers of their
+`maas serve` too: all of them serve requests through a joined worker. A joined worker belongs to
+the registry's *shared* worker set, like every `tcp://` one, whatever gateway lists or finds it:
+only the holder of the shared placement lease loads and unloads on it (`maas.control.leader`).
 """
 
 from __future__ import annotations
