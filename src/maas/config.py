@@ -1,4 +1,9 @@
-"""Settings: one typed object, built explicitly from `MAAS_*` variables and CLI overrides."""
+"""Settings: one typed object, built explicitly from `MAAS_*` variables and CLI overrides.
+
+These are the user's settings. What `maas serve` decides for the processes it starts (their
+run directory, each gateway's index, the local workers' command lines) is `maas.wiring`; the
+few of those a gateway reads from its settings are fields here, grouped last and listed in
+INTERNAL_SETTINGS."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ MiB = 1024 * 1024
 ENV_PREFIX = "MAAS_"
 # Variables maas reads that are not settings of a serving process (the CLI's own).
 _CLIENT_VARIABLES = frozenset({"MAAS_URL", "MAAS_API_KEY"})
+# The settings `maas serve` sets for its gateways (`maas.wiring`), not the user.
+INTERNAL_SETTINGS = frozenset({"gateway_index", "peers_dir", "rates_dir", "migrate_on_start"})
 
 
 class SettingsError(ValueError):
@@ -71,7 +78,6 @@ class Settings(BaseSettings):
     # serve` adds its local ones for its gateways. Empty in a gateway: the worker loop runs in
     # its own process (as tests do).
     worker_endpoints: Annotated[tuple[str, ...], NoDecode] = ()
-    gateway_index: int = Field(0, ge=0)
     # CurveZMQ keys of the deployment for tcp:// worker links (`maas keys worker --out DIR`).
     worker_keys_dir: Path | None = None
     # `maas worker`: where it keeps the artifacts it fetched from gateways (by sha256).
@@ -79,17 +85,25 @@ class Settings(BaseSettings):
     # How long gateways keep a worker that announced itself in the registry and then went
     # quiet before they let it go (it shows as not answering meanwhile).
     worker_ttl_s: float = Field(30.0, ge=3.0, le=3600.0)
-    # Set by `maas serve`: where its gateways tell each other of a new registry generation.
-    peers_dir: Path | None = None
-    # Set by `maas serve`: where its gateways keep the keys' request rates (one file, shared).
-    rates_dir: Path | None = None
     # Requests per second a key may make unless its own `rate_limit_per_s` says otherwise;
     # unset: no limit.
     key_rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000)
     # How long a stopping gateway keeps answering its open connections (each answer with
     # Connection: close) before it closes them; in-flight requests finish either way.
     drain_s: float = Field(5.0, ge=0, le=600)
-    migrate_on_start: bool = True  # off for gateways whose supervisor migrated already
+
+    # Internal: what `maas serve` decides for each gateway process it starts (`maas.wiring`),
+    # listed in INTERNAL_SETTINGS; not for users (docs/settings.md says so). They are settings
+    # because a gateway reads them as it reads the rest, from the settings its supervisor hands
+    # it; a process started otherwise (a test's app) keeps these defaults.
+    # Which gateway of its `maas serve` this is: 0 installs the demo, the others wait for it.
+    gateway_index: int = Field(0, ge=0)
+    # Where its gateways tell each other of a new registry generation (one socket each).
+    peers_dir: Path | None = None
+    # Where its gateways keep the keys' request rates (one file, shared).
+    rates_dir: Path | None = None
+    # False when the supervisor migrated the registry already (once, not raced by G gateways).
+    migrate_on_start: bool = True
 
     @field_validator("artifact_key")
     @classmethod

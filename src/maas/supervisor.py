@@ -2,7 +2,8 @@
 
 The supervisor prepares the registry once (migrations, bootstrap key) so gateways do not race
 on it, binds the listening socket and hands it to every gateway (the kernel spreads
-connections), starts workers on `ipc://` sockets in a private run directory, and restarts any
+connections), starts workers on `ipc://` sockets in a private run directory (what each child
+is given, on top of the user's settings: `maas.wiring`), and restarts any
 child that exits: a dead worker is noticed within `POLL_S` and restarted with its restart count,
 and the gateway that leads placement loads its versions onto the new process when it first
 answers. The gateways tell each other of registry changes through sockets in `run_dir/peers`.
@@ -33,6 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import Settings
+from maas.wiring import (
+    METRICS_VARIABLE,
+    RunDir,
+    gateway_settings,
+    worker_command,
+    worker_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +98,6 @@ class Supervisor:
     _roll_requested: threading.Event = field(default_factory=threading.Event)  # SIGHUP
     _roll: _Roll | None = None
 
-    @property
-    def endpoints(self) -> list[str]:
-        """The local workers' `ipc://` addresses, then the remote ones of the settings."""
-        local = [f"ipc://{self.run_dir}/worker-{i}.sock" for i in range(self.settings.workers)]
-        return [*local, *self.settings.worker_endpoints]
-
     def run(self) -> None:
         # The port first: a busy one is said in one line before anything exists on disk. It is
         # bound here and listened on by the first gateway that serves, so a connection is
@@ -109,10 +111,11 @@ class Supervisor:
     def _run(self, listener: socket.socket) -> None:
         asyncio.run(prepare_registry(self.settings))
         # The gateways count requests into files here; a scrape on any of them adds them up,
-        # and a restarted gateway's predecessor still counts (see maas.metrics).
-        metrics_dir = self.run_dir / "metrics"
-        metrics_dir.mkdir()
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        # and a restarted gateway's predecessor still counts (see maas.metrics). Every child
+        # inherits the variable.
+        run = RunDir(self.run_dir)
+        run.metrics.mkdir()
+        os.environ[METRICS_VARIABLE] = str(run.metrics)
         workers = [_Child(f"w{i}") for i in range(self.settings.workers)]
         gateways = [_Child(f"g{i}") for i in range(self.settings.gateways)]
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -235,30 +238,16 @@ class Supervisor:
             start(child)
 
     def _start_worker(self, child: _Child, index: int) -> None:
-        threads = self.settings.effective_torch_threads
-        unknown = set(Settings.unknown_variables())  # warned about once, by `maas serve`
-        env = {k: v for k, v in os.environ.items() if k not in unknown}
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        command = [
-            sys.executable,
-            "-m",
-            "maas",
-            "worker",
-            "--listen",
-            self.endpoints[index],
-            "--id",
-            child.name,
-            "--index",
-            str(index),
-            "--threads",
-            str(threads),
-            "--restarts",
-            str(child.restarts),
-            "--log-level",
-            self.log_level,
-            "--supervisor-pid",
-            str(os.getpid()),
-        ]
+        command = worker_command(
+            self.settings,
+            RunDir(self.run_dir),
+            index,
+            name=child.name,
+            restarts=child.restarts,
+            log_level=self.log_level,
+            supervisor_pid=os.getpid(),
+        )
+        env = worker_environment(self.settings)
         # Its own process group: a Ctrl-C in the terminal reaches the supervisor only, which
         # stops the gateways before the workers they are talking to. Not its own session: the
         # kernel's autogroup scheduler would then give it a CPU share of its own (a bench at
@@ -268,16 +257,7 @@ class Supervisor:
         child.process = subprocess.Popen(command, env=env, process_group=0)
 
     def _start_gateway(self, child: _Child, index: int, listener: socket.socket) -> None:
-        settings = self.settings.model_copy(
-            update={
-                "worker_endpoints": tuple(self.endpoints),
-                "gateway_index": index,
-                "peers_dir": self.run_dir / "peers",
-                "rates_dir": self.run_dir / "rates",
-                "migrate_on_start": False,
-                "bootstrap_admin_key": None,  # created once, above, not raced by G processes
-            }
-        )
+        settings = gateway_settings(self.settings, RunDir(self.run_dir), index)
         context = multiprocessing.get_context("spawn")
         serving = context.Event()
         process = context.Process(
