@@ -15,6 +15,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from maas.json_depth import DEFAULT_MAX_DEPTH
+from maas.store import open_store
+from maas.store.base import ArtifactStore
 from maas.store.sealing import ArtifactKey
 
 MiB = 1024 * 1024
@@ -127,6 +129,11 @@ class Settings(BaseSettings):
             if not value.startswith("s3://") or not bucket:
                 raise ValueError("must be an s3://BUCKET or s3://BUCKET/PREFIX URL")
         return value
+
+    def artifact_store(self) -> ArtifactStore:
+        """The store this deployment keeps artifacts in (`MAAS_ARTIFACT_URL`, else the
+        directory), with its key."""
+        return open_store(self.artifact_url, self.artifact_dir, self.sealing_key)
 
     @field_validator("bootstrap_admin_key")
     @classmethod

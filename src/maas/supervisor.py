@@ -294,7 +294,6 @@ async def prepare_registry(settings: Settings) -> None:
     from maas.auth import ensure_key
     from maas.registry import db
     from maas.registry.service import Registry
-    from maas.store.local import ArtifactStore
     from maas.store.sweeper import sweep
     from maas.types import Scope
 
@@ -302,7 +301,7 @@ async def prepare_registry(settings: Settings) -> None:
     try:
         await db.upgrade(database.engine)
         registry = Registry(database.reads, writes=database.writes)
-        store = ArtifactStore(settings.artifact_dir, key=settings.sealing_key)
+        store = settings.artifact_store()
         report = await sweep(registry, store, min_age_s=settings.sweep_min_age_s)
         if report.cleaned:
             print(f"maas: {report}", file=sys.stderr)

@@ -13,6 +13,7 @@ import click
 
 from maas.cli.output import CliError, Unreachable, one_line, usage_error, warn
 from maas.config import Settings, SettingsError
+from maas.errors import StoreUnavailable
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -86,6 +87,8 @@ def serve(log_level: str, **overrides: Any) -> None:
         supervisor.Supervisor(settings, demo=settings.demo, log_level=log_level).run()
     except supervisor.StartupError as exc:
         raise CliError(str(exc)) from None
+    except StoreUnavailable as exc:  # the bucket, checked before any gateway starts
+        raise Unreachable(f"MAAS_ARTIFACT_URL: {exc.message}") from None
 
 
 @click.command()
@@ -164,6 +167,7 @@ def worker(
         keys=keys,
         cache_dir=settings.worker_cache_dir,
         artifact_key=settings.sealing_key,
+        artifact_url=settings.artifact_url,
         on_serving=(
             (lambda server: announce_worker(settings.database_url, server, reachable))
             if announce
