@@ -1,12 +1,16 @@
-"""Two `maas serve --workers 0` instances on one registry share two announced workers: one leader.
+"""The Kubernetes topology of `deploy/k8s/base` on loopback: one PostgreSQL, an S3 bucket (moto's
+server), two `maas serve --workers 0` instances each with its own disk, two workers that
+announce themselves in the registry. No disk is shared by anything.
 
-Both workers announce themselves in the registry; besides, A (two gateways) lists r1 in its
-MAAS_WORKER_ENDPOINTS and B (one gateway) lists r2, so each finds the other worker only through
-its announcement. Whatever each lists, every gateway competes for the one shared placement lease
-(with a lease per listed set, A and B would each lead, both placing on both workers): exactly one
-of the three leads over ~10 s of polls, a version with `replicas: 1` is loaded exactly once (the
-workers log each load they do), and when the leading gateway is SIGKILLed another takes over and
-the next version is loaded exactly once too.
+Besides announcing, r1 is listed in A's MAAS_WORKER_ENDPOINTS and r2 in B's, so each instance
+finds the other worker only through its announcement. Whatever each lists, every gateway
+competes for the one shared placement lease (with a lease per listed set, A and B would each
+lead, both placing on both workers). Under continuous predictions through both instances:
+exactly one of the three gateways leads over 30 s of polls; a version uploaded through A
+(`replicas: 2`) is loaded exactly once on each worker (the workers log each load) and served by
+both instances; a promotion through B returns once every gateway confirmed it, and both serve
+it; no request fails. Then the leading gateway is SIGKILLed: another takes over, the supervisor
+replaces the killed one, and the next version (`replicas: 1`) is loaded exactly once.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from control_helpers import (
+    Answer,
     gateways,
     is_gateway_process,
+    start_clients,
+    stop_clients,
     upload,
     wait_for,
     wait_ready_version,
@@ -31,20 +39,21 @@ from control_helpers import (
 )
 
 from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN_SECRET
+from gateway import ADMIN, ADMIN_SECRET
 from maas.transport.curve import make_keys
+from s3server import S3Server
 from server import free_port, maas_server, maas_worker
 
 pytestmark = pytest.mark.postgres
 
-POLL_S = 10.0
+POLL_S = 30.0
+ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 
 
-def artifact_settings(tmp_path: Path) -> dict[str, str]:
-    """Where both instances keep artifacts. Today one directory both can see (their workers read
-    the files there too, on this host); with object storage this returns its settings instead,
-    and nothing else in the test changes."""
-    return {"MAAS_ARTIFACT_DIR": str(tmp_path / "artifacts")}
+def artifact_settings(s3: S3Server) -> dict[str, str]:
+    """Where every process keeps or finds artifacts: a bucket, with the AWS variables to reach
+    it (gateways and workers alike, as the Kubernetes base gives them from its Secret)."""
+    return {"MAAS_ARTIFACT_URL": f"s3://{s3.create_bucket()}/models", **s3.env()}
 
 
 class _Deployment:
@@ -65,7 +74,7 @@ class _Deployment:
 
 
 @contextmanager
-def shared_workers(tmp_path: Path, database_url: str) -> Iterator[_Deployment]:
+def shared_workers(tmp_path: Path, database_url: str, s3: S3Server) -> Iterator[_Deployment]:
     keys = tmp_path / "keys"
     make_keys(keys)
     r1, r2 = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
@@ -73,10 +82,10 @@ def shared_workers(tmp_path: Path, database_url: str) -> Iterator[_Deployment]:
         "MAAS_DATABASE_URL": database_url,
         "MAAS_WORKER_KEYS_DIR": str(keys),
         "MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET,
-        **artifact_settings(tmp_path),
+        **artifact_settings(s3),
     }
     logs = {"r1": tmp_path / "r1.log", "r2": tmp_path / "r2.log"}
-    worker_env = {"MAAS_DATABASE_URL": database_url, "MAAS_WORKER_KEYS_DIR": str(keys)}
+    worker_env = {k: v for k, v in common.items() if k != "MAAS_BOOTSTRAP_ADMIN_KEY"}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with ExitStack() as stack:
@@ -84,7 +93,7 @@ def shared_workers(tmp_path: Path, database_url: str) -> Iterator[_Deployment]:
             maas_server(
                 tmp_path / "a",
                 *("--workers", "0", "--gateways", "2"),
-                env={**common, "MAAS_WORKER_ENDPOINTS": r1},
+                env={**common, **own_disk(tmp_path / "a"), "MAAS_WORKER_ENDPOINTS": r1},
             )
         )
         for name, endpoint in (("r1", r1), ("r2", r2)):
@@ -93,12 +102,19 @@ def shared_workers(tmp_path: Path, database_url: str) -> Iterator[_Deployment]:
             maas_server(
                 tmp_path / "b",
                 *("--workers", "0", "--gateways", "1"),
-                env={**common, "MAAS_WORKER_ENDPOINTS": r2},
+                env={**common, **own_disk(tmp_path / "b"), "MAAS_WORKER_ENDPOINTS": r2},
             )
         )
         for url in (a, b):
             wait_for(partial(_reaches, url, {r1, r2}), f"{url} to reach both workers")
         yield _Deployment(a, b, logs)
+
+
+def own_disk(folder: Path) -> dict[str, str]:
+    return {
+        "MAAS_ARTIFACT_DIR": str(folder / "scratch"),
+        "MAAS_WORKER_CACHE_DIR": str(folder / "worker-cache"),  # not read by a gateway
+    }
 
 
 def _reaches(url: str, endpoints: set[str]) -> bool:
@@ -124,22 +140,54 @@ def _one_leader(urls: tuple[str, str], seconds: float) -> dict[str, Any]:
     return leaders[0]
 
 
-def test_one_leader_places_on_shared_workers_and_hands_over(
-    tmp_path: Path, postgres_url: str
+def _served(url: str) -> int:
+    answer = httpx.post(url + "/v1/models/m:predict", json=ROW, timeout=10)
+    assert answer.status_code == 200, answer.text
+    version: int = answer.json()["version"]
+    return version
+
+
+def test_the_kubernetes_topology_on_a_bucket_one_leader_each_version_loaded_once(
+    tmp_path: Path, postgres_url: str, s3_server: S3Server
 ) -> None:
-    with shared_workers(tmp_path, postgres_url) as dep:
+    with shared_workers(tmp_path, postgres_url, s3_server) as dep:
         wait_for(lambda: len(gateways(dep.a)) == 3, "three live gateways")
         wait_for(lambda: any(g["leader"] for g in gateways(dep.a)), "a leader")
-        leader = _one_leader((dep.a, dep.b), POLL_S)
 
-        # Uploaded through B, whichever gateway leads: the leader loads it on one worker.
-        first = upload(dep.b, "m", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta(replicas=1))
-        wait_ready_version(dep.a, "m", first)
-        time.sleep(2)  # time enough for a second placer, were there one, to load it too
+        # Uploaded through A, whichever gateway leads: loaded once on each of the two workers.
+        first = upload(dep.a, "m", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta(replicas=2))
+        wait_ready_version(dep.b, "m", first)
         key = f"m@{first}"
-        assert sum(dep.loads(key).values()) == 1, dep.loads(key)
-        assert len(dep.holders(dep.a, key)) == 1
-        assert dep.holders(dep.a, key) == dep.holders(dep.b, key)
+        answers: list[Answer] = []
+        clients = [start_clients(url, 2, answers) for url in (dep.a, dep.b)]
+        try:
+            leader = _one_leader((dep.a, dep.b), POLL_S)
+            assert dep.loads(key) == {"r1": 1, "r2": 1}
+            assert dep.holders(dep.a, key) == dep.holders(dep.b, key) == ["r1", "r2"]
+            # A second version, promoted through B: confirmed by every gateway when it returns.
+            second = upload(dep.b, "m", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta(replicas=2))
+            wait_ready_version(dep.a, "m", second)
+            promoted = httpx.put(
+                dep.b + "/admin/models/m/aliases/production",
+                json={"version": second},
+                headers=ADMIN,
+                timeout=30,
+            )
+            assert promoted.status_code == 200, promoted.text
+            assert [_served(url) for url in (dep.a, dep.b, dep.a, dep.b)] == [second] * 4
+            time.sleep(1)
+        finally:
+            for stop, threads in clients:
+                stop_clients(stop, threads)
+        failed = [a for a in answers if a.status != 200]
+        print(f"{len(answers)} predictions through A and B, {len(failed)} failed")
+        assert len(answers) > 100
+        assert failed == [], failed[:5]
+        assert {a.version for a in answers} == {first, second}
+        assert dep.loads(f"m@{second}") == {"r1": 1, "r2": 1}
+        for folder in (tmp_path / "a", tmp_path / "b"):
+            kept = [p for p in folder.rglob("*") if "sha256" in p.parts]
+            assert kept == [], kept  # no instance keeps an artifact on its own disk
 
         pid = leader["pid"]
         assert is_gateway_process(pid), pid
@@ -151,23 +199,23 @@ def test_one_leader_places_on_shared_workers_and_hands_over(
             timeout_s=15,
         )[0]
         handed_over = time.monotonic() - killed
-        # The killed gateway's supervisor starts another in its place: three gateways again,
-        # still one leader among them.
+        # The killed gateway's supervisor starts another in its place, and the dead one's row
+        # ages out: three gateways again, still one leader among them.
         wait_for(
-            lambda: len(gs := [g for g in gateways(dep.b) if g["pid"] != pid]) == 3 and gs,
+            lambda: len(gs := gateways(dep.b)) == 3 and pid not in {g["pid"] for g in gs},
             "the killed gateway to be replaced",
             timeout_s=30,
         )
         _one_leader((dep.a, dep.b), 3.0)
 
-        second = upload(dep.a, "m", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta(replicas=1))
-        wait_ready_version(dep.b, "m", second)
-        time.sleep(2)
-        loads = {k: dep.loads(k) for k in (key, f"m@{second}")}
+        third = upload(dep.a, "m", torchscript_bytes(tiny_mlp(seed=3)), mlp_meta(replicas=1))
+        wait_ready_version(dep.b, "m", third)
+        time.sleep(2)  # time enough for a second placer, were there one, to load it too
+        loads = {k: dep.loads(k) for k in (key, f"m@{second}", f"m@{third}")}
         print(
             f"leader {leader['id']} killed; {successor['id']} led "
             f"{1000 * handed_over:.0f} ms later; loads per worker: {loads}"
         )
-        assert sum(loads[f"m@{second}"].values()) == 1, loads
-        assert sum(loads[key].values()) == 1, loads  # not loaded again by the new leader
+        assert sum(loads[f"m@{third}"].values()) == 1, loads
+        assert loads[key] == loads[f"m@{second}"] == {"r1": 1, "r2": 1}, loads  # not again
         assert handed_over <= 10
