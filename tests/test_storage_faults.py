@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,25 +25,9 @@ from maas.store.sweeper import MISSING, sweep
 from pg import StoppablePostgres, stoppable_postgres  # noqa: F401
 from serve_process import kill_tree, start_serve, stop_serve, wait_up
 from server import free_port
+from small_disk import small_disk
 
 MiB = 1024 * 1024
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size: str = "1m") -> Iterator[Path]:
-    """A real filesystem of `size` (tmpfs): writes past it fail with ENOSPC."""
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 async def test_a_full_disk_during_an_upload_is_507_and_leaves_nothing(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from maas.store.sweeper import MISSING, sweep
 from maas.transport import messages as msg
 from maas.worker.cache import ArtifactCache
 from s3server import S3Server
+from small_disk import small_disk
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 KEY = ArtifactKey.generate()
@@ -155,6 +156,25 @@ async def test_a_store_that_goes_away_is_a_503_and_keeps_no_version(
         listed = await gw.client.get("/admin/models/mlp", headers=ADMIN)
         assert listed.json()["versions"] == []
     assert list((settings.artifact_dir / "tmp").iterdir()) == []
+
+
+async def test_a_full_scratch_disk_is_507_and_leaves_nothing_in_the_bucket(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        settings = make_settings(tmp_path, artifact_url=f"s3://{s3_bucket}").model_copy(
+            update={"artifact_dir": disk / "scratch"}
+        )
+        async with running_gateway(settings) as gw:
+            await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+            before = s3_server.objects(s3_bucket)
+            answer = await gw.upload("mlp", os.urandom(3 * 1024 * 1024), mlp_meta())
+            assert answer.status_code == 507, answer.text
+            assert answer.json()["error"]["code"] == "insufficient_storage"
+            assert list((disk / "scratch" / "tmp").iterdir()) == []
+            listed = await gw.client.get("/admin/models/mlp", headers=ADMIN)
+            assert [v["version"] for v in listed.json()["versions"]] == [1]
+        assert s3_server.objects(s3_bucket) == before
 
 
 async def test_the_sweeper_works_on_s3(s3_bucket: str, tmp_path: Path) -> None:
