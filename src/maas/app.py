@@ -43,7 +43,6 @@ from maas.serving import call
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
 from maas.serving.routing import Router
-from maas.store.local import ArtifactStore
 from maas.types import InferenceBackend, Scope
 
 log = logging.getLogger(__name__)
@@ -60,8 +59,9 @@ def _default_backend(settings: Settings) -> InferenceBackend:
         from maas.transport.curve import DeploymentKeys
 
         keys = DeploymentKeys.load(settings.worker_keys_dir) if settings.worker_keys_dir else None
-        store = ArtifactStore(settings.artifact_dir)
-        return WorkerPool(list(settings.worker_endpoints), keys=keys, artifacts=store.path_for)
+        # What workers without the file fetch through this gateway: the deployment's store.
+        store = settings.artifact_store()
+        return WorkerPool(list(settings.worker_endpoints), keys=keys, artifacts=store)
     from maas.worker.inproc import InprocWorker
 
     local = InprocWorker(
@@ -267,7 +267,8 @@ def _leadership(
 
 def _wake_on_worker_changes(backend: InferenceBackend, deployer: Deployer) -> None:
     """A worker that (re)starts holds nothing: placement looks again at once."""
-    from maas.dispatch.pool import WorkerLink, WorkerPool
+    from maas.dispatch.link import WorkerLink
+    from maas.dispatch.pool import WorkerPool
 
     if not isinstance(backend, WorkerPool):
         return

@@ -260,7 +260,11 @@ class Timing:
 
 
 class InferenceBackend(Protocol):
-    """Where model execution happens: worker processes, or the same worker loop in-process.
+    """Where model execution happens: worker processes, or the same worker loop in-process
+    (`maas.dispatch.pool`); for tests of the layers above, no workers at all
+    (`maas.dispatch.fake`). Only what those layers call: the composition root starts and
+    closes it, uploads trial-load (`check`), placement loads onto and unloads from single
+    workers, serving infers, and the admin and metrics routes read its figures.
 
     `infer` takes one array per declared input, all stacked along a leading batch axis, and
     returns one array per declared output with the same leading axis; `timeout_s` is what is
@@ -272,10 +276,6 @@ class InferenceBackend(Protocol):
     enforces_deadlines: bool
 
     async def start(self) -> None: ...
-
-    async def load(self, spec: LoadSpec) -> None: ...
-
-    async def unload(self, key: VersionKey) -> None: ...
 
     async def check(self, spec: LoadSpec) -> None:
         """Load, warm up and check `spec` on one worker without keeping it (an upload's trial);

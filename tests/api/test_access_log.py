@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, make_settings, running_gateway
+from fake_gateway import fake_archive, fake_gateway, meta
+from gateway import ADMIN, make_settings
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 
@@ -21,8 +21,8 @@ async def test_admin_changes_are_logged_with_their_key(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="maas.access")
-    async with running_gateway(make_settings(tmp_path)) as gw:
-        await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    async with fake_gateway(make_settings(tmp_path)) as gw:
+        await gw.deploy("mlp", fake_archive(), meta())
         caplog.clear()
         assert (await gw.client.get("/admin/models", headers=ADMIN)).status_code == 200
         assert (await gw.predict("/v1/models/mlp:predict", ROW)).status_code == 200
@@ -41,8 +41,8 @@ async def test_every_request_is_logged_when_asked(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="maas.access")
-    async with running_gateway(make_settings(tmp_path, access_log=True)) as gw:
-        await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    async with fake_gateway(make_settings(tmp_path, access_log=True)) as gw:
+        await gw.deploy("mlp", fake_archive(), meta())
         caplog.clear()
         await gw.predict("/v1/models/mlp:predict", ROW)
         await gw.predict("/v1/models/nope:predict", ROW)

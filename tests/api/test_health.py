@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway, make_settings, running_gateway
+import pytest
+
+from fake_gateway import fake_archive, fake_gateway, meta
+from gateway import ADMIN, Gateway, make_settings
+from maas.config import Settings
 from maas.services import Services
 from maas.types import VersionKey
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    # Health is the gateway's: a handler stands in for the model (`fake_gateway`).
+    async with fake_gateway(settings) as gw:
+        yield gw
 
 
 async def test_health_and_readiness(gateway: Gateway) -> None:
     assert (await gateway.client.get("/healthz")).json() == {"status": "ok"}
     assert (await gateway.client.get("/readyz")).status_code == 200
-    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    await gateway.deploy("mlp", fake_archive(), meta())
     assert (await gateway.client.get("/readyz")).status_code == 200
     # An aliased version that is not loaded makes the gateway not ready, and says why.
     await gateway.services.backend.unload(VersionKey("mlp", 1))
@@ -30,7 +41,7 @@ async def test_not_ready_until_startup_hook_finishes(tmp_path: Path) -> None:
     async def slow_hook(_: Services) -> None:
         await release.wait()
 
-    async with running_gateway(make_settings(tmp_path), on_started=slow_hook) as gw:
+    async with fake_gateway(make_settings(tmp_path), on_started=slow_hook) as gw:
         pending = await gw.client.get("/readyz")
         assert pending.status_code == 503
         assert "demo models" in pending.json()["reasons"][0]
@@ -44,17 +55,18 @@ async def test_not_ready_until_startup_hook_finishes(tmp_path: Path) -> None:
 
 async def test_restart_reloads_serving_versions(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    async with running_gateway(settings) as gw:
-        await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    async with fake_gateway(settings) as gw:
+        await gw.deploy("mlp", fake_archive(), meta())
         await gw.create_model("other")
-        await gw.upload("other", torchscript_bytes(tiny_mlp()), mlp_meta(load=False))
-    async with running_gateway(settings) as gw:
+        await gw.upload("other", fake_archive(), meta(load=False))
+    async with fake_gateway(settings) as gw:  # a new backend: it holds nothing
         # Placement loads what was serving in the background; ready once it is loaded.
         assert (await gw.wait_ready()).status_code == 200
         response = await gw.predict("/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]]})
         assert response.status_code == 200
         other = await gw.client.get("/admin/models/other/versions/1", headers=ADMIN)
         assert other.json()["status"] == "registered"
+        assert list(gw.services.backend.loaded) == [VersionKey("mlp", 1)]  # and only it
         assert (await gw.client.get("/readyz")).status_code == 200
 
 

@@ -1,22 +1,32 @@
-"""Every client mistake on the inference path is a JSON error with CONTRACT's status."""
+"""Every client mistake on the inference path is a JSON error with CONTRACT's status.
+
+These are the gateway's own answers: the model behind them is a handler (`fake_gateway`), and a
+mistake the gateway answers never reaches it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway, make_settings, running_gateway
+from fake_gateway import fake_archive, fake_gateway, meta
+from gateway import ADMIN, Gateway, make_settings
 from maas.config import Settings
-from maas.dispatch.pool import WorkerPool
-from maas.worker.inproc import InprocWorker
+from maas.dispatch.fake import FakeCall
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    async with fake_gateway(settings) as gw:
+        yield gw
 
 
 @pytest.fixture
 async def served(gateway: Gateway) -> Gateway:
-    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    await gateway.deploy("mlp", fake_archive(), meta())
     return gateway
 
 
@@ -66,6 +76,7 @@ async def test_model_without_production_alias_is_404(served: Gateway) -> None:
 )
 async def test_malformed_bodies_are_400(served: Gateway, body: bytes | str) -> None:
     _error(await served.predict("/v1/models/mlp:predict", body), 400, "bad_request")
+    assert served.services.backend.calls == []
 
 
 async def test_non_integer_version_path_is_400(served: Gateway) -> None:
@@ -93,24 +104,24 @@ async def test_wrong_dtype_or_shape_is_422(
 ) -> None:
     response = await served.predict("/v1/models/mlp:predict", {"instances": instances})
     assert fragment in _error(response, 422, "invalid_input")
+    assert served.services.backend.calls == []
 
 
 async def test_values_outside_declared_domain_are_422(gateway: Gateway) -> None:
-    meta = mlp_meta()
-    meta["inputs"][0].update({"min": 0, "max": 10})
-    await gateway.deploy("bounded", torchscript_bytes(tiny_mlp()), meta)
+    bounded = meta()
+    bounded["inputs"][0].update({"min": 0, "max": 10})
+    await gateway.deploy("bounded", fake_archive(), bounded)
     ok = await gateway.predict("/v1/models/bounded:predict", {"instances": [[0, 1, 2, 10]]})
     assert ok.status_code == 200
+    assert ok.json()["predictions"] == [[0.0, 0.5, 1.0]]
     response = await gateway.predict("/v1/models/bounded:predict", {"instances": [[0, 1, 2, 11]]})
     assert "[0, 10]" in _error(response, 422, "invalid_input")
 
 
 async def test_oversized_body_is_413_json(tmp_path: Any) -> None:
-    from gateway import make_settings, running_gateway
-
     settings: Settings = make_settings(tmp_path, max_body_bytes=2048)
-    async with running_gateway(settings) as gw:
-        await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    async with fake_gateway(settings) as gw:
+        await gw.deploy("mlp", fake_archive(), meta())
         rows = [[0.5, 0.5, 0.5, 0.5]] * 200
         _error(await gw.predict("/v1/models/mlp:predict", {"instances": rows}), 413)
         small = await gw.predict("/v1/models/mlp:predict", {"instances": rows[:2]})
@@ -127,10 +138,8 @@ async def test_bad_timeout_header_is_400(served: Gateway) -> None:
 
 
 async def test_inference_key_required_when_configured(tmp_path: Any) -> None:
-    from gateway import make_settings, running_gateway
-
-    async with running_gateway(make_settings(tmp_path, require_infer_key=True)) as gw:
-        await gw.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    async with fake_gateway(make_settings(tmp_path, require_infer_key=True)) as gw:
+        await gw.deploy("mlp", fake_archive(), meta())
         body = {"instances": [[1, 2, 3, 4]]}
         _error(await gw.predict("/v1/models/mlp:predict", body), 401, "unauthenticated")
         bad = await gw.predict("/v1/models/mlp:predict", body, Authorization="Bearer nope")
@@ -147,7 +156,7 @@ async def test_inference_key_required_when_configured(tmp_path: Any) -> None:
 
 async def test_not_ready_version_is_409(gateway: Gateway) -> None:
     await gateway.create_model("mlp")
-    uploaded = await gateway.upload("mlp", torchscript_bytes(tiny_mlp()), mlp_meta(load=False))
+    uploaded = await gateway.upload("mlp", fake_archive(), meta(load=False))
     assert uploaded.json()["status"] == "registered"
     response = await gateway.predict("/v1/models/mlp@1:predict", {"instances": [[1, 2, 3, 4]]})
     _error(response, 409, "version_not_ready")
@@ -171,21 +180,14 @@ async def test_paths_beside_the_predict_routes_are_json_errors(
     _error(response, status)
 
 
-class _FailingBackend(WorkerPool):
-    """Loads for real; every forward then fails in a way no code path expects."""
-
-    async def infer(self, key: Any, inputs: Any, *, timeout_s: float | None = None) -> Any:
-        raise RuntimeError("the backend broke")
+def _broken(call: FakeCall) -> list[Any]:
+    """Every forward fails in a way no code path expects."""
+    raise RuntimeError("the backend broke")
 
 
 async def test_an_unexpected_failure_is_a_json_500_and_is_counted(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
-
-    def failing(s: Settings) -> _FailingBackend:
-        return _FailingBackend([], local=InprocWorker(torch_threads=1))
-
-    async with running_gateway(settings, backend_factory=failing) as gateway:
-        await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    async with fake_gateway(make_settings(tmp_path), _broken) as gateway:
+        await gateway.deploy("mlp", fake_archive(), meta())
         response = await gateway.predict("/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]]})
         message = _error(response, 500, "internal_error")
         assert "the backend broke" not in message  # details stay in the server log

@@ -172,7 +172,7 @@ async def test_a_zeromq_gateway_is_refused_and_the_others_still_served(tmp_path:
 async def test_the_gateway_reconnects_to_a_worker_restarted_on_the_same_path(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="maas.dispatch.pool")
+    caplog.set_level(logging.WARNING, logger="maas.dispatch.membership")
     endpoint = f"ipc://{tmp_path}/w.sock"
     with _stream_worker(endpoint) as first:
         pool = WorkerPool([endpoint])

@@ -4,6 +4,7 @@ over the same link into its own cache, verifies it, and reuses it after a restar
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from worker_proc import load_spec, write_artifact
 
 from maas.dispatch.pool import WorkerPool
-from maas.errors import ModelLoadError
+from maas.errors import InvalidArtifact, ModelLoadError
 from maas.store.sealing import MAGIC, ArtifactKey
 from maas.types import VersionKey
 from maas.worker import cache as cache_module
@@ -41,8 +42,24 @@ def worker_thread(endpoint: str, cache: Path, key: ArtifactKey | None = None) ->
         yield
 
 
-async def _serve_once(endpoint: str, source: Callable[[str], Path], spec) -> list:  # type: ignore[no-untyped-def,type-arg]
-    pool = WorkerPool([endpoint], artifacts=source)
+class _Files:
+    """The gateway's side of a fetch (an `ArtifactSource`), over the file `where` names for
+    each sha256, read as a store reads its own."""
+
+    def __init__(self, where: Callable[[str], Path]) -> None:
+        self.where = where
+
+    def read_range(self, sha256: str, offset: int, length: int) -> tuple[bytes, int]:
+        try:
+            with self.where(sha256).open("rb") as handle:
+                handle.seek(offset)
+                return handle.read(length), os.fstat(handle.fileno()).st_size
+        except FileNotFoundError:
+            raise InvalidArtifact(f"artifact {sha256} is missing from the store") from None
+
+
+async def _serve_once(endpoint: str, where: Callable[[str], Path], spec) -> list:  # type: ignore[no-untyped-def,type-arg]
+    pool = WorkerPool([endpoint], artifacts=_Files(where))
     await pool.start()
     try:
         await pool.load(spec)
@@ -94,7 +111,8 @@ async def test_a_corrupt_or_missing_artifact_is_a_load_error_and_nothing_is_kept
     with worker_thread(endpoint, cache):
         with pytest.raises(ModelLoadError, match="has sha256"):
             await _serve_once(endpoint, lambda sha: tampered, elsewhere)
-        with pytest.raises(ModelLoadError, match="cannot send artifact"):
+        missing = pytest.raises(ModelLoadError, match=r"cannot send artifact .* missing from")
+        with missing:
             await _serve_once(endpoint, lambda sha: store / "gone.pt", elsewhere)
     assert list(cache.iterdir()) == []
 

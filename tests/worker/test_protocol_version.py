@@ -9,7 +9,7 @@ import pytest
 import torch
 from worker_proc import load_spec, write_artifact
 
-from maas.dispatch import pool as pool_module
+from maas.dispatch import membership as membership_module
 from maas.dispatch.pool import WorkerPool
 from maas.errors import ModelLoadError, Unavailable
 from maas.types import VersionKey
@@ -46,7 +46,7 @@ async def test_same_protocol_serves_through_the_inproc_worker_loop(tmp_path: Pat
 async def test_another_protocol_is_refused_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: str
 ) -> None:
-    module = loop_module if side == "worker" else pool_module
+    module = loop_module if side == "worker" else membership_module
     monkeypatch.setattr(module, "PROTOCOL", 99)
     path, digest = write_artifact(tmp_path, _Double())
     pool = await _pool()

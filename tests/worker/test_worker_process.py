@@ -21,7 +21,7 @@ from worker_proc import (
     write_artifact,
 )
 
-from maas.dispatch.pool import WorkerLink
+from maas.dispatch.link import WorkerLink
 from maas.errors import DeadlineExceeded, ModelLoadError, Overloaded, Unavailable
 from maas.types import TensorSpec, VersionKey
 from waiting import until

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from artifacts import SlowMLP
-from maas.dispatch.pool import WorkerLink, WorkerPool
+from maas.dispatch.link import WorkerLink
+from maas.dispatch.pool import WorkerPool
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
 from server import maas_worker
 

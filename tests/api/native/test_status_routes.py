@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
-from artifacts import OUT
+from fake_gateway import deploy_three_versions, fake_gateway, loads_as_halve
 from gateway import Gateway
+from maas.config import Settings
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    # What the registry and the loads say, not what a model computes: no worker needed.
+    async with fake_gateway(settings, on_load=loads_as_halve) as gw:
+        yield gw
 
 
 @pytest.fixture
 async def served(gateway: Gateway) -> Gateway:
-    await gateway.deploy_three_versions("mlp")
+    await deploy_three_versions(gateway, "mlp")
     await gateway.create_model("empty")
     return gateway
 
@@ -84,7 +94,7 @@ async def test_metadata_names_the_signature_and_the_versions(served: Gateway) ->
         "name": "mlp",
         "versions": [1],
         "inputs": [{"name": "x", "dtype": "float32", "shape": [4]}],
-        "outputs": [{"name": "y", "dtype": "float32", "shape": [OUT]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [3]}],
     }
     assert (await served.client.get("/v1/models/mlp/labels/staging/metadata")).json()[
         "versions"
