@@ -62,10 +62,15 @@ def _default_backend(settings: Settings) -> InferenceBackend:
         # What workers without the file fetch through this gateway: the deployment's store.
         store = settings.artifact_store()
         return WorkerPool(list(settings.worker_endpoints), keys=keys, artifacts=store)
+    from maas.worker.cache import worker_cache
     from maas.worker.inproc import InprocWorker
 
+    key = settings.sealing_key
     local = InprocWorker(
-        torch_threads=settings.effective_torch_threads, artifact_key=settings.sealing_key
+        torch_threads=settings.effective_torch_threads,
+        artifact_key=key,
+        # A store in object storage has no file on this host: the worker downloads it.
+        cache=worker_cache(settings.artifact_dir / "cache", key, settings.artifact_url),
     )
     return WorkerPool([], local=local)
 
@@ -83,7 +88,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = db.open_database(settings.database_url)
-        store = ArtifactStore(settings.artifact_dir, key=settings.sealing_key)
+        store = settings.artifact_store()
         backend = backend_factory(settings)
         readiness = Readiness(demo=on_started is None)
         background: set[asyncio.Task[None]] = set()
