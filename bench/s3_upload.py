@@ -5,7 +5,7 @@
 Starts moto's S3 server on a free port (as the tests do) and a file of random bytes, then times:
 - `cp` of the file on this disk: the ceiling an upload is compared with;
 - with `--libraries`: the same file PUT by obstore (what maas uses) and by aiobotocore, each as
-  a multipart upload of 16 MiB parts, 4 in flight, into the same server;
+  a multipart upload of 8 MiB parts, 2 in flight, into the same server;
 - `maas serve` with `MAAS_ARTIFACT_URL` on that server, the file uploaded through its admin
   API as a TorchScript archive (`load: false`): the wall time, and the growth of the gateway
   processes' peak RSS (VmHWM) over their RSS before the upload.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-PART = 16 * 1024 * 1024
+PART = 8 * 1024 * 1024  # as maas.store.s3: 8 MiB parts, 2 in flight
 MiB = 1024 * 1024
 
 
@@ -108,7 +108,7 @@ def bench_obstore(path: Path, bucket: str) -> float:
     store = S3Store(bucket, client_options={"allow_http": True}, config={"region": "us-east-1"})
     began = time.perf_counter()
     with open(path, "rb") as fh:
-        obstore.put(store, "obstore/blob", fh, chunk_size=PART, max_concurrency=4)
+        obstore.put(store, "obstore/blob", fh, chunk_size=PART, max_concurrency=2)
     return timed("obstore put (multipart)", time.perf_counter() - began, path.stat().st_size)
 
 
@@ -120,10 +120,10 @@ def bench_aiobotocore(path: Path, bucket: str, endpoint: str) -> float:
         async with session.create_client("s3", endpoint_url=endpoint) as client:
             made = await client.create_multipart_upload(Bucket=bucket, Key="aiobotocore/blob")
             upload_id = made["UploadId"]
-            limit = asyncio.Semaphore(4)
+            limit = asyncio.Semaphore(2)  # parts in flight, as maas.store.s3 does
 
             async def part(number: int, data: bytes) -> dict[str, object]:
-                async with limit:
+                try:
                     got = await client.upload_part(
                         Bucket=bucket,
                         Key="aiobotocore/blob",
@@ -131,17 +131,23 @@ def bench_aiobotocore(path: Path, bucket: str, endpoint: str) -> float:
                         PartNumber=number,
                         Body=data,
                     )
+                finally:
+                    limit.release()
                 return {"PartNumber": number, "ETag": got["ETag"]}
 
             tasks = []
-            with open(path, "rb") as fh:
-                number = 0
-                while data := fh.read(PART):
-                    number += 1
-                    tasks.append(asyncio.create_task(part(number, data)))
-                    while sum(not t.done() for t in tasks) >= 4:  # bounded memory
-                        await asyncio.sleep(0.001)
+            source = await asyncio.to_thread(open, path, "rb")
+            try:
+                while True:
+                    await limit.acquire()  # memory bounded like obstore's
+                    data = await asyncio.to_thread(source.read, PART)
+                    if not data:
+                        limit.release()
+                        break
+                    tasks.append(asyncio.create_task(part(len(tasks) + 1, data)))
                 parts = await asyncio.gather(*tasks)
+            finally:
+                source.close()
             await client.complete_multipart_upload(
                 Bucket=bucket,
                 Key="aiobotocore/blob",
