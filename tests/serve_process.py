@@ -40,7 +40,10 @@ def kill_tree(process: subprocess.Popen[bytes]) -> None:
     process.wait(10)
 
 
-def start_serve(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_serve(
+    data: Path, port: int, log: Path, *, gateways: int = 1, workers: int = 1
+) -> subprocess.Popen[bytes]:
+    """`maas serve` on `port` with its registry, artifacts and key file in `data`."""
     env = {
         **os.environ,
         "MAAS_DATABASE_URL": f"sqlite:///{data}/registry.db",
@@ -50,7 +53,8 @@ def start_serve(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         "MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN["Authorization"].removeprefix("Bearer "),
         "MAAS_SWEEP_MIN_AGE_S": "0",
     }
-    argv = [sys.executable, "-m", "maas", "serve", "--port", str(port), "--gateways", "1"]
+    argv = [sys.executable, "-m", "maas", "serve", "--port", str(port)]
+    argv += ["--gateways", str(gateways), "--workers", str(workers)]
     return subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 

@@ -8,8 +8,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,29 +26,14 @@ from control_helpers import (
 )
 
 from artifacts import tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
-from serve_process import process_tree, stop_serve, wait_up
+from gateway import ADMIN
+from serve_process import process_tree, start_serve, stop_serve, wait_up
 from server import free_port
 
 pytestmark = pytest.mark.slow
 
 GONE_WITHIN_S = 2.0
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
-
-
-def _serve(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """2 gateways and 1 worker on `port`, on a data directory that outlives them."""
-    env = {
-        **os.environ,
-        "MAAS_DATABASE_URL": f"sqlite:///{data}/registry.db",
-        "MAAS_ARTIFACT_DIR": str(data / "artifacts"),
-        "MAAS_DATA_DIR": str(data),
-        "MAAS_TORCH_THREADS": "1",
-        "MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET,
-    }
-    argv = [sys.executable, "-m", "maas", "serve", "--port", str(port)]
-    argv += ["--gateways", "2", "--workers", "1"]
-    return subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
 def _identity(pid: int) -> tuple[str, int] | None:
@@ -106,7 +89,7 @@ def test_a_killed_supervisor_takes_its_gateways_and_workers_with_it(tmp_path: Pa
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     first_log = tmp_path / "serve-0.log"
-    first = _serve(tmp_path, port, first_log)
+    first = start_serve(tmp_path, port, first_log, gateways=2)
     tree: dict[int, tuple[str, int]] = {}
     answers: list[Answer] = []
     clients = None
@@ -143,7 +126,7 @@ def test_a_killed_supervisor_takes_its_gateways_and_workers_with_it(tmp_path: Pa
     assert sum(a.status == 200 for a in answers) >= 50
 
     second_log = tmp_path / "serve-1.log"
-    second = _serve(tmp_path, port, second_log)
+    second = start_serve(tmp_path, port, second_log, gateways=2)
     try:
         wait_up(url, second, second_log)
         wait_for(lambda: _answers_200(url), "the second serve to answer predicts", 60)
