@@ -23,6 +23,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import obstore
+from obstore.exceptions import BaseError, NotFoundError
+from obstore.store import S3Store as _S3
+
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
@@ -42,8 +46,6 @@ _RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=10)}
 
 class S3Store:
     def __init__(self, url: str, scratch: Path, key: ArtifactKey | None = None) -> None:
-        from obstore.store import S3Store as _S3
-
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         self.url = url.rstrip("/")
         self.bucket = bucket
@@ -78,15 +80,12 @@ class S3Store:
         return f"{self.url}/{self._name(sha256)}"
 
     def prepare(self) -> None:
-        import obstore
 
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         with unavailable("reach"):
             next(iter(obstore.list(self._s3, prefix="sha256/", chunk_size=1)), None)
 
     def exists(self, sha256: str) -> bool:
-        import obstore
-        from obstore.exceptions import NotFoundError
 
         try:
             with unavailable("look up an artifact in", missing_ok=True):
@@ -96,7 +95,6 @@ class S3Store:
         return True
 
     def place(self, tmp: Path, sha256: str) -> bool:
-        import obstore
 
         if self.exists(sha256):
             return False
@@ -116,8 +114,6 @@ class S3Store:
         return True
 
     def read_range(self, sha256: str, offset: int, length: int) -> tuple[bytes, int]:
-        import obstore
-        from obstore.exceptions import NotFoundError
 
         try:
             with unavailable("read an artifact from", missing_ok=True):
@@ -132,8 +128,6 @@ class S3Store:
     def download(self, sha256: str, target: Path) -> int:
         """Write the stored file (sealed as stored) to `target`; its size. Streams: a large
         artifact never sits in memory whole."""
-        import obstore
-        from obstore.exceptions import NotFoundError
 
         written = 0
         try:
@@ -152,13 +146,11 @@ class S3Store:
         return written
 
     def delete(self, sha256: str) -> None:
-        import obstore
 
         with unavailable("delete an artifact from", missing_ok=True), _missing_is_done():
             obstore.delete(self._s3, self._name(sha256))
 
     def digests(self, older_than: float | None = None) -> list[str]:
-        import obstore
 
         found = []
         with unavailable("list"):
@@ -178,7 +170,6 @@ class S3Store:
 def unavailable(doing: str, *, missing_ok: bool = False) -> Iterator[None]:
     """obstore's errors, said as a 503 naming the store and what failed. With `missing_ok`, a
     missing object is the caller's to say (FileNotFoundError), unless the bucket is missing."""
-    from obstore.exceptions import BaseError, NotFoundError
 
     try:
         yield
@@ -205,7 +196,6 @@ def unavailable(doing: str, *, missing_ok: bool = False) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _missing_is_done() -> Iterator[None]:
-    from obstore.exceptions import NotFoundError
 
     with contextlib.suppress(FileNotFoundError, NotFoundError):
         yield
