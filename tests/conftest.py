@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway import Gateway, make_settings, running_gateway
 from maas.config import Settings
 from maas.demo import digits, tokens
 from maas.demo.artifact import DemoModel
-from pg import postgres_server, postgres_url  # noqa: F401
-from s3server import s3_bucket, s3_server  # noqa: F401
+from support.inprocess_gateway import Gateway, make_settings, running_gateway
+from support.postgres import postgres_server, postgres_url  # noqa: F401
+from support.s3_server import s3_bucket, s3_server  # noqa: F401
 
 
 @pytest.fixture

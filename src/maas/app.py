@@ -20,30 +20,32 @@ from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from maas import __version__
-from maas.api import access_log, docs, fastpath, openapi
+from maas.api import access_log, docs, fastpath, health, openapi, scrape
 from maas.api import errors as api_errors
+from maas.api.admin import routes as admin
 from maas.api.native import routes as native
-from maas.api.routes import admin, health, metrics
+from maas.api.services import Readiness, Services
 from maas.api.v2 import routes as v2
-from maas.auth import Authenticator, ensure_key
+from maas.auth.keys import Authenticator, ensure_key
+from maas.auth.rates import KeyRates
 from maas.config import Settings
 from maas.control.deployment import Deployer
 from maas.control.leader import Leadership, SoleLeader, WorkerSets
 from maas.control.plane import ControlPlane
+from maas.control.routing import Router
 from maas.control.workers import WorkerDiscovery
+from maas.dispatch.backend import InferenceBackend
 from maas.dispatch.pool import WorkerPool
-from maas.drain import Drain
-from maas.metrics import RequestMetrics
-from maas.ratelimit import KeyRates
+from maas.observability.metrics import RequestMetrics
 from maas.registry import db
 from maas.registry.coordination import Coordination
 from maas.registry.service import Registry
-from maas.services import Readiness, Services
 from maas.serving import call
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
-from maas.serving.routing import Router
-from maas.types import InferenceBackend, Scope
+from maas.store import deployment_store
+from maas.supervision.drain import Drain
+from maas.types import Scope
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def _default_backend(settings: Settings) -> InferenceBackend:
 
         keys = DeploymentKeys.load(settings.worker_keys_dir) if settings.worker_keys_dir else None
         # What workers without the file fetch through this gateway: the deployment's store.
-        store = settings.artifact_store()
+        store = deployment_store(settings)
         return WorkerPool(list(settings.worker_endpoints), keys=keys, artifacts=store)
     from maas.worker.cache import worker_cache
     from maas.worker.inproc import InprocWorker
@@ -88,7 +90,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = db.open_database(settings.database_url)
-        store = settings.artifact_store()
+        store = deployment_store(settings)
         backend = backend_factory(settings)
         readiness = Readiness(demo=on_started is None)
         background: set[asyncio.Task[None]] = set()
@@ -197,7 +199,7 @@ def create_app(
     app.drain = Drain()
     api_errors.install(app)
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    app.include_router(scrape.router)
     app.include_router(native.router)
     app.include_router(v2.router)
     app.include_router(admin.router)
@@ -211,7 +213,7 @@ class MaasApp(FastAPI):
     middleware and routing (see `maas.api.fastpath` and `maas.serving.call`)."""
 
     access_log = False  # set from the settings when the gateway starts
-    drain = Drain()  # replaced per app; set once the process is stopping (maas.drain)
+    drain = Drain()  # replaced per app; set once the process is stopping (maas.supervision.drain)
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if self.drain.active and scope["type"] == "http":

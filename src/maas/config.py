@@ -1,9 +1,9 @@
 """Settings: one typed object, built explicitly from `MAAS_*` variables and CLI overrides.
 
 These are the user's settings. What `maas serve` decides for the processes it starts (their
-run directory, each gateway's index, the local workers' command lines) is `maas.wiring`; the
-few of those a gateway reads from its settings are fields here, grouped last and listed in
-INTERNAL_SETTINGS."""
+run directory, each gateway's index, the local workers' command lines) is
+`maas.supervision.wiring`; the few of those a gateway reads from its settings are fields here,
+grouped last and listed in INTERNAL_SETTINGS."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from maas.json_depth import DEFAULT_MAX_DEPTH
-from maas.store import open_store
-from maas.store.base import ArtifactStore
 from maas.store.sealing import ArtifactKey
 
 MiB = 1024 * 1024
 ENV_PREFIX = "MAAS_"
 # Variables maas reads that are not settings of a serving process (the CLI's own).
 _CLIENT_VARIABLES = frozenset({"MAAS_URL", "MAAS_API_KEY"})
-# The settings `maas serve` sets for its gateways (`maas.wiring`), not the user.
+# The settings `maas serve` sets for its gateways (`maas.supervision.wiring`), not the user.
 INTERNAL_SETTINGS = frozenset({"gateway_index", "peers_dir", "rates_dir", "migrate_on_start"})
+
+
+DEFAULT_MAX_JSON_DEPTH = 32
 
 
 class SettingsError(ValueError):
@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     # Numbers one instance may hold (all its inputs together), whatever its signature allows.
     max_instance_elements: int = Field(4 * 1024 * 1024, ge=1, le=1 << 31)
     # Levels of arrays and objects in JSON the registry keeps (meta, tags); at most 128, so
-    # every answer showing it can be written (maas.json_depth).
-    max_json_depth: int = Field(DEFAULT_MAX_DEPTH, ge=2, le=128)
+    # every answer showing it can be written (maas.checks.json_depth).
+    max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=2, le=128)
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)
     require_infer_key: bool = False
     # One log line per request (admin changes are always logged).
@@ -94,10 +94,11 @@ class Settings(BaseSettings):
     # Connection: close) before it closes them; in-flight requests finish either way.
     drain_s: float = Field(5.0, ge=0, le=600)
 
-    # Internal: what `maas serve` decides for each gateway process it starts (`maas.wiring`),
-    # listed in INTERNAL_SETTINGS; not for users (docs/settings.md says so). They are settings
-    # because a gateway reads them as it reads the rest, from the settings its supervisor hands
-    # it; a process started otherwise (a test's app) keeps these defaults.
+    # Internal: what `maas serve` decides for each gateway process it starts
+    # (`maas.supervision.wiring`), listed in INTERNAL_SETTINGS; not for users (docs/settings.md
+    # says so). They are settings because a gateway reads them as it reads the rest, from the
+    # settings its supervisor hands it; a process started otherwise (a test's app) keeps these
+    # defaults.
     # Which gateway of its `maas serve` this is: 0 installs the demo, the others wait for it.
     gateway_index: int = Field(0, ge=0)
     # Where its gateways tell each other of a new registry generation (one socket each).
@@ -129,11 +130,6 @@ class Settings(BaseSettings):
             if not value.startswith("s3://") or not bucket:
                 raise ValueError("must be an s3://BUCKET or s3://BUCKET/PREFIX URL")
         return value
-
-    def artifact_store(self) -> ArtifactStore:
-        """The store this deployment keeps artifacts in (`MAAS_ARTIFACT_URL`, else the
-        directory), with its key."""
-        return open_store(self.artifact_url, self.artifact_dir, self.sealing_key)
 
     @field_validator("bootstrap_admin_key")
     @classmethod

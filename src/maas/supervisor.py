@@ -3,14 +3,15 @@
 The supervisor prepares the registry once (migrations, bootstrap key) so gateways do not race
 on it, binds the listening socket and hands it to every gateway (the kernel spreads
 connections), starts workers on `ipc://` sockets in a private run directory (what each child
-is given, on top of the user's settings: `maas.wiring`), and restarts any
+is given, on top of the user's settings: `maas.supervision.wiring`), and restarts any
 child that exits: a dead worker is noticed within `POLL_S` and restarted with its restart count,
 and the gateway that leads placement loads its versions onto the new process when it first
 answers. The gateways tell each other of registry changes through sockets in `run_dir/peers`.
 
 SIGHUP restarts the gateway processes one at a time (a rolling restart, to take up a new
 install of the package): each gets a replacement beside it, and is stopped (it drains, see
-`maas.drain`) only once the replacement serves, so the port always has a gateway behind it.
+`maas.supervision.drain`) only once the replacement serves, so the port always has a gateway
+behind it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import Settings
-from maas.wiring import (
+from maas.supervision.wiring import (
     METRICS_VARIABLE,
     RunDir,
     gateway_settings,
@@ -111,8 +112,8 @@ class Supervisor:
     def _run(self, listener: socket.socket) -> None:
         asyncio.run(prepare_registry(self.settings))
         # The gateways count requests into files here; a scrape on any of them adds them up,
-        # and a restarted gateway's predecessor still counts (see maas.metrics). Every child
-        # inherits the variable.
+        # and a restarted gateway's predecessor still counts (see
+        # maas.observability.metrics). Every child inherits the variable.
         run = RunDir(self.run_dir)
         run.metrics.mkdir()
         os.environ[METRICS_VARIABLE] = str(run.metrics)
@@ -252,8 +253,9 @@ class Supervisor:
         # stops the gateways before the workers they are talking to. Not its own session: the
         # kernel's autogroup scheduler would then give it a CPU share of its own (a bench at
         # C=64 lost 17% of its throughput to that). It ends with this process
-        # (`maas.lifeline`), its own children with it. Started from the main thread, as every
-        # child is: the kernel's parent-death signal follows the thread that started a child.
+        # (`maas.supervision.lifeline`), its own children with it. Started from the main thread,
+        # as every child is: the kernel's parent-death signal follows the thread that started
+        # a child.
         child.process = subprocess.Popen(command, env=env, process_group=0)
 
     def _start_gateway(self, child: _Child, index: int, listener: socket.socket) -> None:
@@ -291,9 +293,10 @@ class _Roll:
 async def prepare_registry(settings: Settings) -> None:
     """Migrations, the bootstrap key and the sweep of what a crash left (`maas.store.sweeper`),
     once, before any gateway starts."""
-    from maas.auth import ensure_key
+    from maas.auth.keys import ensure_key
     from maas.registry import db
     from maas.registry.service import Registry
+    from maas.store import deployment_store
     from maas.store.sweeper import sweep
     from maas.types import Scope
 
@@ -301,7 +304,7 @@ async def prepare_registry(settings: Settings) -> None:
     try:
         await db.upgrade(database.engine)
         registry = Registry(database.reads, writes=database.writes)
-        store = settings.artifact_store()
+        store = deployment_store(settings)
         report = await sweep(registry, store, min_age_s=settings.sweep_min_age_s)
         if report.cleaned:
             print(f"maas: {report}", file=sys.stderr)
@@ -325,9 +328,10 @@ def run_gateway(
     supervisor_pid: int | None = None,
 ) -> None:
     """A gateway process: the FastAPI app under uvicorn, on the supervisor's socket. It ends
-    with its supervisor (`maas.lifeline`): no restart would come, and it holds the port."""
+    with its supervisor (`maas.supervision.lifeline`): no restart would come, and it holds the
+    port."""
     if supervisor_pid is not None:
-        from maas import lifeline
+        from maas.supervision import lifeline
 
         lifeline.hold(supervisor_pid)
     import uvicorn
@@ -344,7 +348,7 @@ def run_gateway(
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     from maas.app import MaasApp, create_app
-    from maas.drain import Drain, DrainingServer
+    from maas.supervision.drain import Drain, DrainingServer
 
     settings = Settings(**settings_data)
     hook = None

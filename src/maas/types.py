@@ -1,14 +1,11 @@
-"""The vocabulary the rest of maas speaks: refs, statuses, tensor signatures, backends."""
+"""The vocabulary the rest of maas speaks: refs, statuses, tensor signatures, timings."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from maas.telemetry import BackendTelemetry
+from typing import Any
 
 MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -257,66 +254,3 @@ class Timing:
                 other.taken,
                 other.done,
             )
-
-
-class InferenceBackend(Protocol):
-    """Where model execution happens: worker processes, or the same worker loop in-process
-    (`maas.dispatch.pool`); for tests of the layers above, no workers at all
-    (`maas.dispatch.fake`). Only what those layers call: the composition root starts and
-    closes it, uploads trial-load (`check`), placement loads onto and unloads from single
-    workers, serving infers, and the admin and metrics routes read its figures.
-
-    `infer` takes one array per declared input, all stacked along a leading batch axis, and
-    returns one array per declared output with the same leading axis; `timeout_s` is what is
-    left of the request's deadline, so work that would finish too late can be dropped.
-    """
-
-    # True when `infer` itself answers DeadlineExceeded once `timeout_s` has passed, so the
-    # caller needs no timer of its own.
-    enforces_deadlines: bool
-
-    async def start(self) -> None: ...
-
-    async def check(self, spec: LoadSpec) -> None:
-        """Load, warm up and check `spec` on one worker without keeping it (an upload's trial);
-        ModelLoadError with the cause when it cannot load."""
-        ...
-
-    def is_loaded(self, key: VersionKey) -> bool: ...
-
-    def workers(self) -> list[WorkerState]:
-        """Every worker this backend reaches, for placement (`maas.control.placement`)."""
-        ...
-
-    async def load_on(self, worker: str, spec: LoadSpec) -> None:
-        """Load onto one worker; WorkerCrashedLoading if it died doing so."""
-        ...
-
-    async def unload_on(self, worker: str, key: VersionKey) -> None: ...
-
-    async def infer(
-        self,
-        key: VersionKey,
-        inputs: list[Any],
-        *,
-        timeout_s: float | None = None,
-        timing: Timing | None = None,
-    ) -> list[Any]:
-        """`timing`, when given, is filled with when the call went out and what the worker
-        measured, on this process's `time.monotonic` clock."""
-        ...
-
-    def describe(self) -> list[dict[str, Any]]:
-        """One entry per worker, as `GET /admin/workers` shows it (CONTRACT)."""
-        ...
-
-    def telemetry(self) -> BackendTelemetry:
-        """Worker health and per-version figures, for `/metrics` (as of the last `refresh`
-        or heartbeat)."""
-        ...
-
-    async def refresh(self) -> None:
-        """Bring what `telemetry` and `describe` say up to date with every worker now."""
-        ...
-
-    async def close(self) -> None: ...

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fake_gateway import fake_archive, fake_gateway, meta
-from gateway import ADMIN, make_settings
+from support.fake_gateway import fake_archive, fake_gateway, meta
+from support.inprocess_gateway import ADMIN, make_settings
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 

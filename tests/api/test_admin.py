@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from artifacts import failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.inprocess_gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.model_files import failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 import httpx
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway
+from support.inprocess_gateway import ADMIN, Gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 

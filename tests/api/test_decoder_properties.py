@@ -20,7 +20,7 @@ from maas.api.v2.datatypes import DTYPE_OF
 from maas.errors import MaasError
 from maas.serving.head import RequestHead
 from maas.types import TensorSpec
-from records import version_record
+from support.sample_records import version_record
 
 SETTINGS = settings(
     max_examples=300,

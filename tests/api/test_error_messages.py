@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from artifacts import IN, SlowMLP, failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway
+from support.inprocess_gateway import ADMIN, Gateway
+from support.model_files import IN, SlowMLP, failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
 ROWS = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]], np.float32)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fake_gateway import fake_archive, fake_gateway, meta
-from gateway import ADMIN, Gateway, make_settings
+from maas.api.services import Services
 from maas.config import Settings
-from maas.services import Services
 from maas.types import VersionKey
+from support.fake_gateway import fake_archive, fake_gateway, meta
+from support.inprocess_gateway import ADMIN, Gateway, make_settings
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from artifacts import expected, export_bytes, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import Gateway
+from support.inprocess_gateway import Gateway
+from support.model_files import expected, export_bytes, mlp_meta, tiny_mlp, torchscript_bytes
 
 ROWS = [[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0], [0.0, 0.0, 0.0, 0.0]]
 

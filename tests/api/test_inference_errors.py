@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from fake_gateway import fake_archive, fake_gateway, meta
-from gateway import ADMIN, Gateway, make_settings
 from maas.config import Settings
 from maas.dispatch.fake import FakeCall
+from support.fake_gateway import fake_archive, fake_gateway, meta
+from support.inprocess_gateway import ADMIN, Gateway, make_settings
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.inprocess_gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 
 ROW = [1.0, 2.0, 3.0, 4.0]
 

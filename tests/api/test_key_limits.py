@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.inprocess_gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 

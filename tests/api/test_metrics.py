@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from artifacts import failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway, make_settings, running_gateway
-from maas.metrics import RequestMetrics, Scrape
-from maas.telemetry import BackendTelemetry, VersionTelemetry, WorkerHealth
+from maas.observability.metrics import RequestMetrics, Scrape
+from maas.transport.telemetry import BackendTelemetry, VersionTelemetry, WorkerHealth
 from maas.types import PHASES
-from prom import CONTRACT_FAMILIES, parse, value
+from support.inprocess_gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.model_files import failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
+from support.prometheus import CONTRACT_FAMILIES, parse, value
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]]}
 WORKER_FAMILIES = (

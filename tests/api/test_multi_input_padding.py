@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from gateway import ADMIN, Gateway
+from support.inprocess_gateway import ADMIN, Gateway
 
 VOCAB, PAD_ID = 50, 1  # RoBERTa-style: the pad id is 1, not 0
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway
+from support.inprocess_gateway import ADMIN, Gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 
 HUGE = "9242147007467732312786959597568"
 PAST_INT64 = 2**63

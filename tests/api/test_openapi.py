@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway
-from maas.api import schemas
+from maas.api.admin import schemas
+from support.inprocess_gateway import ADMIN, Gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 
 REF = "#/components/schemas/"
 ASSET_TYPES = {
@@ -139,7 +139,7 @@ async def test_every_admin_answer_and_error_is_documented(gateway: Gateway) -> N
         assert set(body) == {"$ref"}, (method, path, body)
         name = body["$ref"].removeprefix(REF)
         assert components[name]["properties"], (method, path)
-        assert hasattr(schemas, name), name  # a model of maas.api.schemas
+        assert hasattr(schemas, name), name  # a model of maas.api.admin.schemas
         errors = [s for s in responses if s not in ok]
         assert {"401", "403", "503"} <= set(errors), (method, path)
         for status in errors:

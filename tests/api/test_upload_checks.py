@@ -12,8 +12,8 @@ import httpx
 import pytest
 import torch
 
-from artifacts import export_bytes, failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway
+from support.inprocess_gateway import ADMIN, Gateway
+from support.model_files import export_bytes, failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
 
 
 def _state_dict_bytes(whole_module: bool = False) -> bytes:

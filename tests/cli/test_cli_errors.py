@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cli, admin, artifact_files, cli_server, unreachable_url
 
-from gateway import ADMIN_SECRET
+from support.cli import Cli, admin, artifact_files, cli_server, unreachable_url
+from support.inprocess_gateway import ADMIN_SECRET
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clitools import Cli, cli_server
 
-from server import maas_server
+from support.cli import Cli, cli_server
+from support.processes import maas_server
 
 
 @pytest.fixture(scope="module")

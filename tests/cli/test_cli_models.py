@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clitools import (
+
+from support.cli import (
     Cli,
     admin,
     artifact_files,
@@ -21,8 +22,7 @@ from clitools import (
     set_alias,
     wait_status,
 )
-
-from artifacts import mlp_meta
+from support.model_files import mlp_meta
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from clitools import Cli, cli_server, ready_version
+
+from support.cli import Cli, cli_server, ready_version
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clitools import Run, clean_env
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN_SECRET
-from server import deploy, maas_server
+from support.cli import Run, clean_env
+from support.inprocess_gateway import ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import deploy, maas_server
 
 
 def _maas(*args: str, cwd: Path, timeout: float = 60, **env: str) -> Run:

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pexpect
 import pytest
-from clitools import Cli, admin, artifact_files, cli_server, ready_version
+
+from support.cli import Cli, admin, artifact_files, cli_server, ready_version
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -19,7 +19,6 @@ from typing import Any, cast
 import pytest
 import zmq
 
-from artifacts import new_version
 from maas.app import _leadership
 from maas.config import Settings
 from maas.control import leader
@@ -30,12 +29,13 @@ from maas.control.leader import (
     WorkerSets,
     private_lease_name,
 )
+from maas.control.routing import Router
 from maas.dispatch.pool import WorkerPool
 from maas.registry import db
 from maas.registry.coordination import Coordination
 from maas.registry.service import Registry
-from maas.serving.routing import Router
 from maas.types import LoadSpec, VersionKey, VersionStatus, WorkerState
+from support.model_files import new_version
 
 R1, R2 = "tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555"
 P0 = "ipc:///run/maas-a/worker-0.sock"

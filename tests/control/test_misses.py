@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import Gateway
+from support.inprocess_gateway import Gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 V2_ROW = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}

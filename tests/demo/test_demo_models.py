@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from maas.control.meta import parse_meta
 from maas.demo import digits, tokens
 from maas.demo.artifact import DemoModel, load_artifact
-from maas.meta import parse_meta
 
 
 def test_digits_generalises_to_its_held_out_rows(digits_demo: DemoModel) -> None:

@@ -7,10 +7,10 @@ import stat
 
 from sklearn.datasets import load_digits
 
-from gateway import running_gateway
 from maas.config import Settings
 from maas.demo.artifact import DemoModel
 from maas.demo.setup import ADMIN_KEY_FILE, install_demo
+from support.inprocess_gateway import running_gateway
 
 
 async def test_demo_install_serves_both_models(

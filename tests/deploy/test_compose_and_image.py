@@ -10,7 +10,9 @@ import subprocess
 import tomllib
 
 import pytest
-from deploy_files import (
+
+from maas.config import Settings
+from support.deploy_files import (
     AWS_VARIABLES,
     COMPOSE,
     COMPOSE_GPU,
@@ -25,8 +27,6 @@ from deploy_files import (
     parse_maas,
     planned_variables,
 )
-
-from maas.config import Settings
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 MAKEFILE = ROOT / "Makefile"

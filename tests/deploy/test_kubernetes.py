@@ -11,7 +11,11 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from deploy_files import (
+from kubernetes_validate.utils import ValidationError
+
+from maas.config import Settings
+from maas.transport.curve import make_keys
+from support.deploy_files import (
     AWS_CREDENTIALS,
     AWS_VARIABLES,
     BUCKET_OVERLAYS,
@@ -29,10 +33,6 @@ from deploy_files import (
     planned_variables,
     pod_specs,
 )
-from kubernetes_validate.utils import ValidationError
-
-from maas.config import Settings
-from maas.transport.curve import make_keys
 
 # The newest schema set kubernetes-validate ships; the manifests use only GA APIs.
 SCHEMA_VERSION = kubernetes_validate.latest_version()

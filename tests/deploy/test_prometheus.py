@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_files import (
+
+from support.deploy_files import (
     COMPOSE,
     DASHBOARD,
     GRAFANA_PROVISIONING,
@@ -26,10 +27,9 @@ from deploy_files import (
     mounts,
     rule_exprs,
 )
-
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import Gateway
-from prom import parse
+from support.inprocess_gateway import Gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.prometheus import parse
 
 # What the issue asks the rules to watch, by the alert that does.
 REQUIRED_ALERTS = {

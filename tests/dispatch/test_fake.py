@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from maas.archive import check_archive
 from maas.dispatch.fake import WORKER, FakeBackend, FakeCall, fake_archive
 from maas.errors import InvalidArtifact, ModelLoadError, Unavailable
+from maas.store.archive import check_archive
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
 
 KEY = VersionKey("m", 1)

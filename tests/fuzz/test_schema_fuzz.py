@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from server import maas_server
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import maas_server
 
 HERE = Path(__file__).parent
 # no_server_error (tests/fuzz/schemathesis_hooks.py) takes not_a_server_error's place: it

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from artifacts import new_version
 from maas.registry.aliasing import SYSTEM_ACTOR
 from maas.registry.records import Route
 from maas.registry.service import Registry
 from maas.types import AliasAction, VersionKey, VersionStatus
+from support.model_files import new_version
 
 META = new_version()
 

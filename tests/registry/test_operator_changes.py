@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from artifacts import new_version
-from maas.auth import create_key
+from maas.auth.keys import create_key
 from maas.errors import AliasInUse, AliasNotFound, KeyNotFound, LastAdminKey, NothingToUndo
 from maas.registry.records import Route
 from maas.registry.service import Registry
 from maas.types import AliasAction, VersionKey, VersionStatus
+from support.model_files import new_version
 
 META = new_version()
 

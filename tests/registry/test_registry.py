@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from artifacts import new_version
 from maas.errors import (
     AliasInUse,
     AlreadyExists,
@@ -18,6 +17,7 @@ from maas.errors import (
 from maas.registry.records import Route
 from maas.registry.service import Registry
 from maas.types import AliasAction, VersionKey, VersionStatus
+from support.model_files import new_version
 
 META = new_version()
 

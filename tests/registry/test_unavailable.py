@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from maas.errors import RegistryUnavailable
 from maas.registry import db
 from maas.registry.service import Registry
-from server import free_port
+from support.processes import free_port
 
 
 def test_connection_errors_translate_and_the_rest_do_not() -> None:

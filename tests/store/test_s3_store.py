@@ -15,20 +15,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, make_settings, running_gateway
 from maas.errors import InvalidArtifact, ModelLoadError, StoreUnavailable
 from maas.registry import db
 from maas.registry.service import Registry
-from maas.store import open_store
+from maas.store import deployment_store, open_store
 from maas.store.base import ArtifactWriter, put_bytes
 from maas.store.s3 import PART_BYTES, S3Store
 from maas.store.sealing import MAGIC, ArtifactKey
 from maas.store.sweeper import MISSING, sweep
 from maas.transport import messages as msg
 from maas.worker.cache import ArtifactCache
-from s3server import S3Server
-from small_disk import small_disk
+from support.inprocess_gateway import ADMIN, make_settings, running_gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.s3_server import S3Server
+from support.small_disk import small_disk
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 KEY = ArtifactKey.generate()
@@ -182,7 +182,7 @@ async def test_the_sweeper_works_on_s3(s3_bucket: str, tmp_path: Path) -> None:
     async with running_gateway(settings) as gw:
         await gw.deploy("kept", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
         await gw.deploy("lost", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta())
-    store = settings.artifact_store()
+    store = deployment_store(settings)
     database = db.open_database(settings.database_url)
     try:
         registry = Registry(database.reads, writes=database.writes)

@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from control_helpers import upload, wait_for, wait_ready_version
 
-from artifacts import tiny_mlp, torchscript_bytes
-from gateway import ADMIN
-from serve_process import kill_tree, start_serve, stop_serve, wait_up
-from server import free_port
+from support.control import upload, wait_for, wait_ready_version
+from support.inprocess_gateway import ADMIN
+from support.killable_serve import kill_tree, start_serve, stop_serve, wait_up
+from support.model_files import tiny_mlp, torchscript_bytes
+from support.processes import free_port
 
 pytestmark = pytest.mark.slow
 

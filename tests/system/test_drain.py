@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from control_helpers import (
+
+from support.control import (
     Answer,
     gateways,
     is_gateway_process,
@@ -24,10 +25,9 @@ from control_helpers import (
     wait_for,
     wait_ready_version,
 )
-
-from artifacts import tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
-from server import maas_server
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import tiny_mlp, torchscript_bytes
+from support.processes import maas_server
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
-from server import deploy, maas_server, wait_ready
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import deploy, maas_server, wait_ready
 
 CLIENTS = 16
 FLIPS = 30

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway import ADMIN, ADMIN_SECRET
-from server import maas_server
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.processes import maas_server
 
 pytestmark = pytest.mark.slow
 

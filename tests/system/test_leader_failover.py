@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from control_helpers import (
+from support.control import (
     Answer,
     gateways,
     start_clients,
@@ -24,10 +24,9 @@ from control_helpers import (
     wait_ready_version,
     workers,
 )
-
-from artifacts import SlowMLP, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN_SECRET
-from server import deploy, maas_server, wait_ready
+from support.inprocess_gateway import ADMIN_SECRET
+from support.model_files import SlowMLP, mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import deploy, maas_server, wait_ready
 
 CLIENTS = 8
 

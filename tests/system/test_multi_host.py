@@ -26,13 +26,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from control_helpers import upload, wait_for, wait_ready_version
-from netns import Host, env_of, network, skip_reason
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
 from maas.transport.curve import make_keys
-from pg import _as_server_user, _init_cluster, _run
+from support.control import upload, wait_for, wait_ready_version
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.netns import Host, env_of, network, skip_reason
+from support.postgres import _as_server_user, _init_cluster, _run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from control_helpers import (
+
+from support.control import (
     Answer,
     gateways,
     start_clients,
@@ -21,11 +22,10 @@ from control_helpers import (
     wait_for,
     wait_ready_version,
 )
-
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
-from pg import StoppablePostgres, stoppable_postgres  # noqa: F401
-from server import deploy, maas_server, wait_ready
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.postgres import StoppablePostgres, stoppable_postgres  # noqa: F401
+from support.processes import deploy, maas_server, wait_ready
 
 pytestmark = pytest.mark.postgres
 

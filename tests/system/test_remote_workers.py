@@ -15,14 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from control_helpers import upload, wait_for, wait_ready_version, workers
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN_SECRET
 from maas.transport.curve import make_keys
 from maas.types import PHASES
-from prom import Sample, parse, value
-from server import free_port, maas_server, maas_worker
+from support.control import upload, wait_for, wait_ready_version, workers
+from support.inprocess_gateway import ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import free_port, maas_server, maas_worker
+from support.prometheus import Sample, parse, value
 
 
 @contextmanager

@@ -18,12 +18,12 @@ import httpx
 import numpy as np
 import pytest
 
-from artifacts import WIDE_IN as WIDTH
-from artifacts import SlowMean, torchscript_bytes
-from gateway import ADMIN_SECRET
 from maas.types import PHASES
-from prom import Sample, parse, value
-from server import deploy, maas_server, wait_ready
+from support.inprocess_gateway import ADMIN_SECRET
+from support.model_files import WIDE_IN as WIDTH
+from support.model_files import SlowMean, torchscript_bytes
+from support.processes import deploy, maas_server, wait_ready
+from support.prometheus import Sample, parse, value
 
 CLIENTS, ROUNDS = 8, 4
 pytestmark = pytest.mark.slow

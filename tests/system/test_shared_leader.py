@@ -26,7 +26,9 @@ from typing import Any
 
 import httpx
 import pytest
-from control_helpers import (
+
+from maas.transport.curve import make_keys
+from support.control import (
     Answer,
     gateways,
     is_gateway_process,
@@ -37,12 +39,10 @@ from control_helpers import (
     wait_ready_version,
     workers,
 )
-
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
-from maas.transport.curve import make_keys
-from s3server import S3Server
-from server import free_port, maas_server, maas_worker
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import free_port, maas_server, maas_worker
+from support.s3_server import S3Server
 
 pytestmark = pytest.mark.postgres
 

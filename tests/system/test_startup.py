@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server import free_port
+from support.processes import free_port
 
 pytestmark = pytest.mark.slow
 

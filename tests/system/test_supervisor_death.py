@@ -1,6 +1,6 @@
 """SIGKILL of the `maas serve` supervisor alone, under load: its gateways and workers (and
 anything below them) end within 2 s, the port is free, and a second `maas serve` on the same
-port and data serves alone (`maas.lifeline`)."""
+port and data serves alone (`maas.supervision.lifeline`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from control_helpers import (
+
+from support.control import (
     Answer,
     gateways,
     is_gateway_process,
@@ -24,11 +25,10 @@ from control_helpers import (
     wait_ready_version,
     workers,
 )
-
-from artifacts import tiny_mlp, torchscript_bytes
-from gateway import ADMIN
-from serve_process import process_tree, start_serve, stop_serve, wait_up
-from server import free_port
+from support.inprocess_gateway import ADMIN
+from support.killable_serve import process_tree, start_serve, stop_serve, wait_up
+from support.model_files import tiny_mlp, torchscript_bytes
+from support.processes import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,10 @@ import tritonclient.http as httpclient
 import tritonclient.http.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from artifacts import IN, OUT, SlowMLP, expected, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
-from prom import parse, value
-from server import deploy, maas_server, wait_ready
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import IN, OUT, SlowMLP, expected, mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import deploy, maas_server, wait_ready
+from support.prometheus import parse, value
 
 pytestmark = pytest.mark.slow
 

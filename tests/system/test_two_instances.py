@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from control_helpers import (
+
+from support.control import (
     Answer,
     distribution,
     gateways,
@@ -31,10 +32,9 @@ from control_helpers import (
     wait_loaded,
     wait_ready_version,
 )
-
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
-from server import maas_server, wait_ready
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import maas_server, wait_ready
 
 pytestmark = pytest.mark.postgres
 

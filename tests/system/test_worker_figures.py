@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
-from artifacts import mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, ADMIN_SECRET
-from prom import CONTRACT_FAMILIES, Sample, parse
-from server import deploy, maas_server, wait_ready
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import deploy, maas_server, wait_ready
+from support.prometheus import CONTRACT_FAMILIES, Sample, parse
 
 INSTANCES = [[float(i), 1.0, 2.0, 3.0] for i in range(3)]  # per request
 BEFORE, AFTER = 24, 16  # requests sent before the kill, and after it

@@ -17,7 +17,7 @@ from maas.dispatch.pool import WorkerPool
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys, KeysError, make_keys
 from maas.worker.loop import WorkerServer
-from worker_thread import serving
+from support.worker_thread import serving
 
 MAAS = [sys.executable, "-m", "maas"]
 

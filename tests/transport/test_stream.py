@@ -27,8 +27,8 @@ from maas.transport.stream import (
     encode_header,
 )
 from maas.worker.loop import WorkerServer
-from waiting import until
-from worker_thread import serving
+from support.waiting import until
+from support.worker_thread import serving
 
 ZMTP_GREETING = b"\xff" + bytes(8) + b"\x7f"  # what a ZeroMQ socket sends first
 

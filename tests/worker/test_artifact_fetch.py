@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from worker_proc import load_spec, write_artifact
 
 from maas.dispatch.pool import WorkerPool
 from maas.errors import InvalidArtifact, ModelLoadError
@@ -21,7 +20,8 @@ from maas.types import VersionKey
 from maas.worker import cache as cache_module
 from maas.worker.cache import ArtifactCache
 from maas.worker.loop import WorkerServer
-from worker_thread import serving
+from support.worker_process import load_spec, write_artifact
+from support.worker_thread import serving
 
 
 class _Half(torch.nn.Module):

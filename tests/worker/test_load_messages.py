@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from artifacts import export_bytes, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway
 from maas.errors import ModelLoadError
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
 from maas.worker.diagnosis import described
 from maas.worker.runtime import load_model
+from support.inprocess_gateway import ADMIN, Gateway
+from support.model_files import export_bytes, mlp_meta, tiny_mlp, torchscript_bytes
 
 
 def _spec(tmp_path: Path, artifact: bytes, fmt: ArtifactFormat) -> LoadSpec:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from worker_proc import load_spec, write_artifact
 
 from maas.dispatch import membership as membership_module
 from maas.dispatch.pool import WorkerPool
@@ -15,6 +14,7 @@ from maas.errors import ModelLoadError, Unavailable
 from maas.types import VersionKey
 from maas.worker import loop as loop_module
 from maas.worker.inproc import InprocWorker
+from support.worker_process import load_spec, write_artifact
 
 
 class _Double(torch.nn.Module):

@@ -7,11 +7,11 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
-from worker_proc import connected_pool, wait_healthy, worker_process, write_artifact
 
-from artifacts import WIDE_IN as WIDTH
-from artifacts import SlowMean
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, Timing, VersionKey
+from support.model_files import WIDE_IN as WIDTH
+from support.model_files import SlowMean
+from support.worker_process import connected_pool, wait_healthy, worker_process, write_artifact
 
 KEY = VersionKey("big", 1)
 

@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from worker_proc import (
+
+from maas.control.meta import parse_meta
+from maas.demo.artifact import DemoModel, load_artifact
+from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
+from maas.worker.main import choose_device
+from support.worker_process import (
     SlowMLP,
     connected_pool,
     load_spec,
@@ -18,11 +23,6 @@ from worker_proc import (
     worker_process,
     write_artifact,
 )
-
-from maas.demo.artifact import DemoModel, load_artifact
-from maas.meta import parse_meta
-from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
-from maas.worker.main import choose_device
 
 
 def _tokens_spec(tmp_path: Path, demo: DemoModel) -> LoadSpec:

@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from worker_proc import (
+
+from maas.dispatch.link import WorkerLink
+from maas.errors import DeadlineExceeded, ModelLoadError, Overloaded, Unavailable
+from maas.types import TensorSpec, VersionKey
+from support.waiting import until
+from support.worker_process import (
     SlowMLP,
     connected_pool,
     load_spec,
@@ -20,11 +25,6 @@ from worker_proc import (
     worker_process,
     write_artifact,
 )
-
-from maas.dispatch.link import WorkerLink
-from maas.errors import DeadlineExceeded, ModelLoadError, Overloaded, Unavailable
-from maas.types import TensorSpec, VersionKey
-from waiting import until
 
 KEY = VersionKey("m", 1)
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 
-from maas.auth import Principal
+from maas.api.services import Services
+from maas.auth.keys import Principal
 from maas.errors import Forbidden, RegistryUnavailable
-from maas.services import Services
 from maas.types import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -2,7 +2,8 @@
 and the meta of an upload.
 
 The request path stays untouched: routes declare their answers with `answers(...)` (documentation
-only, see `maas.api.schemas`), and `install` post-processes the schema FastAPI generates, once:
+only, see `maas.api.admin.schemas`), and `install` post-processes the schema FastAPI
+generates, once:
 
 - `securitySchemes.bearer`, required on every `/admin/` operation (Swagger UI's Authorize
   button then sends the key), optional on the inference POSTs (`MAAS_REQUIRE_INFER_KEY`); the
@@ -10,7 +11,7 @@ only, see `maas.api.schemas`), and `install` post-processes the schema FastAPI g
 - FastAPI's `422 HTTPValidationError` (`{"detail": [...]}`), which maas never sends, is gone:
   where a route's parameters or body can fail validation it becomes maas's error shape (the v2
   routes' own shape under /v2), where they cannot it is dropped.
-- The upload's `meta` part refers to the JSON schema of `maas.meta.VersionMeta`.
+- The upload's `meta` part refers to the JSON schema of `maas.control.meta.VersionMeta`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from maas.api.schemas import ErrorBody, V2ErrorBody
-from maas.meta import VersionMeta
+from maas.api.admin.schemas import ErrorBody, V2ErrorBody
+from maas.control.meta import VersionMeta
 
 REF = "#/components/schemas/"
 BEARER = "bearer"

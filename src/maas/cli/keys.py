@@ -103,8 +103,8 @@ def keys_create(
 def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, Any]:
     """The bootstrap path: the key written straight into the database, answered in the admin
     API's own shape."""
-    from maas.api.schemas import key_json
-    from maas.auth import create_key
+    from maas.api.admin.schemas import key_json
+    from maas.auth.keys import create_key
     from maas.cli.serve import database_failure, load_settings, masked
     from maas.registry import db as registry_db
     from maas.registry.service import Registry

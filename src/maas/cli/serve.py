@@ -110,7 +110,7 @@ def serve(log_level: str, **overrides: Any) -> None:
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: by --index).")
 @click.option("--threads", type=int, default=None, help="Torch intra-op threads.")
 @click.option("--restarts", type=int, default=0, hidden=True)
-# `maas serve`'s pid, for its local workers: the worker ends with it (maas.lifeline).
+# `maas serve`'s pid, for its local workers: the worker ends with it (maas.supervision.lifeline).
 @click.option("--supervisor-pid", type=int, default=None, hidden=True)
 @click.option("--log-level", default="info", show_default=True)
 def worker(
@@ -128,7 +128,7 @@ def worker(
     import logging
 
     if supervisor_pid is not None:
-        from maas import lifeline
+        from maas.supervision import lifeline
 
         # First, before the seconds of settings and torch: a supervisor gone meanwhile is seen.
         lifeline.hold(supervisor_pid, group=True)

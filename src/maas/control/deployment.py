@@ -25,6 +25,8 @@ from collections import defaultdict
 
 from maas.control import placement
 from maas.control.leader import Leadership
+from maas.control.routing import Router
+from maas.dispatch.backend import InferenceBackend
 from maas.errors import (
     Conflict,
     MaasError,
@@ -34,9 +36,8 @@ from maas.errors import (
 )
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry
-from maas.serving.routing import Router
 from maas.store.base import ArtifactStore
-from maas.types import InferenceBackend, VersionKey, VersionStatus, WorkerState
+from maas.types import VersionKey, VersionStatus, WorkerState
 
 log = logging.getLogger(__name__)
 

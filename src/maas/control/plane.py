@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maas.control.peers import LocalPeers
+from maas.control.routing import Router
 from maas.errors import RegistryUnavailable
 from maas.registry import notifications
 from maas.registry.coordination import Coordination, GatewayRecord
 from maas.registry.notifications import GenerationListener
-from maas.serving.routing import Router
 
 log = logging.getLogger(__name__)
 

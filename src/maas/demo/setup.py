@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from maas.auth import create_key
+from maas.api.services import Services
+from maas.auth.keys import create_key
+from maas.control.meta import parse_meta
 from maas.demo.artifact import DemoModel
 from maas.errors import ModelLoadError, ModelNotFound
-from maas.meta import parse_meta
-from maas.services import Services
 from maas.store.base import put_bytes
 from maas.types import DEFAULT_ALIAS, Scope, VersionKey, VersionStatus
 

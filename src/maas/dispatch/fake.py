@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from maas.errors import Unavailable
-from maas.telemetry import BackendTelemetry, WorkerHealth
+from maas.transport.telemetry import BackendTelemetry, WorkerHealth
 from maas.types import LoadSpec, Timing, VersionKey, WorkerState
 
 if TYPE_CHECKING:
-    from maas.types import InferenceBackend
+    from maas.dispatch.backend import InferenceBackend
 
 WORKER = "fake"
 
@@ -144,7 +144,8 @@ def _only(worker: str) -> None:
 
 def fake_archive(fmt: str = "torchscript", tag: str = "") -> bytes:
     """A zip laid out as torch writes a `fmt` ("torchscript" or "torch_export") archive, enough
-    for the gateway's check (`maas.archive`) and loadable by no worker. A different `tag` makes
+    for the gateway's check
+    (`maas.store.archive`) and loadable by no worker. A different `tag` makes
     different bytes (another artifact); the same one, the same bytes."""
     names = ["archive_format"] if fmt == "torch_export" else ["constants.pkl", "code/m.py"]
     out = io.BytesIO()

@@ -23,9 +23,9 @@ import zmq
 from maas.dispatch.channels import open_channel
 from maas.dispatch.link import WorkerLink, WorkerLost, with_versions
 from maas.errors import ModelLoadError
-from maas.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys, needs_curve
+from maas.transport.telemetry import BackendTelemetry, WorkerHealth
 from maas.transport.version import PROTOCOL
 from maas.types import WorkerState
 

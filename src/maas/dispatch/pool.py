@@ -27,9 +27,9 @@ from maas.dispatch.artifacts import ArtifactSource, send_artifact
 from maas.dispatch.link import WorkerLink, WorkerLost
 from maas.dispatch.membership import DEAD_AFTER_S, BootHook, Membership
 from maas.errors import ModelLoadError, Unavailable, WorkerCrashedLoading
-from maas.telemetry import BackendTelemetry
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys
+from maas.transport.telemetry import BackendTelemetry
 from maas.transport.version import PROTOCOL
 from maas.types import LoadSpec, Timing, VersionKey, WorkerState
 

@@ -19,15 +19,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
+from maas.auth.keys import Authenticator
+from maas.config import Settings
 from maas.errors import ClientDisconnected, MaasError, VersionNotReady
-from maas.metrics import UNKNOWN_MODEL, UNKNOWN_VERSION
-from maas.services import Services
+from maas.observability.metrics import UNKNOWN_MODEL, UNKNOWN_VERSION, RequestMetrics
 from maas.serving.body import decode_content, read_body
 from maas.serving.codec import Codec, Decoded, Reply
+from maas.serving.dataplane import DataPlane
 from maas.serving.head import RequestHead
 from maas.types import ModelRef, Timing
 from maas.types import Scope as KeyScope
@@ -40,12 +42,21 @@ log = logging.getLogger(__name__)
 OFFLOAD_BYTES = 256 * 1024
 
 
+class CallServices(Protocol):
+    """What a call reaches of its gateway (the app's `Services` is one)."""
+
+    settings: Settings
+    auth: Authenticator
+    dataplane: DataPlane
+    metrics: RequestMetrics
+
+
 class InternalError(MaasError):
     """Something maas did not expect; the client sees only that, the log has the rest."""
 
 
 async def serve(
-    services: Services,
+    services: CallServices,
     codec: Codec[Any],
     ref: ModelRef | MaasError,
     scope: Scope,

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from maas.control.routing import Router
+from maas.dispatch.backend import InferenceBackend
 from maas.errors import AliasNotFound, ModelNotFound, VersionNotFound
 from maas.registry.records import VersionRecord
-from maas.serving.routing import Router
-from maas.types import DEFAULT_ALIAS, InferenceBackend, ModelRef, VersionStatus
+from maas.types import DEFAULT_ALIAS, ModelRef, VersionStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from maas.control.routing import Router
+from maas.dispatch.backend import InferenceBackend
 from maas.errors import DeadlineExceeded, InvalidInput, PayloadTooLarge
 from maas.registry.records import VersionRecord
 from maas.serving.codec import Group
-from maas.serving.routing import Router
-from maas.types import InferenceBackend, ModelRef, Timing, VersionKey
+from maas.types import ModelRef, Timing, VersionKey
 
 
 class DataPlane:

@@ -6,9 +6,13 @@ it; workers only read (their own cache is `maas.worker.cache`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maas.store.base import ArtifactStore
 from maas.store.sealing import ArtifactKey
+
+if TYPE_CHECKING:
+    from maas.config import Settings
 
 
 def open_store(url: str | None, directory: Path, key: ArtifactKey | None) -> ArtifactStore:
@@ -21,3 +25,9 @@ def open_store(url: str | None, directory: Path, key: ArtifactKey | None) -> Art
     from maas.store.local import LocalStore
 
     return LocalStore(directory, key=key)
+
+
+def deployment_store(settings: Settings) -> ArtifactStore:
+    """The store a deployment keeps artifacts in (`MAAS_ARTIFACT_URL`, else
+    `MAAS_ARTIFACT_DIR`), with its key."""
+    return open_store(settings.artifact_url, settings.artifact_dir, settings.sealing_key)

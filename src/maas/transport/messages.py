@@ -23,7 +23,7 @@ from maas.errors import (
     Overloaded,
     Unavailable,
 )
-from maas.telemetry import VersionTelemetry
+from maas.transport.telemetry import VersionTelemetry
 from maas.types import LoadSpec
 
 

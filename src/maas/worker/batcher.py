@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from maas.errors import InvalidInput, Overloaded
-from maas.telemetry import VersionTelemetry
+from maas.transport.telemetry import VersionTelemetry
 from maas.types import LoadSpec
 
 _DEFAULT_BATCH_S = 0.001

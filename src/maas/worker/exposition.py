@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from maas import telemetry
+from maas.transport import telemetry
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from maas.checks.arrays import group_instances
 from maas.errors import InvalidArtifact, InvalidInput, ModelLoadError
-from maas.signature import group_instances
 from maas.store.local import open_verified
 from maas.store.sealing import ArtifactKey
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fake_gateway import deploy_three_versions, fake_gateway, loads_as_halve
-from gateway import Gateway
 from maas.config import Settings
+from support.fake_gateway import deploy_three_versions, fake_gateway, loads_as_halve
+from support.inprocess_gateway import Gateway
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from maas.errors import BadRequest, InvalidInput, MaasError
 from maas.registry.records import VersionRecord
 from maas.serving.head import RequestHead
 from maas.types import ModelRef, TensorSpec
-from records import version_record
+from support.sample_records import version_record
 
 # Values at the edges of each datatype (BF16 and FP16: values they hold exactly).
 SAMPLES: dict[str, list[Any]] = {

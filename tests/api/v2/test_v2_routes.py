@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from artifacts import OUT, expected, mlp_meta, tiny_mlp, torchscript_bytes
-from gateway import ADMIN, Gateway, make_settings, running_gateway
-from prom import parse, value
+from support.inprocess_gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.model_files import OUT, expected, mlp_meta, tiny_mlp, torchscript_bytes
+from support.prometheus import parse, value
 
 ROWS = [[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]]
 

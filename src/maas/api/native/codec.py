@@ -18,13 +18,13 @@ import numpy as np
 import orjson
 
 from maas.api.errors import native_error
+from maas.checks.arrays import InstanceGroup, group_instances, scatter_outputs
 from maas.errors import BadRequest, MaasError, NotFound
-from maas.metrics import PROTOCOL_V1
+from maas.observability.metrics import PROTOCOL_V1
 from maas.registry.records import VersionRecord
 from maas.serving.body import parse_json
 from maas.serving.codec import Decoded, Group, Reply
 from maas.serving.head import RequestHead
-from maas.signature import InstanceGroup, group_instances, scatter_outputs
 from maas.types import ModelRef, parse_version
 
 _PREFIX, _SUFFIX = "/v1/models/", ":predict"

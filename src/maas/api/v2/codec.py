@@ -20,12 +20,12 @@ import orjson
 from maas.api.errors import v2_error
 from maas.api.v2.binary import BufferReader, from_buffer, parse_header, split_body, to_buffer
 from maas.api.v2.datatypes import check_datatype, datatype_of, from_json, to_json
+from maas.checks.arrays import check_batch
 from maas.errors import BadRequest, InvalidInput, MaasError
-from maas.metrics import PROTOCOL_V2
+from maas.observability.metrics import PROTOCOL_V2
 from maas.registry.records import VersionRecord
 from maas.serving.codec import OCTET_STREAM, Decoded, Group, Reply
 from maas.serving.head import MAX_TIMEOUT_MS, RequestHead
-from maas.signature import check_batch
 from maas.types import ModelRef, TensorSpec
 
 _PREFIX, _SUFFIX = "/v2/models/", "/infer"

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from maas.checks.arrays import numpy_dtype
 from maas.errors import BadRequest
-from maas.signature import numpy_dtype
 
 DTYPE_OF: dict[str, str] = {
     "BOOL": "bool",

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from maas import __version__
 from maas.api import fastpath
+from maas.api.admin.schemas import V2ErrorBody
 from maas.api.deps import ServicesDep
 from maas.api.inference_schemas import (
     Live,
@@ -28,7 +29,6 @@ from maas.api.inference_schemas import (
     V2Readiness,
 )
 from maas.api.openapi import inference_answers
-from maas.api.schemas import V2ErrorBody
 from maas.api.v2.codec import ref_for
 from maas.api.v2.datatypes import datatype_of
 from maas.errors import ModelNotFound, NotFound
