@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -155,6 +156,34 @@ class GoldenExample:
 
 
 @dataclass(frozen=True, slots=True)
+class Batching:
+    """How a version's instances are batched (its meta's `batching`): the defaults are
+    written here and only here; the upload meta, the registry's records, the gateway's data
+    plane and the workers read them from this."""
+
+    max_batch_size: int = 32
+    max_delay_ms: float = 5
+    max_queue: int = 1024
+    pad_value: int | float | dict[str, int | float] | None = None
+    buckets: tuple[int, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Batching:
+        """A version's stored `batching` (any key may be missing: its default applies)."""
+        default = DEFAULT_BATCHING
+        return cls(
+            max_batch_size=int(data.get("max_batch_size", default.max_batch_size)),
+            max_delay_ms=float(data.get("max_delay_ms", default.max_delay_ms)),
+            max_queue=int(data.get("max_queue", default.max_queue)),
+            pad_value=data.get("pad_value"),
+            buckets=tuple(sorted(data.get("buckets") or ())),
+        )
+
+
+DEFAULT_BATCHING = Batching()
+
+
+@dataclass(frozen=True, slots=True)
 class LoadSpec:
     """Everything a backend needs to load one version, and nothing from the registry."""
 
@@ -165,10 +194,10 @@ class LoadSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     device: str = "auto"
-    max_batch_size: int = 32
+    max_batch_size: int = DEFAULT_BATCHING.max_batch_size
     golden: tuple[GoldenExample, ...] = field(default_factory=tuple)
-    max_delay_ms: float = 5.0
-    max_queue: int = 1024
+    max_delay_ms: float = DEFAULT_BATCHING.max_delay_ms
+    max_queue: int = DEFAULT_BATCHING.max_queue
     # With pad values, instances whose variable axes differ are padded up to the next bucket
     # so they share one forward; only for models that mask the padding. `pad_values` holds one
     # value per input, aligned with `inputs` (None: that input has no value); `pad_value` is the

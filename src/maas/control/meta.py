@@ -24,7 +24,7 @@ from maas.checks.json_depth import deeper_than, too_deep
 from maas.config import DEFAULT_MAX_JSON_DEPTH
 from maas.errors import BadRequest, InvalidArtifact
 from maas.registry.service import NewVersion
-from maas.types import DTYPES, ArtifactFormat
+from maas.types import DEFAULT_BATCHING, DTYPES, ArtifactFormat
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
@@ -100,13 +100,19 @@ class BatchingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: Int = Field(
-        32, ge=1, le=4096, description="the most instances the model runs in one batch"
+        DEFAULT_BATCHING.max_batch_size,
+        ge=1,
+        le=4096,
+        description="the most instances the model runs in one batch",
     )
     max_delay_ms: Number = Field(
-        5, ge=0, le=10_000, description="the longest a batch waits for more instances"
+        DEFAULT_BATCHING.max_delay_ms,
+        ge=0,
+        le=10_000,
+        description="the longest a batch waits for more instances",
     )
     max_queue: Int = Field(
-        1024,
+        DEFAULT_BATCHING.max_queue,
         ge=1,
         le=1_000_000,
         description="the most instances waiting for the version; beyond it requests answer 429",

@@ -15,9 +15,6 @@ from typing import Any
 
 import torch
 
-# Micro-batching defaults shared by both demos; small models, so a short delay is plenty.
-DEFAULT_BATCHING: dict[str, Any] = {"max_batch_size": 32, "max_delay_ms": 5, "max_queue": 1024}
-
 
 @dataclass(frozen=True)
 class DemoModel:

@@ -12,7 +12,6 @@ import torch
 from sklearn.datasets import load_digits
 
 from maas.demo.artifact import (
-    DEFAULT_BATCHING,
     DemoModel,
     golden_example,
     load_artifact,
@@ -101,7 +100,7 @@ def train(*, seed: int = 0, epochs: int = 40) -> DemoModel:
         "format": "torchscript",
         "inputs": [{"name": "x", "dtype": "float32", "shape": [64], "min": 0, "max": 16}],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": [10]}],
-        "batching": dict(DEFAULT_BATCHING),
+        "batching": {},  # the defaults: small models, so a short delay is plenty
         "device": "auto",
         "metrics": {
             "accuracy": held_out_accuracy,

@@ -14,7 +14,6 @@ import math
 import torch
 
 from maas.demo.artifact import (
-    DEFAULT_BATCHING,
     DemoModel,
     golden_example,
     load_artifact,
@@ -151,7 +150,7 @@ def train(
             }
         ],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": [2]}],
-        "batching": {**DEFAULT_BATCHING, "pad_value": PAD_ID, "buckets": [16, 32, 64, 128, 256]},
+        "batching": {"pad_value": PAD_ID, "buckets": [16, 32, 64, 128, 256]},
         "device": "auto",
         "metrics": {
             "accuracy": held_out_accuracy,

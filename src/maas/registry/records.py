@@ -9,6 +9,7 @@ from typing import Any
 from maas.registry.tables import Alias, AliasHistory, ApiKey, AuditEvent, Model, ModelVersion
 from maas.types import (
     ArtifactFormat,
+    Batching,
     GoldenExample,
     LoadSpec,
     TensorSpec,
@@ -59,6 +60,12 @@ class VersionRecord:
     created_at: datetime
     updated_at: datetime
     loaded_at: datetime | None
+    # `batching` as stored (what answers show), read once into its typed value with every
+    # default filled in (what serving and loading use).
+    batch: Batching = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch", Batching.from_json(self.batching))
 
     @property
     def key(self) -> VersionKey:
@@ -92,7 +99,8 @@ class VersionRecord:
         )
 
     def load_spec(self, path: str) -> LoadSpec:
-        pad = self.batching.get("pad_value")
+        batch = self.batch
+        pad = batch.pad_value
         return LoadSpec(
             key=self.key,
             path=path,
@@ -101,12 +109,12 @@ class VersionRecord:
             inputs=self.inputs,
             outputs=self.outputs,
             device=self.device,
-            max_batch_size=int(self.batching.get("max_batch_size", 32)),
+            max_batch_size=batch.max_batch_size,
             golden=self.golden,
-            max_delay_ms=float(self.batching.get("max_delay_ms", 5.0)),
-            max_queue=int(self.batching.get("max_queue", 1024)),
+            max_delay_ms=batch.max_delay_ms,
+            max_queue=batch.max_queue,
             pad_value=None if isinstance(pad, dict) else pad,
-            buckets=tuple(sorted(self.batching.get("buckets") or ())),
+            buckets=batch.buckets,
             replicas=self.replicas,
             pad_values=pad_values_of(pad, self.inputs),
         )

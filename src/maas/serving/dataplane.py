@@ -50,8 +50,8 @@ class DataPlane:
         """Run every group on `version`; a group larger than the version's max batch size is
         cut into pieces that run (and may be batched with other requests) on their own.
         `timing` gets the instants of the piece that finished last."""
-        max_batch = int(version.batching.get("max_batch_size", 32))
-        max_queue = int(version.batching.get("max_queue", 1024))
+        max_batch = version.batch.max_batch_size
+        max_queue = version.batch.max_queue
         count = 0
         for group in groups:  # one pass: the instances, and the numbers in one of each group
             rows = len(group[0]) if group else 0

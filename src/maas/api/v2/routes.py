@@ -210,18 +210,16 @@ def _readiness(listing: Listing) -> JSONResponse:
 def _config(listing: Listing) -> dict[str, Any]:
     """The parts of a Triton model configuration that mean something for a maas version."""
     version: VersionRecord = listing.describing()
-    batching = version.batching
+    batching = version.batch
     return {
         "name": listing.model,
         "versions": _shown(listing),
         "platform": PLATFORM[version.format],
         "backend": "pytorch",
-        "max_batch_size": int(batching.get("max_batch_size", 32)),
+        "max_batch_size": batching.max_batch_size,
         "input": [_config_tensor(spec) for spec in version.inputs],
         "output": [_config_tensor(spec) for spec in version.outputs],
-        "dynamic_batching": {
-            "max_queue_delay_microseconds": round(float(batching.get("max_delay_ms", 5)) * 1000)
-        },
+        "dynamic_batching": {"max_queue_delay_microseconds": round(batching.max_delay_ms * 1000)},
     }
 
 
