@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from python_multipart.multipart import MultipartParser
 
+from maas.cli.aliases import split_weights
 from maas.cli.client import resolve_key, resolve_url
-from maas.cli.models import split_weights
 from maas.cli.output import USAGE, CliError, routes_text
 from maas.cli.refs import Ref, parse_ref, since, version_ref
 from maas.cli.register import read_meta
