@@ -1,6 +1,7 @@
 """Domain errors of maas. No HTTP here: `maas.api.errors` maps each class to a status.
 
-MaasError
+MaasError                      (itself: internal_error, when maas did not expect it)
+├── InternalError              what the client hears of a bug; the log has the rest
 ├── BadRequest                 the request itself is malformed (bad JSON, missing field)
 ├── PayloadTooLarge            a body over its cap
 ├── InvalidInput               instances that do not match the signature or domain
@@ -21,9 +22,12 @@ MaasError
 │   ├── NothingToUndo          a rollback with no change of the alias left to undo
 │   └── LastAdminKey           revoking it would leave no admin key
 ├── Overloaded                 queue full; carries retry_after seconds
+│   └── RateLimited            the key's requests per second are used up
+├── InsufficientStorage        the artifact store's disk is full
 ├── Unavailable                no ready backend
 │   ├── RegistryUnavailable    the registry database cannot be reached
-│   └── StoreUnavailable       the artifact store (object storage) cannot be reached
+│   ├── StoreUnavailable       the artifact store (object storage) cannot be reached
+│   └── WorkerLost             the worker holding a call went away before answering
 ├── DeadlineExceeded           the request's deadline passed before inference
 ├── ClientDisconnected         the client hung up before its result was ready
 └── ModelLoadError             a version could not be loaded (kept as its load error)
@@ -39,6 +43,10 @@ class MaasError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class InternalError(MaasError):
+    """Something maas did not expect; the client sees only that, the log has the rest."""
 
 
 class BadRequest(MaasError):
@@ -156,6 +164,10 @@ class StoreUnavailable(Unavailable):
     """The artifact store (object storage) cannot be reached or refused the request."""
 
     code = "store_unavailable"
+
+
+class WorkerLost(Unavailable):
+    """The worker holding a call went away before answering."""
 
 
 class DeadlineExceeded(MaasError):

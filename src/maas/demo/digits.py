@@ -1,4 +1,4 @@
-"""The `digits` demo: an MLP trained on scikit-learn's bundled 8x8 digits (no download).
+"""The `digits` demo: a small CNN trained on scikit-learn's bundled 8x8 digits (no download).
 
 Input `x` is one raw row of `load_digits().data` (64 pixel values 0-16); the model scales it
 itself, so clients send the data as it ships. The last `HELD_OUT` rows are never trained on;

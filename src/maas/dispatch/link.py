@@ -19,7 +19,7 @@ import msgspec
 
 from maas.dispatch.channels import Channel, Unconnected
 from maas.dispatch.clock import WorkerClock
-from maas.errors import DeadlineExceeded, InvalidInput, Unavailable
+from maas.errors import DeadlineExceeded, InvalidInput, Unavailable, WorkerLost
 from maas.transport import messages as msg
 from maas.transport.curve import needs_curve
 from maas.transport.stream import NotConnected
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 
 # A reply, and the arrays it carries for its request (results only).
 Outcome = tuple[msg.Reply, list[Any]]
-
-
-class WorkerLost(Unavailable):
-    """The worker holding a call went away before answering."""
 
 
 @dataclass(eq=False)

@@ -21,8 +21,8 @@ from typing import Any
 import zmq
 
 from maas.dispatch.channels import open_channel
-from maas.dispatch.link import WorkerLink, WorkerLost, with_versions
-from maas.errors import ModelLoadError
+from maas.dispatch.link import WorkerLink, with_versions
+from maas.errors import ModelLoadError, WorkerLost
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys, needs_curve
 from maas.transport.telemetry import BackendTelemetry, WorkerHealth

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import zmq
 
 from maas.dispatch.artifacts import ArtifactSource, send_artifact
-from maas.dispatch.link import WorkerLink, WorkerLost
+from maas.dispatch.link import WorkerLink
 from maas.dispatch.membership import DEAD_AFTER_S, BootHook, Membership
-from maas.errors import ModelLoadError, Unavailable, WorkerCrashedLoading
+from maas.errors import ModelLoadError, Unavailable, WorkerCrashedLoading, WorkerLost
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys
 from maas.transport.telemetry import BackendTelemetry

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from maas.auth.keys import Authenticator
 from maas.config import Settings
-from maas.errors import ClientDisconnected, MaasError, VersionNotReady
+from maas.errors import ClientDisconnected, InternalError, MaasError, VersionNotReady
 from maas.observability.metrics import UNKNOWN_MODEL, UNKNOWN_VERSION, RequestMetrics
 from maas.serving.body import decode_content, read_body
 from maas.serving.codec import Codec, Decoded, Reply
@@ -49,10 +49,6 @@ class CallServices(Protocol):
     auth: Authenticator
     dataplane: DataPlane
     metrics: RequestMetrics
-
-
-class InternalError(MaasError):
-    """Something maas did not expect; the client sees only that, the log has the rest."""
 
 
 async def serve(

@@ -6,13 +6,10 @@ it; workers only read (their own cache is `maas.worker.cache`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from maas.store.base import ArtifactStore
 from maas.store.sealing import ArtifactKey
-
-if TYPE_CHECKING:
-    from maas.config import Settings
 
 
 def open_store(url: str | None, directory: Path, key: ArtifactKey | None) -> ArtifactStore:
@@ -27,7 +24,18 @@ def open_store(url: str | None, directory: Path, key: ArtifactKey | None) -> Art
     return LocalStore(directory, key=key)
 
 
-def deployment_store(settings: Settings) -> ArtifactStore:
+class StoreSettings(Protocol):
+    """What of the settings (`maas.config.Settings`) says where the artifacts are."""
+
+    @property
+    def artifact_url(self) -> str | None: ...
+    @property
+    def artifact_dir(self) -> Path: ...
+    @property
+    def sealing_key(self) -> ArtifactKey | None: ...
+
+
+def deployment_store(settings: StoreSettings) -> ArtifactStore:
     """The store a deployment keeps artifacts in (`MAAS_ARTIFACT_URL`, else
     `MAAS_ARTIFACT_DIR`), with its key."""
     return open_store(settings.artifact_url, settings.artifact_dir, settings.sealing_key)

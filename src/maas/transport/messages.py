@@ -1,7 +1,8 @@
 """The typed messages gateways and workers exchange, and their encoding.
 
-A message travels as frames (of the stream wire or of ZeroMQ): one msgpack header (a tagged
-msgspec struct) followed by one raw frame per tensor, in the order the header's `arrays` lists
+A message is a list of frames, whichever wire carries it (`maas.transport.stream` on a host,
+ZeroMQ across hosts and in-process): one msgpack header (a tagged msgspec struct) followed by
+one raw frame per tensor, in the order the header's `arrays` lists
 them. Tensors never go through msgpack, JSON or pickle. Every request carries an `id` chosen by
 its sender; the reply to it carries the same `id`. The results of one forward pass go back to
 each gateway as one `Results` message for all of that gateway's requests in the batch, not one
@@ -195,7 +196,8 @@ def decode_reply(header: bytes | memoryview) -> Reply:
 def array_frames(
     arrays: list[np.ndarray[Any, Any]],
 ) -> tuple[tuple[ArrayMeta, ...], list[np.ndarray[Any, Any]]]:
-    """Metadata and C-contiguous buffers for `arrays`; ZeroMQ sends the buffers without a copy."""
+    """Metadata and C-contiguous buffers for `arrays`; either wire sends the buffers as they
+    are, without copying them into the message."""
     contiguous = [np.ascontiguousarray(a) for a in arrays]
     return tuple(ArrayMeta(a.dtype.str, a.shape) for a in contiguous), contiguous
 
