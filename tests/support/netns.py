@@ -2,21 +2,23 @@
 
 `Network` makes a bridge in the test's namespace (the test itself is the "client host" at
 .254) and one namespace per host with a veth link to it; `Host.popen` starts a process inside a
-host. Needs root and iproute2; `skip_reason()` says why not where they are missing. Everything
-made is removed on exit, processes first.
+host (`support.processes.start`). Needs root and iproute2; `skip_reason()` says why not where
+they are missing. Everything made is removed on exit, processes first.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
+
+from support.processes import Child, kill_all, start, stop_all
 
 
 def skip_reason() -> str | None:
@@ -44,20 +46,12 @@ class Host:
     name: str
     netns: str
     address: str
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: list[Child] = field(default_factory=list)
 
-    def popen(
-        self, cmd: list[str], *, env: dict[str, str], log: IO[bytes]
-    ) -> subprocess.Popen[bytes]:
+    def popen(self, cmd: list[str], *, env: dict[str, str], log: Path) -> Child:
         """Start `cmd` inside this host, in a process group of its own (so `kill` takes its
-        children too)."""
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, *cmd],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            process_group=0,
-        )
+        children too), writing to `log`."""
+        process = start(["ip", "netns", "exec", self.netns, *cmd], log=log, env=env, own_group=True)
         self.processes.append(process)
         return process
 
@@ -68,25 +62,11 @@ class Host:
 
     def kill(self) -> None:
         """Every process of this host dies at once (SIGKILL to each group): the host is gone."""
-        for process in self.processes:
-            if process.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-        for process in self.processes:
-            process.wait()
+        kill_all(self.processes)
         self.processes.clear()
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_all(self.processes, grace_s=15)
         self.processes.clear()
 
     def cut_from(self, other: Host) -> None:

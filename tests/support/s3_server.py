@@ -5,18 +5,15 @@ skip with the reason; any other failure to start fails loudly with the server's 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
+
+from support.processes import Child, free_port, started
 
 HOST = "127.0.0.1"
 CREDENTIALS = {
@@ -29,7 +26,7 @@ CREDENTIALS = {
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str
-    process: subprocess.Popen[bytes]
+    process: Child
 
     def env(self) -> dict[str, str]:
         """The AWS variables a maas process needs to use this server."""
@@ -49,12 +46,6 @@ class S3Server:
         return [part.split("</Key>")[0] for part in text.split("<Key>")[1:]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     try:
@@ -63,33 +54,24 @@ def s3_server() -> Iterator[S3Server]:
     except ImportError as exc:
         pytest.skip(f"moto's S3 server is not installed (pip install 'moto[server]'): {exc}")
     port = free_port()
-    log = Path(tempfile.mkdtemp(prefix="maas-moto-")) / "moto.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
-        )
     endpoint = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def up() -> bool:
         try:
             httpx.get(f"{endpoint}/moto-api/", timeout=1)
-            break
         except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"moto's S3 server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-    try:
+            return False
+        return True
+
+    with started(
+        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+        ready=up,
+        what="moto's S3 server answering",
+        ready_s=30,
+        grace_s=10,
+    ) as process:
         yield S3Server(endpoint, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

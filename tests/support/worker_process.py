@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from maas.dispatch.link import WorkerLink
 from maas.dispatch.pool import WorkerPool
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, VersionKey
 from support.model_files import SlowMLP
-from support.processes import maas_worker
+from support.processes import Child, maas_worker
 
 __all__ = ["SlowMLP"]
 
@@ -46,7 +45,8 @@ def load_spec(path: Path, digest: str, name: str = "m", **batching: Any) -> Load
 
 
 @contextlib.contextmanager
-def worker_process(endpoint: str, worker_id: str = "w0") -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(endpoint: str, worker_id: str = "w0") -> Iterator[Child]:
+    """`maas worker` listening on `endpoint` (`support.processes.maas_worker`)."""
     with maas_worker(endpoint, worker_id) as process:
         yield process
 
