@@ -7,33 +7,46 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support.processes import free_port
+from support.processes import Child, free_port, start
 
 pytestmark = pytest.mark.slow
 
 
-def _serve(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _serve(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Child:
+    """`maas serve` run from `cwd`, its stdout and stderr each in a file outside it."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MAAS_")}
-    return subprocess.Popen(
+    logs = Path(tempfile.mkdtemp(prefix="maas-startup-"))
+    return start(
         [sys.executable, "-m", "maas", "serve", *args],
         cwd=cwd,
         env={**environ, "MAAS_TORCH_THREADS": "1", **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        log=logs / "stdout",
+        stderr_log=logs / "stderr",
     )
 
 
-def _one_line_error(process: subprocess.Popen[str]) -> tuple[int, str]:
-    out, err = process.communicate(timeout=60)
+def _ended(process: Child, sig: int | None = None) -> tuple[str, str]:
+    """Its stdout and stderr once it has ended (after `sig`, if given); killed if it has not
+    within 60 s."""
+    if sig is not None:
+        process.send_signal(sig)
+    try:
+        process.wait(60)
+    finally:
+        process.stop(grace_s=0)
+    return process.log_text(), process.stderr_text()
+
+
+def _one_line_error(process: Child) -> tuple[int, str]:
+    out, err = _ended(process)
     assert out == ""
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -93,7 +106,7 @@ def test_a_demo_start_is_honest(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 120
         while True:  # the first connection the port accepts gets an answer
-            assert process.poll() is None, process.communicate()
+            assert process.poll() is None, process.describe()
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
             except OSError:
@@ -112,8 +125,7 @@ def test_a_demo_start_is_honest(tmp_path: Path) -> None:
             == 200
         )
     finally:
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        _, err = process.communicate(timeout=60)
+        _, err = _ended(process, signal.SIGINT)  # what Ctrl-C sends
     print(err)
     assert process.returncode == 0
     assert "warning: MAAS_WROKERS is not a maas setting" in err
