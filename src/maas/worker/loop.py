@@ -6,21 +6,17 @@ message that is waiting before it forms batches — a loop that ran a forward pe
 make batches of one — then runs due batches: small ones inline (a thread hop costs more than a
 small forward), long ones and those fed large inputs on the forward thread, so the loop goes on
 reading and queueing what arrives during them (`maas.worker.forwarding`). One forward at a time
-either way. Loads run on a thread so traffic to loaded versions goes on meanwhile.
+either way. Versions are loaded, checked and unloaded by `maas.worker.loading`, on a thread, so
+traffic to the loaded ones goes on meanwhile.
 
 Under `maas serve` (`PROMETHEUS_MULTIPROC_DIR` set), a timer on the loop also writes what the
 batchers measured into prometheus_client's multiprocess files (`maas.worker.exposition`), for
 the gateways to expose once per worker; heartbeats carry the same figures for `/admin`.
-
-Torch is imported here only after the thread settings are in the environment.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import gc
-import itertools
 import logging
 import os
 import signal
@@ -30,38 +26,27 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import numpy as np
 import zmq
 
-from maas.errors import DeadlineExceeded, MaasError, ModelLoadError, Unavailable
+from maas.errors import DeadlineExceeded, MaasError, Unavailable
 from maas.store.sealing import ArtifactKey
 from maas.transport import messages as msg
 from maas.transport.curve import DeploymentKeys
 from maas.transport.version import PROTOCOL
-from maas.types import LoadSpec, VersionKey
-from maas.worker.batcher import Batch, Batcher, Pending
+from maas.types import VersionKey
+from maas.worker.batcher import Batch, Pending
 from maas.worker.cache import ArtifactCache
 from maas.worker.exposition import FLUSH_S, Exposition, Figures, multiprocess_dir
 from maas.worker.forwarding import forward, off_loop
 from maas.worker.listeners import Listener, listen
+from maas.worker.loading import LoadedVersion, Loader
 from maas.worker.memory import DeviceMemory
 
-if TYPE_CHECKING:
-    from maas.worker.runtime import LoadedModel
-
 log = logging.getLogger(__name__)
-
-FETCH_TIMEOUT_S = 30.0  # for one chunk of an artifact from the gateway
-
-
-@dataclasses.dataclass(slots=True)
-class _Version:
-    model: LoadedModel
-    batcher: Batcher
 
 
 class WorkerServer:
@@ -83,12 +68,7 @@ class WorkerServer:
         on a thread of the gateway's process, and sets torch's threads at its first load)."""
         self.endpoint = endpoint
         self._context = context
-        self._torch_threads = torch_threads
         self._keys = keys
-        self._cache = cache
-        self._artifact_key = artifact_key  # opens sealed artifacts (maas.store.sealing)
-        self._fetches: dict[int, asyncio.Future[tuple[msg.Chunk, bytes]]] = {}
-        self._fetch_ids = itertools.count(1)
         self.bound = threading.Event()
         self.worker_id = worker_id
         self.device = device
@@ -96,8 +76,15 @@ class WorkerServer:
         self._memory = DeviceMemory(device)
         self.restarts = restarts
         self.boot = uuid.uuid4().hex
-        self._versions: dict[VersionKey, _Version] = {}
-        self._loading: dict[VersionKey, list[tuple[bytes, int]]] = {}
+        self._loader = Loader(
+            worker_id=worker_id,
+            device=device,
+            send=self._send,
+            torch_threads=torch_threads,
+            cache=cache,
+            artifact_key=artifact_key,
+        )
+        self._versions = self._loader.versions  # the loader's own dict: it loads, the loop serves
         self._peers: dict[bytes, float] = {}  # gateway socket → when it last pinged
         self._mismatched: dict[bytes, int] = {}  # gateways speaking another protocol → theirs
         self._listener: Listener = _NOT_LISTENING
@@ -115,6 +102,7 @@ class WorkerServer:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._loader.attach(loop)
         self._stopped = asyncio.Event()
         listener = listen(self.endpoint, context=self._context, keys=self._keys)
         self._listener = listener
@@ -188,15 +176,14 @@ class WorkerServer:
                 # The status says which protocol it speaks, and its clock for the gateway's.
                 self._send(identity, self.status(request.id, request.sent))
             case msg.Load():
-                self._on_load(identity, request)
+                self._loader.on_load(identity, request)
             case msg.Check():
-                self._on_check(identity, request)
+                self._loader.on_check(identity, request)
             case msg.Unload():
-                self._on_unload(identity, request)
+                self._flush_figures()  # what the version measured until now still counts
+                self._loader.on_unload(identity, request)
             case msg.Chunk():
-                fetch = self._fetches.get(request.id)
-                if fetch is not None and not fetch.done():
-                    fetch.set_result((request, bytes(frames[0]) if frames else b""))
+                self._loader.on_chunk(request, frames)
 
     def _on_infer(self, identity: bytes, request: msg.Infer, frames: list[Any]) -> None:
         version = self._versions.get(VersionKey(request.model, request.version))
@@ -218,114 +205,6 @@ class WorkerServer:
             )
         except MaasError as exc:
             self._send(identity, msg.failure(request.id, exc))
-
-    def _on_load(self, identity: bytes, request: msg.Load) -> None:
-        spec = request.spec
-        if spec.key in self._versions:
-            self._send(identity, msg.Done(request.id))
-            return
-        waiters = self._loading.get(spec.key)
-        if waiters is not None:  # several gateways asked: one load answers them all
-            waiters.append((identity, request.id))
-            return
-        self._loading[spec.key] = [(identity, request.id)]
-        assert self._loop is not None
-        load = self._load(self._here(spec), identity)
-        task = self._loop.create_task(load, name=f"load {spec.key}")
-        task.add_done_callback(_log_crash)
-
-    async def _load(self, spec: LoadSpec, identity: bytes) -> None:
-        model, reply = await self._load_off_loop(spec, identity)
-        if model is not None:
-            gc.collect()
-            gc.freeze()  # the model's objects leave every later collection (see maas.app)
-            batcher = Batcher(spec)
-            batcher.stats.mean_batch_s = model.warmup_batch_s or batcher.stats.mean_batch_s
-            self._versions[spec.key] = _Version(model, batcher)
-            log.info("worker %s loaded %s", self.worker_id, spec.key)
-        for identity, request_id in self._loading.pop(spec.key, []):
-            self._send(identity, msgspec.structs.replace(reply, id=request_id))
-
-    def _here(self, spec: LoadSpec) -> LoadSpec:
-        """`spec` with `auto` resolved to this worker's device."""
-        return dataclasses.replace(spec, device=self.device) if spec.device == "auto" else spec
-
-    def _on_check(self, identity: bytes, request: msg.Check) -> None:
-        assert self._loop is not None
-        check = self._check(identity, request.id, self._here(request.spec))
-        task = self._loop.create_task(check, name="check")
-        task.add_done_callback(_log_crash)
-
-    async def _check(self, identity: bytes, request_id: int, spec: LoadSpec) -> None:
-        model, reply = await self._load_off_loop(spec, identity)
-        del model  # a check keeps nothing
-        gc.collect()
-        self._send(identity, msgspec.structs.replace(reply, id=request_id))
-
-    def _on_unload(self, identity: bytes, request: msg.Unload) -> None:
-        self._flush_figures()  # what the version measured until now still counts
-        version = self._versions.pop(VersionKey(request.model, request.version), None)
-        if version is not None:
-            gone = Unavailable(f"{request.model}@{request.version} was unloaded")
-            for item in version.batcher.drain():
-                self._send(item.reply_to, msg.failure(item.request_id, gone))
-        self._send(identity, msg.Done(request.id))
-
-    async def _load_off_loop(
-        self, spec: LoadSpec, identity: bytes
-    ) -> tuple[LoadedModel | None, msg.Done | msg.Failed]:
-        """Load `spec` on a thread (its artifact fetched from the gateway `identity` first when
-        this host has no copy): the model and Done, or None and the failure (id 0: the caller
-        answers each asker with its own id)."""
-        try:
-            spec = await self._artifact_here(spec, identity)
-            return await asyncio.to_thread(self._load_blocking, spec), msg.Done(0)
-        except MaasError as exc:
-            return None, msg.failure(0, exc)
-        except Exception as exc:
-            return None, msg.failure(0, ModelLoadError(f"{type(exc).__name__}: {exc}"))
-
-    async def _artifact_here(self, spec: LoadSpec, identity: bytes) -> LoadSpec:
-        """`spec` naming a file on this host with the artifact: the gateway's path where this
-        host sees it (one host, a shared volume), else this worker's cache, filled by sha256
-        from the object store or the gateway that asked when it is not there yet."""
-        if await asyncio.to_thread(Path(spec.path).is_file):
-            return spec
-        if self._cache is None:
-            raise ModelLoadError(f"{spec.path} is not on this host and the worker has no cache")
-        cached = await self._cache.obtain(
-            spec.sha256, lambda o, n: self._ask(identity, spec.sha256, o, n)
-        )
-        return dataclasses.replace(spec, path=str(cached))
-
-    async def _ask(
-        self, identity: bytes, sha256: str, offset: int, length: int
-    ) -> tuple[msg.Chunk, bytes]:
-        assert self._loop is not None
-        fetch_id = next(self._fetch_ids)
-        future: asyncio.Future[tuple[msg.Chunk, bytes]] = self._loop.create_future()
-        self._fetches[fetch_id] = future
-        try:
-            self._send(identity, msg.Fetch(fetch_id, sha256, offset, length))
-            async with asyncio.timeout(FETCH_TIMEOUT_S):
-                return await future
-        except TimeoutError:
-            raise ModelLoadError(
-                f"the gateway did not send artifact {sha256[:12]} within {FETCH_TIMEOUT_S:.0f} s"
-            ) from None
-        finally:
-            self._fetches.pop(fetch_id, None)
-
-    def _load_blocking(self, spec: LoadSpec) -> LoadedModel:
-        if self._torch_threads is not None:
-            threads, self._torch_threads = self._torch_threads, None
-            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-            import torch
-
-            torch.set_num_threads(threads)
-        from maas.worker.runtime import load_model
-
-        return load_model(spec, self._artifact_key)
 
     # running --------------------------------------------------------------------------------
 
@@ -368,7 +247,7 @@ class WorkerServer:
                 self._listener.drain()  # what arrived during the forward joins the next batch
         self._arm_timer()
 
-    async def _run_threaded(self, version: _Version, batch: Batch) -> None:
+    async def _run_threaded(self, version: LoadedVersion, batch: Batch) -> None:
         assert self._loop is not None
         started = time.perf_counter()
         try:
@@ -383,7 +262,7 @@ class WorkerServer:
 
     def _deliver(
         self,
-        version: _Version,
+        version: LoadedVersion,
         batch: Batch,
         outcome: list[Any] | MaasError,
         seconds: float,
@@ -478,7 +357,7 @@ class WorkerServer:
             device=self.device,
             restarts=self.restarts,
             versions=tuple(str(k) for k in self._versions),
-            loading=tuple(str(k) for k in self._loading),
+            loading=tuple(str(k) for k in self._loader.loading),
             queue_depth=sum(v.batcher.depth for v in self._versions.values()),
             gateways=sum(1 for seen in self._peers.values() if time.monotonic() - seen < 2.0),
             stats=stats,
