@@ -78,10 +78,11 @@ def serve(log_level: str, **overrides: Any) -> None:
     import logging
 
     from maas import supervisor
+    from maas.supervision.logs import LOG_FORMAT
 
     warn_unknown_variables()
     settings = load_settings(**overrides)
-    logging.basicConfig(level=log_level.upper(), format=supervisor.LOG_FORMAT)
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         supervisor.Supervisor(settings, demo=settings.demo, log_level=log_level).run()
@@ -134,7 +135,7 @@ def worker(
         lifeline.hold(supervisor_pid, group=True)
     warn_unknown_variables()
     settings = load_settings()
-    from maas.supervisor import LOG_FORMAT
+    from maas.supervision.logs import LOG_FORMAT
     from maas.worker.main import run_worker
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)

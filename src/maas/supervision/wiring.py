@@ -7,9 +7,9 @@ index, that directory's parts, the migration already done), and each local worke
 line and environment. It is all here, so the user's settings stay the user's, and what a child
 is given can be read (and tested) in one place.
 
-Gateways get their settings whole from the supervisor (`maas.supervisor.run_gateway`), so the
-internal ones are `Settings` fields (`maas.config.INTERNAL_SETTINGS`); workers get a command
-line, and their environment with the user's `MAAS_*` variables.
+Gateways get their settings whole from the supervisor (`maas.supervision.gateway.run_gateway`),
+so the internal ones are `Settings` fields (`maas.config.INTERNAL_SETTINGS`); workers get a
+command line, and their environment with the user's `MAAS_*` variables.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def gateway_settings(settings: Settings, run: RunDir, index: int) -> Settings:
         "gateway_index": index,
         "peers_dir": run.peers,
         "rates_dir": run.rates,
-        "migrate_on_start": False,  # the supervisor migrated, once (`prepare_registry`)
+        "migrate_on_start": False,  # the supervisor migrated, once (`maas.supervision.prepare`)
     }
     assert internal.keys() == INTERNAL_SETTINGS, "a new internal setting is wired here"
     return settings.model_copy(
