@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     # With it, artifacts are sealed at rest (AES-256-GCM; maas.store.sealing): gateways seal what
     # they store, workers open it in memory. 64 hex digits or base64 (`maas keys artifact`).
     artifact_key: str | None = Field(None, repr=False)  # never in a log line
-    # `maas serve` sweeps what a crash left in the artifact store at its start (maas.store.sweeper):
+    # `maas serve` sweeps what a crash left in the artifact store at its start
+    # (maas.control.sweeper):
     # files at least this old, so an upload another host is finishing keeps its own.
     sweep_min_age_s: float = Field(60.0, ge=0, le=86_400)
     # Instances (rows of the batch axis) one inference request may hold, whatever its size.

@@ -11,7 +11,7 @@ answers), and carries out a rolling restart of the gateways on SIGHUP
 (`maas.supervision.rolling`). A gateway process runs `maas.supervision.gateway`. The gateways
 tell each other of registry changes through sockets in `run_dir/peers`.
 
-SIGTERM or SIGINT stops the gateways first (they drain, `maas.supervision.drain`, and finish
+SIGTERM or SIGINT stops the gateways first (they drain, `maas.api.drain`, and finish
 what they hold with the workers), then the workers, and removes the run directory.
 """
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from maas.control.sweeper import MISSING, sweep
 from maas.errors import InvalidArtifact, ModelLoadError, StoreUnavailable
 from maas.registry import db
 from maas.registry.service import Registry
@@ -22,7 +23,6 @@ from maas.store import deployment_store, open_store
 from maas.store.base import ArtifactWriter, put_bytes
 from maas.store.s3 import PART_BYTES, S3Store
 from maas.store.sealing import MAGIC, ArtifactKey
-from maas.store.sweeper import MISSING, sweep
 from maas.transport import messages as msg
 from maas.worker.cache import ArtifactCache
 from support.inprocess_gateway import ADMIN, make_settings, running_gateway

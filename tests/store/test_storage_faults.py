@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from maas.control.sweeper import MISSING, sweep
 from maas.registry import db
 from maas.registry.service import Registry
 from maas.store.local import LocalStore
-from maas.store.sweeper import MISSING, sweep
 from support.inprocess_gateway import ADMIN, make_settings, running_gateway
 from support.killable_serve import kill_tree, start_serve, stop_serve, wait_up
 from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes

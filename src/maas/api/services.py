@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from maas.api.drain import Drain
 from maas.auth.keys import Authenticator
 from maas.config import Settings
 from maas.control.deployment import Deployer
@@ -17,7 +18,6 @@ from maas.registry.service import Registry
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
 from maas.store.base import ArtifactStore
-from maas.supervision.drain import Drain
 from maas.types import VersionKey, VersionStatus
 
 

@@ -22,7 +22,7 @@ class LocalStore:
         self.key = key
 
     def prepare(self) -> None:
-        """Create the layout (leftovers of a crash are the sweeper's: `maas.store.sweeper`; a
+        """Create the layout (leftovers of a crash are the sweeper's: `maas.control.sweeper`; a
         gateway starting next to others must not take their uploads in progress)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         (self.root / "sha256").mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ where the function lived before, still names it too.
 
 The gateway ends with its supervisor (`maas.supervision.lifeline`), leads a process group of
 its own (a Ctrl-C reaches the supervisor only, which stops the gateways in order), says when it
-serves through the supervisor's Event, and stops by draining (`maas.supervision.drain`).
+serves through the supervisor's Event, and stops by draining (`maas.api.drain`).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def run_gateway(
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
+    from maas.api.drain import Drain, DrainingServer
     from maas.app import MaasApp, create_app
-    from maas.supervision.drain import Drain, DrainingServer
 
     settings = Settings(**settings_data)
     hook = None

@@ -15,7 +15,7 @@ to its supervisor, taken as its first act (`hold`):
 The end is SIGKILL, not a drain: nobody restarts the child, the workers go at the same moment
 (so a gateway could not answer what it holds anyway), and a worker may be in the middle of a
 long forward that a graceful stop would wait for; the registry and the artifact store are safe
-against a kill (the next start sweeps what an upload left, `maas.store.sweeper`).
+against a kill (the next start sweeps what an upload left, `maas.control.sweeper`).
 
 A process whose own children must not outlive it (a worker: torch or a model may start some)
 holds the lifeline with `group=True`: it ends its whole process group, itself included, so

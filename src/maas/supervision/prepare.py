@@ -13,13 +13,13 @@ from maas.config import Settings
 
 
 async def prepare_registry(settings: Settings) -> None:
-    """Migrations, the bootstrap key and the sweep of what a crash left (`maas.store.sweeper`),
+    """Migrations, the bootstrap key and the sweep of what a crash left (`maas.control.sweeper`),
     once, before any gateway starts."""
     from maas.auth.keys import ensure_key
+    from maas.control.sweeper import sweep
     from maas.registry import db
     from maas.registry.service import Registry
     from maas.store import deployment_store
-    from maas.store.sweeper import sweep
     from maas.types import Scope
 
     database = db.open_database(settings.database_url)

@@ -2,7 +2,7 @@
 package), run by the supervisor process one step per turn of its poll loop.
 
 The gateways are restarted one at a time: each gets a replacement beside it on the shared
-port, and the old process is sent SIGTERM (it drains, see `maas.supervision.drain`) only once
+port, and the old process is sent SIGTERM (it drains, see `maas.api.drain`) only once
 the replacement serves, so the port always has a gateway behind it; the next one's turn comes
 once the old process has exited. A replacement that keeps exiting (a broken new install, say)
 stops the roll, and the old process, still serving, takes its place again. A SIGHUP during a
