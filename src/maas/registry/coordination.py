@@ -1,8 +1,9 @@
 """The registry's control-plane rows: the generation, the live gateways and workers, leases.
 
 Small, frequent statements (a one-row read every 250 ms, a heartbeat a second per gateway), kept
-apart from the catalogue in `service.py`. Times are Unix seconds from the caller's clock, so the
-gateways sharing a registry need clocks in step to well under the lease time (NTP is plenty).
+apart from the catalogue that `Registry` serves. Times are Unix seconds from the caller's clock,
+so the gateways sharing a registry need clocks in step to well under the lease time (NTP is
+plenty).
 """
 
 from __future__ import annotations

@@ -1,0 +1,118 @@
+"""Registry operations on aliases: pointing one at versions (set, promote), rolling it back
+through its history, deleting it, and reading it and its history. The writes these share with
+the version operations (moving an alias, the undo stack, the audit row) are in `aliasing.py`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from maas.errors import AliasInUse, NothingToUndo
+from maas.registry import repository as repo
+from maas.registry.aliasing import UNSET, audit, check_expected, move_alias, top_of_undo_stack
+from maas.registry.base import RegistryBase
+from maas.registry.records import AliasRecord, HistoryRecord, Route, routes_json
+from maas.registry.tables import AliasHistory
+from maas.types import DEFAULT_ALIAS, AliasAction, VersionStatus
+
+
+class Aliases(RegistryBase):
+    async def set_alias(
+        self,
+        *,
+        model: str,
+        alias: str,
+        routes: list[Route],
+        actor: str,
+        action: AliasAction = AliasAction.SET,
+        expected_current: Any = UNSET,
+    ) -> AliasRecord:
+        """Point `alias` at ready versions, atomically, recording history unless nothing moves
+        (then the record has no generation: there is nothing to propagate)."""
+        async with self._writes.begin() as session:
+            model_row = await repo.get_model(session, name=model, lock=True)
+            current = await repo.get_alias(session, model=model_row, name=alias)
+            check_expected(current, expected_current)
+            record = await move_alias(
+                session, model_row, alias, current, routes, actor=actor, action=action
+            )
+        if record.generation is not None:
+            self._changed(record.generation)
+        return record
+
+    async def undo_alias(self, *, model: str, alias: str, actor: str) -> AliasRecord:
+        """Rollback without a target: undo the alias's newest change that is not undone yet
+        (back to that change's `from`), so successive rollbacks walk back through the history
+        instead of toggling. NothingToUndo when no such change is left."""
+        async with self._writes.begin() as session:
+            model_row = await repo.get_model(session, name=model, lock=True)
+            current = await repo.require_alias(session, model=model_row, name=alias)
+            rows = await repo.all_alias_history(session, model=model_row, alias=alias)
+            change = top_of_undo_stack(rows)
+            if change is None or change.from_routes is None:
+                what = "no change left to undo" if change is None else "no earlier target"
+                raise NothingToUndo(
+                    f"alias '{alias}' of '{model}' has {what} (its history: "
+                    f"GET /admin/models/{model}/aliases/{alias}/history)"
+                )
+            routes = [Route(r["version"], r["weight"]) for r in change.from_routes]
+            record = await move_alias(
+                session,
+                model_row,
+                alias,
+                current,
+                routes,
+                actor=actor,
+                action=AliasAction.ROLLBACK,
+                undoes=change.id,
+            )
+        if record.generation is not None:
+            self._changed(record.generation)
+        return record
+
+    async def delete_alias(self, *, model: str, alias: str, actor: str) -> int:
+        """Remove an alias; returns the generation it committed with. `production` only while
+        the model has no ready version that requests naming just the model would lose."""
+        async with self._writes.begin() as session:
+            model_row = await repo.get_model(session, name=model, lock=True, children=True)
+            current = await repo.require_alias(session, model=model_row, name=alias)
+            if alias == DEFAULT_ALIAS:
+                ready = [
+                    v.version for v in model_row.versions if v.status == VersionStatus.READY.value
+                ]
+                if ready:
+                    raise AliasInUse(
+                        f"requests naming only '{model}' use its production alias and "
+                        f"version(s) {', '.join(map(str, ready))} are ready to serve them; "
+                        "point production elsewhere, or unload or archive them first"
+                    )
+            old = routes_json([Route(r.version, r.weight) for r in current.routes])
+            now = datetime.now(UTC)
+            session.add(
+                AliasHistory(
+                    model_id=model_row.id,
+                    alias=alias,
+                    action=AliasAction.DELETE.value,
+                    from_routes=old,
+                    to_routes=[],
+                    key_name=actor,
+                    at=now,
+                )
+            )
+            audit(session, actor, "alias.delete", f"{model}/{alias}", old, None)
+            await repo.delete_alias(session, alias=current)
+            generation = await repo.bump_generation(session)
+        self._changed(generation)
+        return generation
+
+    async def get_alias(self, *, model: str, alias: str) -> AliasRecord:
+        async with self._sessions() as session:
+            model_row = await repo.get_model(session, name=model)
+            row = await repo.require_alias(session, model=model_row, name=alias)
+            return AliasRecord.from_row(row, model)
+
+    async def alias_history(self, *, model: str, alias: str, limit: int) -> list[HistoryRecord]:
+        async with self._sessions() as session:
+            model_row = await repo.get_model(session, name=model)
+            rows = await repo.alias_history(session, model=model_row, alias=alias, limit=limit)
+            return [HistoryRecord.from_row(r) for r in rows]
