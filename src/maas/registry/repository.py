@@ -183,10 +183,6 @@ async def key_by_hash(session: AsyncSession, *, secret_hash: str) -> ApiKey | No
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def get_key(session: AsyncSession, *, key_id: int) -> ApiKey | None:
-    return await session.get(ApiKey, key_id)
-
-
 async def list_keys(session: AsyncSession) -> Sequence[ApiKey]:
     return (await session.execute(select(ApiKey).order_by(ApiKey.id))).scalars().all()
 
