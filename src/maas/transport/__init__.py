@@ -1,1 +1,2 @@
-"""Gateway ↔ worker messages: msgspec headers plus raw tensor frames over ZeroMQ."""
+"""What gateways and workers both speak, and nothing else: the typed messages, the Unix stream
+wire and ZeroMQ framing, CurveZMQ keys, and the telemetry workers send with their heartbeats."""
