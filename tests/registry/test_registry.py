@@ -107,6 +107,36 @@ async def test_alias_rules(registry: Registry) -> None:
     assert undone.routes == (Route(v1, 100),)
 
 
+async def test_unload_refused_while_an_alias_routes_to_the_version(registry: Registry) -> None:
+    await registry.create_model(name="m", description="", actor="t")
+    v1 = await _ready_version(registry, "m")  # production's first target
+    v2 = await _ready_version(registry, "m")
+    await registry.set_alias(model="m", alias="production", routes=[Route(v2, 100)], actor="t")
+    await registry.set_alias(model="m", alias="canary", routes=[Route(v2, 100)], actor="t")
+    with pytest.raises(AliasInUse, match=r"^m@2 serves alias\(es\) canary, production; move them"):
+        await registry.unload_version(VersionKey("m", v2))
+    # Whatever its status: a version that failed under an alias still has the alias's requests.
+    await registry.set_status(VersionKey("m", v2), VersionStatus.FAILED, load_error="boom")
+    with pytest.raises(AliasInUse):
+        await registry.unload_version(VersionKey("m", v2))
+    assert (await registry.get_version(VersionKey("m", v2))).status is VersionStatus.FAILED
+    with pytest.raises(VersionNotFound):
+        await registry.unload_version(VersionKey("m", 42))
+
+    heard: list[int] = []
+    registry.on_change(heard.append)
+    await registry.set_status(VersionKey("m", v1), VersionStatus.FAILED, load_error="boom")
+    unloaded = await registry.unload_version(VersionKey("m", v1))
+    assert (unloaded.status, unloaded.load_error) == (VersionStatus.UNLOADED, None)
+    assert heard[-1] == await registry.generation()
+
+    await registry.archive_version(VersionKey("m", v1), actor="t")
+    before = await registry.generation()
+    archived = await registry.unload_version(VersionKey("m", v1))
+    assert archived.status is VersionStatus.ARCHIVED  # as it is, and nothing to propagate
+    assert await registry.generation() == before
+
+
 async def test_concurrent_alias_changes_serialise(registry: Registry) -> None:
     await registry.create_model(name="m", description="", actor="t")
     versions = [await _ready_version(registry, "m") for _ in range(3)]

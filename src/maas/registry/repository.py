@@ -104,8 +104,12 @@ async def require_alias(session: AsyncSession, *, model: Model, name: str) -> Al
 
 
 async def aliases_pointing_at(session: AsyncSession, *, version: ModelVersion) -> list[str]:
+    """The names of the version's model's aliases that route to it, in order."""
     query = (
-        select(Alias).where(Alias.model_id == version.model_id).options(selectinload(Alias.routes))
+        select(Alias)
+        .where(Alias.model_id == version.model_id)
+        .options(selectinload(Alias.routes))
+        .order_by(Alias.name)
     )
     return [
         alias.name

@@ -128,6 +128,27 @@ class Versions(RegistryBase):
         self._changed(generation)
         return record
 
+    async def unload_version(self, key: VersionKey) -> VersionRecord:
+        """Mark a version `unloaded`, for the leader to take it off the workers; an archived one
+        comes back as it is. AliasInUse while an alias routes to it, whatever its status: the
+        alias's requests would have nowhere to go. The model row is locked first, so no alias
+        moves onto the version between the check and the change."""
+        async with self._writes.begin() as session:
+            model = await repo.get_model(session, name=key.model, lock=True)
+            row = await repo.get_version(session, model=model, version=key.version)
+            aliases = await repo.aliases_pointing_at(session, version=row)
+            if aliases:
+                raise AliasInUse(f"{key} serves alias(es) {', '.join(aliases)}; move them first")
+            if row.status == VersionStatus.ARCHIVED.value:
+                return VersionRecord.from_row(row, key.model)
+            row.status = VersionStatus.UNLOADED.value
+            row.load_error = None
+            await session.flush()
+            record = VersionRecord.from_row(row, key.model)
+            generation = await repo.bump_generation(session)
+        self._changed(generation)
+        return record
+
     async def archive_version(self, key: VersionKey, *, actor: str) -> VersionRecord:
         async with self._writes.begin() as session:
             model = await repo.get_model(session, name=key.model, lock=True)
