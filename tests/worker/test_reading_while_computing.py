@@ -11,7 +11,14 @@ import numpy as np
 from maas.types import ArtifactFormat, LoadSpec, TensorSpec, Timing, VersionKey
 from support.model_files import WIDE_IN as WIDTH
 from support.model_files import SlowMean
-from support.worker_process import connected_pool, wait_healthy, worker_process, write_artifact
+from support.worker_process import (
+    connected_pool,
+    taken,
+    until_worker,
+    wait_healthy,
+    worker_process,
+    write_artifact,
+)
 
 KEY = VersionKey("big", 1)
 
@@ -44,7 +51,7 @@ async def test_large_requests_sent_during_a_forward_are_read_meanwhile_and_batch
             images = [np.full((1, WIDTH), float(i), np.float32) for i in range(5)]
             first_timing = Timing()
             first = asyncio.ensure_future(pool.infer(KEY, [images[0]], timing=first_timing))
-            await asyncio.sleep(0.02)  # the worker is inside its forward now
+            await until_worker(pool, lambda s: taken(s, KEY) == 1, "the first forward to begin")
             timings = [Timing() for _ in range(4)]
             rest = [
                 asyncio.ensure_future(pool.infer(KEY, [image], timing=timing))

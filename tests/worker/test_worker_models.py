@@ -19,6 +19,7 @@ from support.worker_process import (
     SlowMLP,
     connected_pool,
     load_spec,
+    until_worker,
     wait_healthy,
     worker_process,
     write_artifact,
@@ -61,7 +62,11 @@ async def test_sequences_of_different_lengths_share_padded_batches_with_unpadded
                 with torch.inference_mode():
                     alone = module(torch.from_numpy(ids)).numpy()
                 np.testing.assert_allclose(logits, alone, atol=1e-4)
-            await asyncio.sleep(0.5)
+            await until_worker(
+                pool,
+                lambda s: sum(v.telemetry.batch_size.total for v in s.stats) == len(sequences),
+                "the worker's figures to count every sequence",
+            )
             (worker,) = pool.describe()
             (stats,) = worker["stats"]
             assert stats["instances"] == len(sequences)

@@ -20,7 +20,10 @@ from support.waiting import until
 from support.worker_process import (
     SlowMLP,
     connected_pool,
+    heartbeats,
     load_spec,
+    taken,
+    until_worker,
     wait_healthy,
     worker_process,
     write_artifact,
@@ -116,10 +119,10 @@ async def test_full_queue_answers_overloaded_and_cancelled_work_is_skipped(
             await wait_healthy(pool)
             await pool.load(load_spec(path, digest, max_batch_size=1, max_queue=3))
             busy = asyncio.ensure_future(pool.infer(KEY, [one]))
-            await asyncio.sleep(0.05)  # the worker is inside that slow forward now
+            await until_worker(pool, lambda s: taken(s, KEY) == 1, "the slow forward to begin")
             queued = [asyncio.ensure_future(pool.infer(KEY, [one])) for _ in range(2)]
             cancelled = asyncio.ensure_future(pool.infer(KEY, [one]))
-            await asyncio.sleep(0.01)
+            await until_worker(pool, lambda s: s.queue_depth == 3, "three queued behind it")
             cancelled.cancel()  # its caller leaves while it waits in the queue
             with pytest.raises(Overloaded) as refused:  # 3 instances queued: full
                 await pool.infer(KEY, [one])
@@ -142,7 +145,7 @@ async def test_a_killed_worker_fails_its_calls_fast_and_is_used_again_after_rest
             await wait_healthy(pool)
             await pool.load(load_spec(path, digest))
             pending = asyncio.ensure_future(pool.infer(KEY, [np.zeros((1, 4), np.float32)]))
-            await asyncio.sleep(0.05)
+            await until_worker(pool, lambda s: taken(s, KEY) == 1, "its forward to begin")
             os.kill(first.pid, signal.SIGKILL)
             with pytest.raises(Unavailable):
                 await asyncio.wait_for(pending, timeout=5)  # fails fast, never hangs
@@ -209,10 +212,10 @@ async def test_a_stalled_gateway_does_not_blame_the_worker(
         async with connected_pool([endpoint]) as pool:
             await wait_healthy(pool)
             loading = asyncio.create_task(pool.load(load_spec(path, digest)))
-            await asyncio.sleep(0)
+            await until(lambda: pool.links[0].pending, "the load to be sent")
             time.sleep(2.5)  # noqa: ASYNC251 - block this loop, as a blocking import did
             await loading
-            await asyncio.sleep(0.5)  # a few heartbeats after the stall
+            await heartbeats(pool, 3)  # a few after the stall
             assert pool.links[0].healthy
             assert pool.is_loaded(KEY)
     assert not [r for r in caplog.records if "lost" in r.getMessage()]
