@@ -22,7 +22,7 @@ from starlette.types import Scope as AsgiScope
 from maas import __version__
 from maas.api import access_log, docs, fastpath, health, openapi, scrape
 from maas.api import errors as api_errors
-from maas.api.admin import routes as admin
+from maas.api.admin import router as admin_router
 from maas.api.native import routes as native
 from maas.api.services import Readiness, Services
 from maas.api.v2 import routes as v2
@@ -202,7 +202,7 @@ def create_app(
     app.include_router(scrape.router)
     app.include_router(native.router)
     app.include_router(v2.router)
-    app.include_router(admin.router)
+    app.include_router(admin_router)
     docs.install(app)
     openapi.install(app)
     return app

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from maas.api.admin import schemas
+from maas.api.admin import answers as schemas
 from support.inprocess_gateway import ADMIN, Gateway
 from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from maas.api.admin.schemas import TensorSpecOut
+from maas.api.answers import TensorSpecOut
 
 # native -----------------------------------------------------------------------------------
 

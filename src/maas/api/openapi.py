@@ -1,9 +1,10 @@
 """What /openapi.json says beyond what FastAPI infers: the bearer scheme, maas's own error shape
 and the meta of an upload.
 
-The request path stays untouched: routes declare their answers with `answers(...)` (documentation
-only, see `maas.api.admin.schemas`), and `install` post-processes the schema FastAPI
-generates, once:
+The request path stays untouched: admin and health routes declare the model they answer
+(`response_model=`), admin routes their errors with `admin_errors(...)`, inference routes
+their answers with `inference_answers(...)` (documentation only: they build their bodies
+themselves), and `install` post-processes the schema FastAPI generates, once:
 
 - `securitySchemes.bearer`, required on every `/admin/` operation (Swagger UI's Authorize
   button then sends the key), optional on the inference POSTs (`MAAS_REQUIRE_INFER_KEY`); the
@@ -22,13 +23,17 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from maas.api.admin.schemas import ErrorBody, V2ErrorBody
+from maas.api.answers import ErrorBody, V2ErrorBody
 from maas.control.meta import VersionMeta
 
 REF = "#/components/schemas/"
 BEARER = "bearer"
 
 REGISTRY_UNAVAILABLE = "`registry_unavailable`: the registry database cannot be reached"
+# Errors more than one admin route can answer (401, 403 and 503 come with every admin route).
+BAD_JSON = "`bad_request`: the body is not valid JSON"
+INVALID = "`invalid_request`: a parameter or the body does not validate"
+VERSION_NOT_FOUND = "`model_not_found` or `version_not_found`"
 _ADMIN_ERRORS = {
     401: "`unauthenticated`: no key, a malformed `Authorization` header, or a key that is "
     "unknown or revoked",
@@ -43,16 +48,11 @@ _INFER_KEY = (
 _VALIDATION_COMPONENTS = ("HTTPValidationError", "ValidationError")
 
 
-def answers(
-    model: type[BaseModel],
-    description: str,
-    *,
-    status: int = 200,
-    errors: Mapping[int, str] | None = None,
-) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of an admin route: its answer and the errors it can send (401, 403 and
-    503 come with the admin key check; `errors` adds the route's own, status -> description)."""
-    out: dict[int | str, dict[str, Any]] = {status: {"model": model, "description": description}}
+def admin_errors(errors: Mapping[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of an admin route: the errors it can send (401, 403 and 503 come with
+    the admin key check; `errors` adds the route's own, status -> description). Its answer is
+    its `response_model=`, described by its `response_description=`."""
+    out: dict[int | str, dict[str, Any]] = {}
     for code, text in sorted({**_ADMIN_ERRORS, **(errors or {})}.items()):
         out[code] = {"model": ErrorBody, "description": text}
         if code == 401:
@@ -178,8 +178,8 @@ def _tidy_responses(path: str, operation: dict[str, Any], schemas: dict[str, Any
         for media in response.get("content", {}).values():
             body = media.get("schema")
             if isinstance(body, dict) and "$ref" in body:
-                # A model declared in `responses=` merged into the schema FastAPI inferred from
-                # a `dict[...]` return annotation: the model is the truth.
+                # A model declared in `responses=` (an inference route's) merged into the schema
+                # FastAPI inferred from a `dict[...]` return annotation: the model is the truth.
                 media["schema"] = {"$ref": body["$ref"]}
     invalid = responses.get("422")
     if invalid is None or not _is_fastapi_validation(invalid):

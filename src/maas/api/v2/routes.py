@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from maas import __version__
 from maas.api import fastpath
-from maas.api.admin.schemas import V2ErrorBody
+from maas.api.answers import V2ErrorBody
 from maas.api.deps import ServicesDep
 from maas.api.inference_schemas import (
     Live,

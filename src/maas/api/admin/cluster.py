@@ -1,0 +1,42 @@
+"""Admin routes of the cluster: the workers (their processes, devices, health and the versions
+they hold) and the live gateways of this registry."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from maas.api.admin.answers import GatewayList, GatewayOut, WorkerList
+from maas.api.deps import ServicesDep
+from maas.api.openapi import admin_errors
+
+router = APIRouter(prefix="/admin")
+
+
+@router.get(
+    "/workers",
+    response_model=WorkerList,
+    response_model_exclude_unset=True,
+    response_description="Every worker",
+    responses=admin_errors(),
+)
+async def workers(services: ServicesDep) -> WorkerList:
+    await services.backend.refresh()
+    return WorkerList.model_validate({"workers": services.backend.describe()})
+
+
+@router.get(
+    "/gateways",
+    response_model=GatewayList,
+    response_model_exclude_unset=True,
+    response_description="Every live gateway of this registry",
+    responses=admin_errors(),
+)
+async def gateways(services: ServicesDep) -> GatewayList:
+    """Every live gateway of this registry (any host), the generation each serves, and which
+    ones lead placement."""
+    rows = await services.plane.gateways()
+    leaders = await services.plane.leaders()
+    return GatewayList(
+        generation=await services.registry.generation(),
+        gateways=[GatewayOut.from_record(row, leader=row.id in leaders) for row in rows],
+    )

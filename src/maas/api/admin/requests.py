@@ -1,0 +1,106 @@
+"""Request bodies of the admin API: what a client sends to create a model or a key, move an
+alias, promote, roll back or change a version. Each refuses keys it does not know (422)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from maas.checks.fields import Int, IsoTime, Number, VersionNumber
+from maas.registry.records import Route
+from maas.types import MODEL_NAME_RE, Scope
+
+
+class CreateModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=MODEL_NAME_RE.pattern)
+    description: str = Field("", max_length=10_000)
+
+
+class RouteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: VersionNumber
+    weight: Int = Field(ge=1, le=1_000_000)
+
+
+class SetAlias(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: VersionNumber | None = None
+    routes: list[RouteIn] | None = Field(None, min_length=1, max_length=32)
+    expected_current: VersionNumber | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SetAlias:
+        if (self.version is None) == (self.routes is None):
+            raise ValueError('give either "version" or "routes"')
+        if self.routes is not None:
+            versions = [r.version for r in self.routes]
+            if len(versions) != len(set(versions)):
+                raise ValueError("each version may appear once in routes")
+        return self
+
+    def target_routes(self) -> list[Route]:
+        if self.routes is not None:
+            return [Route(r.version, r.weight) for r in self.routes]
+        assert self.version is not None
+        return [Route(self.version, 100)]
+
+
+class Promote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: VersionNumber
+    alias: str = Field("production", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field("production", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    to_version: VersionNumber | None = None
+
+
+class PatchBatching(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: Int | None = Field(None, ge=1, le=4096)
+    max_delay_ms: Number | None = Field(None, ge=0, le=10_000)
+    max_queue: Int | None = Field(None, ge=1, le=1_000_000)
+
+
+class PatchVersion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batching: PatchBatching | None = None
+    description: str | None = Field(None, max_length=10_000)
+    tags: dict[str, Any] | None = None
+
+
+class CreateKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    scopes: list[Scope] = Field(min_length=1)
+    models: list[Annotated[str, Field(pattern=MODEL_NAME_RE.pattern)]] | None = Field(
+        None, min_length=1, max_length=256, description="the models it may act on; unset: all"
+    )
+    expires_at: IsoTime | None = Field(None, description="ISO 8601; unset: never")
+    rate_limit_per_s: Number | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="requests per second it may make (on each host); unset: "
+        "MAAS_KEY_RATE_LIMIT_PER_S, or no limit",
+    )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
