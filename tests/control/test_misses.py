@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from support.inprocess_gateway import Gateway
 from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.waiting import until
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 V2_ROW = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
@@ -58,7 +59,8 @@ async def test_junk_names_and_steady_traffic_cost_no_registry_query(
     gateway: Gateway, statements: list[str]
 ) -> None:
     await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
-    await asyncio.sleep(0.3)  # let the deployment's own reads settle
+    wanted = await gateway.services.registry.generation()  # the deployment's last change
+    await until(lambda: gateway.services.plane.served >= wanted, "the deployment's reads done")
     reloads = gateway.services.router.reloads
     polls = gateway.services.plane.polls
     statements.clear()
