@@ -23,6 +23,7 @@ from maas import __version__
 from maas.api import access_log, docs, fastpath, health, openapi, scrape
 from maas.api import errors as api_errors
 from maas.api.admin import router as admin_router
+from maas.api.drain import Drain
 from maas.api.native import routes as native
 from maas.api.services import Readiness, Services
 from maas.api.v2 import routes as v2
@@ -44,7 +45,6 @@ from maas.serving import call
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
 from maas.store import deployment_store
-from maas.supervision.drain import Drain
 from maas.types import Scope
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class MaasApp(FastAPI):
     middleware and routing (see `maas.api.fastpath` and `maas.serving.call`)."""
 
     access_log = False  # set from the settings when the gateway starts
-    drain = Drain()  # replaced per app; set once the process is stopping (maas.supervision.drain)
+    drain = Drain()  # replaced per app; set once the process is stopping (maas.api.drain)
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if self.drain.active and scope["type"] == "http":

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from maas.api.admin import answers as schemas
+from maas.api.admin import answers
 from support.inprocess_gateway import ADMIN, Gateway
 from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 
@@ -139,7 +139,7 @@ async def test_every_admin_answer_and_error_is_documented(gateway: Gateway) -> N
         assert set(body) == {"$ref"}, (method, path, body)
         name = body["$ref"].removeprefix(REF)
         assert components[name]["properties"], (method, path)
-        assert hasattr(schemas, name), name  # a model of maas.api.admin.schemas
+        assert hasattr(answers, name), name  # a model of maas.api.admin.answers
         errors = [s for s in responses if s not in ok]
         assert {"401", "403", "503"} <= set(errors), (method, path)
         for status in errors:
@@ -209,11 +209,11 @@ async def test_health_and_metrics_are_described(gateway: Gateway) -> None:
     metrics = schema["paths"]["/metrics"]["get"]["responses"]["200"]
     assert list(metrics["content"]) == ["text/plain"]
     assert "Prometheus" in metrics["description"]
-    _fits(schemas.Healthy, (await gateway.client.get("/healthz")).json())
-    _fits(schemas.Alive, (await gateway.client.get("/")).json())
-    _fits(schemas.Ready, (await gateway.wait_ready()).json())
+    _fits(answers.Healthy, (await gateway.client.get("/healthz")).json())
+    _fits(answers.Alive, (await gateway.client.get("/")).json())
+    _fits(answers.Ready, (await gateway.wait_ready()).json())
     not_ready = {"ready": False, "reasons": ["migrations have not run"], "degraded": []}
-    _fits(schemas.NotReady, not_ready)
+    _fits(answers.NotReady, not_ready)
     scrape = await gateway.client.get("/metrics")
     assert scrape.headers["content-type"].startswith("text/plain")
 
@@ -239,7 +239,7 @@ class _Documented:
         assert response.status_code == status, response.text
         responses = self.schema["paths"][template][method.lower()]["responses"]
         ref = responses[str(status)]["content"]["application/json"]["schema"]["$ref"]
-        model = getattr(schemas, ref.removeprefix(REF))
+        model = getattr(answers, ref.removeprefix(REF))
         body = response.json()
         _fits(model, body)
         self.checked.add((method.lower(), template))
@@ -267,7 +267,7 @@ async def test_real_answers_fit_the_documented_models(gateway: Gateway) -> None:
     assert uploaded["created_at"].endswith("+00:00")
     second = await gateway.upload("mlp", torchscript_bytes(tiny_mlp(2)), mlp_meta(load=False))
     assert second.status_code == 201
-    _fits(schemas.VersionOut, second.json())
+    _fits(answers.VersionOut, second.json())
     await doc.call("GET", "/admin/models", "/admin/models")
     await doc.call("GET", "/admin/models/mlp", m)
     detail = await doc.call("GET", "/admin/models/mlp/versions/1", v)
@@ -301,11 +301,11 @@ async def test_real_answers_fit_the_documented_models(gateway: Gateway) -> None:
 async def test_real_errors_fit_the_error_model(gateway: Gateway) -> None:
     anonymous = await gateway.client.get("/admin/models")
     assert anonymous.status_code == 401
-    _fits(schemas.ErrorBody, anonymous.json())
+    _fits(answers.ErrorBody, anonymous.json())
     for path in ("/admin/models/nope", "/admin/models/nope/versions/x", "/admin/events?limit=0"):
         response = await gateway.client.get(path, headers=ADMIN)
         assert response.status_code in (404, 422), path
-        _fits(schemas.ErrorBody, response.json())
+        _fits(answers.ErrorBody, response.json())
     v2 = await gateway.client.get("/v2/models/nope")
     assert v2.status_code == 404
-    _fits(schemas.V2ErrorBody, v2.json())
+    _fits(answers.V2ErrorBody, v2.json())

@@ -103,7 +103,8 @@ def keys_create(
 def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, Any]:
     """The bootstrap path: the key written straight into the database, answered in the admin
     API's own shape."""
-    from maas.api.admin.schemas import key_json
+    from maas.api.admin.answers import KeyCreated
+    from maas.api.answers import json_of
     from maas.auth.keys import create_key
     from maas.cli.serve import database_failure, load_settings, masked
     from maas.registry import db as registry_db
@@ -128,7 +129,7 @@ def _create_in_database(database_url: str, body: dict[str, Any]) -> dict[str, An
             )
         finally:
             await database.dispose()
-        return key_json(record, secret)
+        return json_of(KeyCreated.with_secret(record, secret))
 
     try:
         answer = asyncio.run(run())

@@ -93,16 +93,6 @@ class Deployer:
         self.wake()
         return record
 
-    async def unload(self, key: VersionKey) -> VersionRecord:
-        """Mark the version `unloaded`; the leader takes it off the workers."""
-        record = await self._registry.get_version(key)
-        if record.status is VersionStatus.ARCHIVED:
-            return record
-        updated = await self._registry.set_status(key, VersionStatus.UNLOADED)
-        assert updated is not None
-        self.wake()
-        return updated
-
     async def wait_settled(self, key: VersionKey, timeout_s: float = 600.0) -> VersionRecord:
         """The version once its load finished one way or the other (whoever loads it)."""
         deadline = time.monotonic() + timeout_s

@@ -25,7 +25,7 @@ from maas.api.openapi import (
 from maas.checks.json_depth import deeper_than, too_deep
 from maas.control.meta import parse_meta
 from maas.control.publishing import publish_version
-from maas.errors import AliasInUse, BadRequest, MaasError
+from maas.errors import BadRequest, MaasError
 from maas.types import MODEL_NAME_RE, VersionKey, VersionStatus
 
 router = APIRouter(prefix="/admin")
@@ -213,18 +213,9 @@ async def load_version(name: str, version: VersionPath, services: ServicesDep) -
     responses=admin_errors({404: VERSION_NOT_FOUND, 409: _IN_USE, 422: INVALID}),
 )
 async def unload_version(name: str, version: VersionPath, services: ServicesDep) -> VersionOut:
-    key = VersionKey(name, version)
-    record = await services.registry.get_version(key)
-    snapshot = await services.router.current()
-    entry = snapshot.models.get(name)
-    in_use = [
-        alias
-        for alias, routes in (entry.aliases.items() if entry else [])
-        if any(r.version == record.version for r in routes)
-    ]
-    if in_use:
-        raise AliasInUse(f"{key} serves alias(es) {', '.join(in_use)}; move them first")
-    return VersionOut.from_record(await services.deployer.unload(key))
+    record = await services.registry.unload_version(VersionKey(name, version))
+    services.deployer.wake()  # the leader takes it off the workers
+    return VersionOut.from_record(record)
 
 
 @router.delete(
