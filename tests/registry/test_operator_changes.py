@@ -35,13 +35,11 @@ async def _model_with_ready_versions(registry: Registry, count: int) -> list[int
 
 
 async def _promote(registry: Registry, version: int, alias: str = "production") -> None:
-    await registry.set_alias(
-        model="m", alias=alias, routes=[Route(version, 100)], actor="t", action=AliasAction.PROMOTE
-    )
+    await registry.promote(model="m", alias=alias, version=version, actor="t")
 
 
 async def _undo(registry: Registry, alias: str = "production") -> list[int]:
-    record = await registry.undo_alias(model="m", alias=alias, actor="oncall")
+    record = await registry.rollback(model="m", alias=alias, actor="oncall")
     return [r.version for r in record.routes]
 
 

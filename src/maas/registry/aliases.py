@@ -1,6 +1,7 @@
 """Registry operations on aliases: pointing one at versions (set, promote), rolling it back
-through its history, deleting it, and reading it and its history. The writes these share with
-the version operations (moving an alias, the undo stack, the audit row) are in `aliasing.py`."""
+(to a version, or through its history), deleting it, and reading it and its history. The rules
+and writes these share with the version operations (an alias's name, moving an alias, the undo
+stack, the audit row) are in `aliasing.py`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from typing import Any
 
 from maas.errors import AliasInUse, NothingToUndo
 from maas.registry import repository as repo
-from maas.registry.aliasing import UNSET, audit, check_expected, move_alias, top_of_undo_stack
+from maas.registry.aliasing import (
+    UNSET,
+    audit,
+    check_alias_name,
+    check_expected,
+    move_alias,
+    top_of_undo_stack,
+)
 from maas.registry.base import RegistryBase
 from maas.registry.records import AliasRecord, HistoryRecord, Route, routes_json
 from maas.registry.tables import AliasHistory
@@ -28,7 +36,9 @@ class Aliases(RegistryBase):
         expected_current: Any = UNSET,
     ) -> AliasRecord:
         """Point `alias` at ready versions, atomically, recording history unless nothing moves
-        (then the record has no generation: there is nothing to propagate)."""
+        (then the record has no generation: there is nothing to propagate). BadRequest for a
+        name an alias may not have."""
+        check_alias_name(alias)
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.get_alias(session, model=model_row, name=alias)
@@ -39,6 +49,34 @@ class Aliases(RegistryBase):
         if record.generation is not None:
             self._changed(record.generation)
         return record
+
+    async def promote(self, *, model: str, alias: str, version: int, actor: str) -> AliasRecord:
+        """Send all of the alias's traffic to `version`: one route, weight 100 (history action
+        `promote`)."""
+        return await self.set_alias(
+            model=model,
+            alias=alias,
+            routes=[Route(version, 100)],
+            actor=actor,
+            action=AliasAction.PROMOTE,
+        )
+
+    async def rollback(
+        self, *, model: str, alias: str, actor: str, to_version: int | None = None
+    ) -> AliasRecord:
+        """To `to_version` (one route, weight 100), or else undo the alias's newest change not
+        undone yet (`undo_alias`: promote 2, promote 3, rollback → 2, rollback → 1). History
+        action `rollback` either way."""
+        check_alias_name(alias)
+        if to_version is None:
+            return await self.undo_alias(model=model, alias=alias, actor=actor)
+        return await self.set_alias(
+            model=model,
+            alias=alias,
+            routes=[Route(to_version, 100)],
+            actor=actor,
+            action=AliasAction.ROLLBACK,
+        )
 
     async def undo_alias(self, *, model: str, alias: str, actor: str) -> AliasRecord:
         """Rollback without a target: undo the alias's newest change that is not undone yet
@@ -72,7 +110,9 @@ class Aliases(RegistryBase):
 
     async def delete_alias(self, *, model: str, alias: str, actor: str) -> int:
         """Remove an alias; returns the generation it committed with. `production` only while
-        the model has no ready version that requests naming just the model would lose."""
+        the model has no ready version that requests naming just the model would lose.
+        BadRequest for a name an alias may not have."""
+        check_alias_name(alias)
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True, children=True)
             current = await repo.require_alias(session, model=model_row, name=alias)

@@ -1,21 +1,30 @@
-"""Writes inside a registry transaction that more than one operation shares: moving an alias
-(its routes, history row and audit event, and the generation bump), the undo stack a rollback
-reads, and the audit row itself. Callers own the transaction and lock the model row first."""
+"""The alias rules that more than one operation shares: which names an alias may have, and the
+writes inside a registry transaction: moving an alias (its routes, history row and audit event,
+and the generation bump), the undo stack a rollback reads, and the audit row itself. Callers
+own the transaction and lock the model row first."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from maas.errors import ConcurrentChange, VersionNotReady
+from maas.errors import BadRequest, ConcurrentChange, VersionNotReady
 from maas.registry import repository as repo
 from maas.registry.records import AliasRecord, Route, routes_json
 from maas.registry.tables import Alias, AliasHistory, AliasRoute, AuditEvent, Model, ModelVersion
-from maas.types import DEFAULT_ALIAS, AliasAction, VersionStatus
+from maas.types import ALIAS_NAME_RE, DEFAULT_ALIAS, AliasAction, VersionStatus
 
 UNSET: Any = object()  # `expected_current` not given: no condition on the alias's target
 # Who the audit log and alias history name for the changes the registry makes on its own.
 SYSTEM_ACTOR = "system"
+
+
+def check_alias_name(alias: str) -> str:
+    """`alias`, if it is a name an alias may have; BadRequest otherwise (before any read, so
+    a bad name is refused whatever the model)."""
+    if not ALIAS_NAME_RE.match(alias):
+        raise BadRequest(f"'{alias}' is not a valid alias name ([a-z][a-z0-9_-]{{0,31}})")
+    return alias
 
 
 def audit(session: Any, actor: str, action: str, target: str, before: Any, after: Any) -> None:

@@ -14,9 +14,6 @@ from maas.api.admin.propagation import once_served
 from maas.api.admin.requests import Promote, Rollback, SetAlias
 from maas.api.deps import AdminDep, ServicesDep
 from maas.api.openapi import BAD_JSON, INVALID, VERSION_NOT_FOUND, admin_errors
-from maas.errors import BadRequest
-from maas.registry.records import Route
-from maas.types import ALIAS_NAME_RE, AliasAction
 
 router = APIRouter(prefix="/admin")
 
@@ -26,12 +23,6 @@ _MOVE_CONFLICT = (
     "another change of the alias won"
 )
 _SERVED = "The alias, once every live gateway serves it"
-
-
-def _alias_name(alias: str) -> str:
-    if not ALIAS_NAME_RE.match(alias):
-        raise BadRequest(f"'{alias}' is not a valid alias name ([a-z][a-z0-9_-]{{0,31}})")
-    return alias
 
 
 @router.put(
@@ -57,7 +48,7 @@ async def set_alias(
         extra["expected_current"] = body.expected_current
     record = await services.registry.set_alias(
         model=name,
-        alias=_alias_name(alias),
+        alias=alias,
         routes=body.target_routes(),
         actor=who.name,
         **extra,
@@ -86,12 +77,8 @@ async def get_alias(name: str, alias: str, services: ServicesDep) -> AliasOut:
     ),
 )
 async def promote(name: str, body: Promote, services: ServicesDep, who: AdminDep) -> AliasChange:
-    record = await services.registry.set_alias(
-        model=name,
-        alias=body.alias,
-        routes=[Route(body.version, 100)],
-        actor=who.name,
-        action=AliasAction.PROMOTE,
+    record = await services.registry.promote(
+        model=name, alias=body.alias, version=body.version, actor=who.name
     )
     return AliasChange.served(record, await once_served(services, record.generation))
 
@@ -113,16 +100,9 @@ async def promote(name: str, body: Promote, services: ServicesDep, who: AdminDep
 async def rollback(name: str, body: Rollback, services: ServicesDep, who: AdminDep) -> AliasChange:
     """To `to_version`, or else undo the alias's newest change not undone yet (an undo stack:
     promote 2, promote 3, rollback → 2, rollback → 1)."""
-    if body.to_version is not None:
-        record = await services.registry.set_alias(
-            model=name,
-            alias=body.alias,
-            routes=[Route(body.to_version, 100)],
-            actor=who.name,
-            action=AliasAction.ROLLBACK,
-        )
-    else:
-        record = await services.registry.undo_alias(model=name, alias=body.alias, actor=who.name)
+    record = await services.registry.rollback(
+        model=name, alias=body.alias, actor=who.name, to_version=body.to_version
+    )
     return AliasChange.served(record, await once_served(services, record.generation))
 
 
@@ -141,9 +121,7 @@ async def rollback(name: str, body: Rollback, services: ServicesDep, who: AdminD
     ),
 )
 async def delete_alias(name: str, alias: str, services: ServicesDep, who: AdminDep) -> AliasDeleted:
-    generation = await services.registry.delete_alias(
-        model=name, alias=_alias_name(alias), actor=who.name
-    )
+    generation = await services.registry.delete_alias(model=name, alias=alias, actor=who.name)
     return AliasDeleted.served(name, alias, await once_served(services, generation))
 
 
