@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -79,7 +78,11 @@ def test_a_gateway_stopped_under_load_fails_no_request(tmp_path: Path) -> None:
                 "the stopped gateway to be started again",
                 timeout_s=60,
             )
-            time.sleep(0.5)
+            restarted = len(codes) + len(errors)
+            wait_for(
+                lambda: len(codes) + len(errors) >= restarted + 50,
+                "requests answered after the restart",
+            )
         finally:
             stop.set()
             for thread in threads:
@@ -136,7 +139,8 @@ def test_a_rolling_restart_under_load_fails_no_request(tmp_path: Path, gateways_
             sent_before = len(answers)
             log = tmp_path / "server.log"
             wait_for(lambda: "rolling restart done" in log.read_text(), "the roll", timeout_s=90)
-            time.sleep(0.5)
+            rolled = len(answers)
+            wait_for(lambda: len(answers) >= rolled + 50, "requests answered after the roll")
         finally:
             stop_clients(stop, threads)
         after = _gateway_pids(supervisor)
@@ -172,7 +176,8 @@ def test_a_rolling_restart_whose_replacement_cannot_start_keeps_the_old_gateway(
             os.kill(supervisor, signal.SIGHUP)
             log = tmp_path / "server.log"
             wait_for(lambda: "rolling restart stopped" in log.read_text(), "the roll", timeout_s=90)
-            time.sleep(0.5)
+            stopped = len(answers)
+            wait_for(lambda: len(answers) >= stopped + 50, "requests answered after the roll")
         finally:
             stop_clients(stop, threads)
             store.unlink()

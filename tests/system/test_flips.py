@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from support.control import wait_for
 from support.inprocess_gateway import ADMIN, ADMIN_SECRET
 from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 from support.processes import deploy, maas_server, wait_ready
@@ -101,7 +102,7 @@ def test_thirty_flips_under_load_leave_no_failed_and_no_stale_answer(tmp_path: P
         flips: list[Flip] = []
         gateways_seen = set()
         try:
-            time.sleep(0.5)
+            wait_for(lambda: len(answers) >= 50, "load to be under way")
             with httpx.Client(base_url=url, headers=ADMIN, timeout=10) as admin:
                 for n in range(FLIPS):
                     target = 2 if n % 2 == 0 else 1

@@ -48,7 +48,7 @@ def test_a_killed_leader_hands_over_and_its_load_completes_once(tmp_path: Path) 
         answers: list[Answer] = []
         stop, threads = start_clients(url, CLIENTS, answers, fresh_connections=True)
         try:
-            time.sleep(0.5)
+            wait_for(lambda: len(answers) >= 50, "load to be under way")
             # A version whose warm-up forward takes seconds: its load is still under way on the
             # worker when the next leader takes over, and asks the worker for it again.
             slow = mlp_meta(batching={"max_batch_size": 1})
@@ -78,7 +78,8 @@ def test_a_killed_leader_hands_over_and_its_load_completes_once(tmp_path: Path) 
                 ),
                 "the killed gateway to be restarted",
             )
-            time.sleep(0.5)  # some requests over both gateways after the restart
+            back = len(answers)  # some requests over both gateways after the restart:
+            wait_for(lambda: len(answers) >= back + 50, "requests answered after the restart")
         finally:
             stop_clients(stop, threads)
         log = (tmp_path / "server.log").read_text(errors="replace")

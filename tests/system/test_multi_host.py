@@ -295,10 +295,16 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
             clients = [threading.Thread(target=drive, args=(url,)) for url in (a, b, a, b)]
             for thread in clients:
                 thread.start()
-            time.sleep(1.0)
+            wait_for(lambda: len(durations) >= 50, "load to be under way")
             wk1.kill()
             killed_at = len(durations)
-            time.sleep(3.0)
+            wait_for(  # the other host serves: 20 answers in a row after the kill, all 200
+                lambda: (
+                    len(durations) >= killed_at + 20 and all(s == 200 for _, s in durations[-20:])
+                ),
+                "the other worker host to serve alone",
+                15,
+            )
             stop.set()
             for thread in clients:
                 thread.join(15)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.postgres
 
 CLIENTS = 16
 OUTAGE_S = 10.0
+# What `maas serve` prints when one of its gateways exited and it starts another.
+RESTARTING = re.compile(r"^maas: g\d+ exited \(.*\); restarting$", re.MULTILINE)
 
 
 def _fresh(method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -65,7 +68,7 @@ def test_a_registry_outage_stops_admin_writes_but_not_inference(
         writes: list[tuple[str, int, str | None]] = []  # (what, status, error code)
         readyz: list[tuple[float, int, list[str]]] = []  # (since the stop, status, degraded)
         try:
-            time.sleep(0.5)
+            wait_for(lambda: len(answers) >= 50, "load to be under way")
             pg.stop()
             stopped = time.monotonic()
             while time.monotonic() - stopped < OUTAGE_S:
@@ -108,7 +111,8 @@ def test_a_registry_outage_stops_admin_writes_but_not_inference(
             wait_for(lambda: len(gateways(url)) == 2, "both gateways to be live", timeout_s=10)
             final = _fresh("POST", url + "/admin/models/m/promote", json={"version": 1})
             assert final.status_code == 200, final.text
-            time.sleep(0.5)  # inference still fine once the registry is back
+            back = len(answers)  # inference still fine once the registry is back:
+            wait_for(lambda: len(answers) >= back + 50, "requests answered after the outage")
         finally:
             stop_clients(stop, threads)
 
@@ -136,6 +140,11 @@ def test_a_registry_outage_stops_admin_writes_but_not_inference(
     assert final.json()["propagated"] == {"gateways": 2, "confirmed": 2, "missing": []}
 
 
+def _restarts(log: Path) -> int:
+    """How many times `maas serve` (logging to `log`) said it starts a gateway that exited."""
+    return len(RESTARTING.findall(log.read_text(errors="replace")))
+
+
 def _two_gateways(url: str) -> Any:
     def check() -> list[dict[str, Any]] | None:
         rows = gateways(url)
@@ -152,6 +161,7 @@ def test_a_gateway_that_dies_during_an_outage_comes_back_after_it(
     not give up and stop the gateway that still serves), and it is back once the DB is."""
     pg = stoppable_postgres
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, "MAAS_DATABASE_URL": pg.url}
+    log = tmp_path / "server.log"
     with maas_server(tmp_path, "--gateways", "2", "--workers", "1", env=env) as url:
         deploy(url, torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
         wait_ready(url)
@@ -159,10 +169,17 @@ def test_a_gateway_that_dies_during_an_outage_comes_back_after_it(
         pids = [g["pid"] for g in gateways(url)]
         answers: list[Answer] = []
         stop, threads = start_clients(url, 4, answers, fresh_connections=True)
+        restarts_before = _restarts(log)
         try:
             pg.stop()
             os.kill(pids[0], signal.SIGKILL)
-            time.sleep(30.0)  # long enough for six failed starts of its successor (each ~2.5 s)
+            # Its death, then six failed starts of its successor (each ~2.5 s), as the
+            # supervisor says them: it keeps trying.
+            wait_for(
+                lambda: _restarts(log) >= restarts_before + 7,
+                "six failed starts of the killed gateway's successor",
+                timeout_s=90,
+            )
             during = len(answers)
             pg.start()
             back = wait_for(_two_gateways(url), "the killed gateway back")

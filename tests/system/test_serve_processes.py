@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,13 @@ def _is_python(pid: int) -> bool:
         return False
 
 
+def _forwards_begun(count: int) -> Callable[[dict[Sample, float]], bool]:
+    """Whether the worker took `count` requests of m@1 into batches (a request's queue wait
+    ends as its forward begins)."""
+    labels = {"model": "m", "version": "1", "worker": "w0"}
+    return lambda s: value(s, "maas_queue_wait_seconds_count", **labels) == count
+
+
 def test_a_request_whose_client_hangs_up_is_not_computed(tmp_path: Path) -> None:
     env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with maas_server(tmp_path, "--gateways", "1", "--workers", "1", env=env) as url:
@@ -200,10 +208,10 @@ def test_a_request_whose_client_hangs_up_is_not_computed(tmp_path: Path) -> None
         with httpx.Client(base_url=url, timeout=60) as client:
             with socket.create_connection((host, port)) as busy:
                 busy.sendall(request)  # occupies the worker with one slow forward
-                time.sleep(0.1)
+                _scrape_until(url, _forwards_begun(1))
                 with socket.create_connection((host, port)) as gone:
                     gone.sendall(request)
-                    time.sleep(0.1)
+                    _wait(url, lambda ws: ws[0]["queue_depth"] == 1)
                 # `gone` hung up while queued behind `busy`; `busy` waits for its answer.
                 assert b"200 OK" in busy.recv(65536)
             assert client.post("/v1/models/m:predict", json={"instances": [[0.0] * 4]}).is_success
@@ -230,9 +238,9 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
             socket.create_connection((host, port)) as queued,
         ):
             running.sendall(request)  # the worker's one slow forward
-            time.sleep(0.1)
+            _scrape_until(url, _forwards_begun(1))
             queued.sendall(request)  # fills the queue of one
-            time.sleep(0.1)
+            _wait(url, lambda ws: ws[0]["queue_depth"] == 1)
             refused = httpx.post(url + "/v1/models/m:predict", json={"instances": [[0.0] * 4]})
             assert refused.status_code == 429
             assert refused.json()["error"]["code"] == "queue_full"

@@ -175,7 +175,10 @@ def test_the_kubernetes_topology_on_a_bucket_one_leader_each_version_loaded_once
             )
             assert promoted.status_code == 200, promoted.text
             assert [_served(url) for url in (dep.a, dep.b, dep.a, dep.b)] == [second] * 4
-            time.sleep(1)
+            wait_for(
+                lambda: sum(a.version == second for a in answers) >= 50,
+                "clients through A and B answered by the second version",
+            )
         finally:
             for stop, threads in clients:
                 stop_clients(stop, threads)
