@@ -1,5 +1,6 @@
 """Rules of the admin API that the registry owns, on SQLite and on a real PostgreSQL server:
-which names an alias may have, and what promote and rollback do to an alias."""
+how deeply a version's tags may nest, which names an alias may have, and what promote and
+rollback do to an alias."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from maas.config import DEFAULT_MAX_JSON_DEPTH
 from maas.errors import BadRequest, ModelNotFound, NothingToUndo, VersionNotReady
 from maas.registry.records import Route
 from maas.registry.service import Registry
-from maas.types import VersionStatus
+from maas.types import VersionKey, VersionStatus
 from support.model_files import new_version
 
 META = new_version()
@@ -31,6 +33,64 @@ async def _model_with_ready_versions(registry: Registry, count: int) -> list[int
         await registry.set_status(record.key, VersionStatus.READY)
         versions.append(record.version)
     return versions
+
+
+def _nested(levels: int) -> object:
+    """`levels` levels of arrays: `1` is 0, `[1]` one."""
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _too_deep(limit: int) -> str:
+    return f"the body nests deeper than {limit} levels of arrays and objects (MAAS_MAX_JSON_DEPTH)"
+
+
+async def test_tags_may_nest_as_deep_as_the_limit_counting_the_body(registry: Registry) -> None:
+    (v1,) = await _model_with_ready_versions(registry, 1)
+    key = VersionKey("m", v1)
+    # The body, tags, "a" and the arrays below: 5 levels in all with a limit of 5.
+    tags = {"a": _nested(3)}
+    record = await registry.update_version(key, actor="t", tags=tags, max_depth=5)
+    assert record.tags == tags
+    deeper = {"a": _nested(4)}
+    with pytest.raises(BadRequest) as refused:
+        await registry.update_version(key, actor="t", tags=deeper, max_depth=5)
+    assert str(refused.value) == _too_deep(5)
+    assert (await registry.get_version(key)).tags == tags  # nothing changed
+    events = await registry.events(limit=10, action="version.update")
+    assert len(events) == 1  # only the accepted change
+
+
+async def test_tags_depth_defaults_to_the_configured_default(registry: Registry) -> None:
+    (v1,) = await _model_with_ready_versions(registry, 1)
+    key = VersionKey("m", v1)
+    fits = {"a": _nested(DEFAULT_MAX_JSON_DEPTH - 2)}
+    assert (await registry.update_version(key, actor="t", tags=fits)).tags == fits
+    with pytest.raises(BadRequest) as refused:
+        await registry.update_version(
+            key, actor="t", tags={"a": _nested(DEFAULT_MAX_JSON_DEPTH - 1)}
+        )
+    assert str(refused.value) == _too_deep(DEFAULT_MAX_JSON_DEPTH)
+
+
+async def test_tags_too_deep_are_refused_before_the_version_is_looked_up(
+    registry: Registry,
+) -> None:
+    # As the API answered: 400 for the body, not 404 for the model it names.
+    with pytest.raises(BadRequest, match="MAAS_MAX_JSON_DEPTH"):
+        await registry.update_version(
+            VersionKey("nope", 1), actor="t", tags={"a": _nested(10)}, max_depth=4
+        )
+    with pytest.raises(ModelNotFound):
+        await registry.update_version(VersionKey("nope", 1), actor="t", tags={}, max_depth=4)
+    # Only tags are measured: a description or batching change has no depth to check.
+    (v1,) = await _model_with_ready_versions(registry, 1)
+    record = await registry.update_version(
+        VersionKey("m", v1), actor="t", description="d", max_depth=2
+    )
+    assert record.description == "d"
 
 
 @pytest.mark.parametrize("name", ["Bad!", "1st", "UPPER", "", "a" * 33, "has space", "a.b"])

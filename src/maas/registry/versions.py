@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from maas.errors import AliasInUse, ModelNotFound
+from maas.checks.json_depth import deeper_than, too_deep
+from maas.config import DEFAULT_MAX_JSON_DEPTH
+from maas.errors import AliasInUse, BadRequest, ModelNotFound
 from maas.registry import repository as repo
 from maas.registry.aliasing import audit, first_target
 from maas.registry.base import RegistryBase
@@ -182,7 +184,14 @@ class Versions(RegistryBase):
         batching: dict[str, Any] | None = None,
         description: str | None = None,
         tags: dict[str, Any] | None = None,
+        max_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> VersionRecord:
+        """Change a version's batching (merged into what it has), description or tags (replaced
+        whole). Tags that nest deeper than `max_depth` (MAAS_MAX_JSON_DEPTH) are BadRequest
+        before anything is read: they are counted as the change's body holds them, one level
+        down, so the limit and the message are the body's."""
+        if tags is not None and deeper_than(tags, max_depth - 1):
+            raise BadRequest(too_deep("the body", max_depth))
         async with self._writes.begin() as session:
             model = await repo.get_model(session, name=key.model)
             row = await repo.get_version(session, model=model, version=key.version)

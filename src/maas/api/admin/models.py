@@ -22,7 +22,6 @@ from maas.api.openapi import (
     admin_errors,
     upload_body,
 )
-from maas.checks.json_depth import deeper_than, too_deep
 from maas.control.meta import parse_meta
 from maas.control.publishing import publish_version
 from maas.errors import BadRequest, MaasError
@@ -174,15 +173,13 @@ async def patch_version(
     services: ServicesDep,
     who: AdminDep,
 ) -> VersionOut:
-    limit = services.settings.max_json_depth
-    if body.tags is not None and deeper_than(body.tags, limit - 1):  # the body is one level
-        raise BadRequest(too_deep("the body", limit))
     record = await services.registry.update_version(
         VersionKey(name, version),
         actor=who.name,
         batching=body.batching.model_dump(exclude_none=True) if body.batching else None,
         description=body.description,
         tags=body.tags,
+        max_depth=services.settings.max_json_depth,
     )
     return VersionOut.from_record(record)
 
