@@ -1,10 +1,14 @@
 """A new version from an upload: artifact into the store, checks, row into the registry, load.
 
-Checks run before the version exists, so a file that cannot load costs no version number: the
-archive must be a TorchScript or `torch.export` file of the declared format (its zip layout),
-and with `wait` a worker trial-loads it (load, warm-up, golden examples) and keeps nothing. If
-anything fails before the row is written, the artifact is removed again unless another version
-already uses the same bytes, so a rejected upload leaves no file, no row and no empty model.
+`check_target` runs before a byte of the body is read: the model must exist, or with
+`create_model` the name must be one a model may have. `publish_version` takes the received
+upload from there. Checks run before the version exists, so a file that cannot load costs no
+version number: meta must parse and validate, the archive must be a TorchScript or
+`torch.export` file of the declared format (its zip layout), and with `wait` a worker
+trial-loads it (load, warm-up, golden examples) and keeps nothing. If anything fails before
+the row is written, the artifact is removed again unless another version already uses the same
+bytes, so a rejected upload leaves no file, no row and no empty model. With `wait`, a version
+that ends up ready is served by every live gateway before the answer.
 """
 
 from __future__ import annotations
@@ -12,13 +16,25 @@ from __future__ import annotations
 import asyncio
 
 from maas.control.deployment import Deployer
-from maas.control.meta import VersionMeta
+from maas.control.meta import parse_meta
+from maas.control.plane import ControlPlane
 from maas.dispatch.backend import InferenceBackend
+from maas.errors import BadRequest
 from maas.registry.records import VersionRecord
 from maas.registry.service import Registry, draft_record
 from maas.store.archive import check_archive
 from maas.store.base import ArtifactStore, ArtifactWriter
-from maas.types import VersionStatus
+from maas.types import MODEL_NAME_RE, VersionStatus
+
+
+async def check_target(registry: Registry, model: str, *, create_model: bool = False) -> None:
+    """Whether an upload to `model` may go on, before its body is read: ModelNotFound unless
+    the model exists, or with `create_model` BadRequest for a name a model may not have (the
+    model itself is created with the version)."""
+    if not create_model:
+        await registry.get_model(model)
+    elif not MODEL_NAME_RE.match(model):
+        raise BadRequest(f"'{model}' is not a valid model name ({MODEL_NAME_RE.pattern})")
 
 
 async def publish_version(
@@ -27,26 +43,33 @@ async def publish_version(
     store: ArtifactStore,
     deployer: Deployer,
     backend: InferenceBackend,
+    plane: ControlPlane | None,
     model: str,
     writer: ArtifactWriter,
-    meta: VersionMeta,
+    meta: bytes,
     actor: str,
+    max_depth: int,
     wait: bool = False,
     create_model: bool = False,
 ) -> VersionRecord:
-    """The new version; with `wait`, once its load has finished (`ready` or `failed`)."""
-    await asyncio.to_thread(writer.finish)
+    """The new version of the received upload (`writer`, and `meta` as sent, parsed here with
+    MAAS_MAX_JSON_DEPTH `max_depth`); with `wait`, once its load has finished (`ready` or
+    `failed`), and when it is ready, once every live gateway of `plane` serves it (and
+    production, when it was the model's first ready version). The artifact is discarded when
+    meta or the file is refused."""
     try:
+        parsed = parse_meta(meta, max_depth=max_depth)
+        await asyncio.to_thread(writer.finish)
         # The plain upload is inspected before it is stored (sealed, with MAAS_ARTIFACT_KEY).
-        await asyncio.to_thread(check_archive, writer.tmp_path, meta.format)
+        await asyncio.to_thread(check_archive, writer.tmp_path, parsed.format)
     except BaseException:
         await asyncio.to_thread(writer.discard)
         raise
     digest, is_new = await asyncio.to_thread(writer.commit)
     location = store.location(digest)
-    new_version = meta.to_new_version()
+    new_version = parsed.to_new_version()
     try:
-        if wait and meta.load:
+        if wait and parsed.load:
             draft = draft_record(model, sha256=digest, size=writer.size, meta=new_version)
             await backend.check(draft.load_spec(location))
         record = await registry.add_version(
@@ -62,10 +85,12 @@ async def publish_version(
         if is_new and await _unused(registry, digest):
             await asyncio.to_thread(store.delete, digest)
         raise
-    if meta.load:
+    if parsed.load:
         record = await deployer.start_load(record.key)
         if wait:
             record = await deployer.wait_settled(record.key)
+    if wait and plane is not None and record.status is VersionStatus.READY:
+        await plane.propagate(await registry.generation())
     return record
 
 

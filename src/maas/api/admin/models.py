@@ -4,7 +4,6 @@ change it, load, unload and archive it."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -22,10 +21,8 @@ from maas.api.openapi import (
     admin_errors,
     upload_body,
 )
-from maas.control.meta import parse_meta
-from maas.control.publishing import publish_version
-from maas.errors import BadRequest, MaasError
-from maas.types import MODEL_NAME_RE, VersionKey, VersionStatus
+from maas.control.publishing import check_target, publish_version
+from maas.types import VersionKey
 
 router = APIRouter(prefix="/admin")
 
@@ -112,32 +109,22 @@ async def upload_version(
         bool, Query(description="create the model with this version if it does not exist")
     ] = False,
 ) -> VersionOut:
-    if not create_model:
-        await services.registry.get_model(name)  # 404 before reading a byte of the body
-    elif not MODEL_NAME_RE.match(name):
-        raise BadRequest(f"'{name}' is not a valid model name ({MODEL_NAME_RE.pattern})")
+    await check_target(services.registry, name, create_model=create_model)  # before the body
     upload = await receive_upload(request, services.store, services.settings.max_artifact_bytes)
-    try:
-        meta = parse_meta(upload.meta, max_depth=services.settings.max_json_depth)
-    except MaasError:
-        await asyncio.to_thread(upload.writer.discard)
-        raise
     record = await publish_version(
         registry=services.registry,
         store=services.store,
         deployer=services.deployer,
         backend=services.backend,
+        plane=services.plane,
         model=name,
         writer=upload.writer,
-        meta=meta,
+        meta=upload.meta,
         actor=who.name,
+        max_depth=services.settings.max_json_depth,
         wait=wait,
         create_model=create_model,
     )
-    if wait and record.status is VersionStatus.READY:
-        # A request sent after the answer finds the version (and production, when it was the
-        # model's first ready version) on every gateway.
-        await services.plane.propagate(await services.registry.generation())
     return VersionOut.from_record(record)
 
 
