@@ -181,11 +181,13 @@ def started(
         yield child
         ok = True
     finally:
-        child.stop(grace_s)
-        if not ok:
-            print(f"\n--- child process ---\n{child.describe()}")
-        elif log is None:  # a scratch log nobody asked for: gone with the child
-            shutil.rmtree(child.log.parent, ignore_errors=True)
+        try:
+            child.stop(grace_s)
+        finally:
+            if not ok:
+                print(f"\n--- child process ---\n{child.describe()}")
+            elif log is None:  # a scratch log nobody asked for: gone with the child
+                shutil.rmtree(child.log.parent, ignore_errors=True)
 
 
 def process_tree(root: int) -> list[int]:
