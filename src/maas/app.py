@@ -27,7 +27,7 @@ from maas.api.drain import Drain
 from maas.api.native import routes as native
 from maas.api.services import Readiness, Services
 from maas.api.v2 import routes as v2
-from maas.auth.keys import Authenticator, ensure_key
+from maas.auth.keys import Authenticator, ensure_bootstrap_key
 from maas.auth.rates import KeyRates
 from maas.config import Settings
 from maas.control.deployment import Deployer
@@ -45,7 +45,6 @@ from maas.serving import call
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
 from maas.store import deployment_store
-from maas.types import Scope
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +156,7 @@ def create_app(
                 leadership=leadership,
             )
             if settings.bootstrap_admin_key:
-                await ensure_key(
-                    registry,
-                    name="bootstrap-admin",
-                    secret=settings.bootstrap_admin_key,
-                    scopes=[Scope.ADMIN.value],
-                )
+                await ensure_bootstrap_key(registry, settings.bootstrap_admin_key)
             readiness.bootstrap_key = True
             await plane.start()
             closing.append(plane.close)

@@ -14,25 +14,9 @@ from maas.registry.records import Route
 from maas.registry.service import Registry
 from maas.types import VersionKey, VersionStatus
 from support.model_files import new_version
+from support.registry_setup import model_with_ready_versions
 
 META = new_version()
-
-
-async def _model_with_ready_versions(registry: Registry, count: int) -> list[int]:
-    await registry.create_model(name="m", description="", actor="t")
-    versions = []
-    for _ in range(count):
-        record = await registry.add_version(
-            model="m",
-            sha256="a" * 64,
-            size=1,
-            meta=META,
-            status=VersionStatus.REGISTERED,
-            actor="t",
-        )
-        await registry.set_status(record.key, VersionStatus.READY)
-        versions.append(record.version)
-    return versions
 
 
 def _nested(levels: int) -> object:
@@ -48,7 +32,7 @@ def _too_deep(limit: int) -> str:
 
 
 async def test_tags_may_nest_as_deep_as_the_limit_counting_the_body(registry: Registry) -> None:
-    (v1,) = await _model_with_ready_versions(registry, 1)
+    (v1,) = await model_with_ready_versions(registry, 1)
     key = VersionKey("m", v1)
     # The body, tags, "a" and the arrays below: 5 levels in all with a limit of 5.
     tags = {"a": _nested(3)}
@@ -64,7 +48,7 @@ async def test_tags_may_nest_as_deep_as_the_limit_counting_the_body(registry: Re
 
 
 async def test_tags_depth_defaults_to_the_configured_default(registry: Registry) -> None:
-    (v1,) = await _model_with_ready_versions(registry, 1)
+    (v1,) = await model_with_ready_versions(registry, 1)
     key = VersionKey("m", v1)
     fits = {"a": _nested(DEFAULT_MAX_JSON_DEPTH - 2)}
     assert (await registry.update_version(key, actor="t", tags=fits)).tags == fits
@@ -86,7 +70,7 @@ async def test_tags_too_deep_are_refused_before_the_version_is_looked_up(
     with pytest.raises(ModelNotFound):
         await registry.update_version(VersionKey("nope", 1), actor="t", tags={}, max_depth=4)
     # Only tags are measured: a description or batching change has no depth to check.
-    (v1,) = await _model_with_ready_versions(registry, 1)
+    (v1,) = await model_with_ready_versions(registry, 1)
     record = await registry.update_version(
         VersionKey("m", v1), actor="t", description="d", max_depth=2
     )
@@ -97,7 +81,7 @@ async def test_tags_too_deep_are_refused_before_the_version_is_looked_up(
 async def test_alias_names_outside_the_pattern_are_bad_requests(
     registry: Registry, name: str
 ) -> None:
-    (v1,) = await _model_with_ready_versions(registry, 1)
+    (v1,) = await model_with_ready_versions(registry, 1)
     message = f"'{name}' is not a valid alias name ([a-z][a-z0-9_-]{{0,31}})"
     changes: list[Callable[[], Awaitable[object]]] = [
         lambda: registry.set_alias(model="m", alias=name, routes=[Route(v1, 100)], actor="t"),
@@ -126,7 +110,7 @@ async def test_a_bad_alias_name_is_refused_before_the_model_is_looked_up(
 
 
 async def test_the_longest_and_shortest_alias_names_are_accepted(registry: Registry) -> None:
-    (v1,) = await _model_with_ready_versions(registry, 1)
+    (v1,) = await model_with_ready_versions(registry, 1)
     for name in ("a", "a" + "b-_9" * 7 + "cde"):
         record = await registry.set_alias(model="m", alias=name, routes=[Route(v1, 100)], actor="t")
         assert record.alias == name
@@ -134,7 +118,7 @@ async def test_the_longest_and_shortest_alias_names_are_accepted(registry: Regis
 
 
 async def test_promote_sends_all_traffic_to_one_version(registry: Registry) -> None:
-    v1, v2 = await _model_with_ready_versions(registry, 2)
+    v1, v2 = await model_with_ready_versions(registry, 2)
     await registry.set_alias(
         model="m", alias="production", routes=[Route(v1, 90), Route(v2, 10)], actor="t"
     )
@@ -151,7 +135,7 @@ async def test_promote_sends_all_traffic_to_one_version(registry: Registry) -> N
 
 
 async def test_promote_only_to_a_ready_version(registry: Registry) -> None:
-    (v1,) = await _model_with_ready_versions(registry, 1)
+    (v1,) = await model_with_ready_versions(registry, 1)
     pending = await registry.add_version(
         model="m", sha256="b" * 64, size=1, meta=META, status=VersionStatus.REGISTERED, actor="t"
     )
@@ -164,7 +148,7 @@ async def test_promote_only_to_a_ready_version(registry: Registry) -> None:
 
 
 async def test_promoting_the_current_target_moves_nothing(registry: Registry) -> None:
-    (v1,) = await _model_with_ready_versions(registry, 1)  # production points at it already
+    (v1,) = await model_with_ready_versions(registry, 1)  # production points at it already
     record = await registry.promote(model="m", alias="production", version=v1, actor="t")
     assert record.routes == (Route(v1, 100),)
     assert record.generation is None  # nothing to propagate
@@ -173,7 +157,7 @@ async def test_promoting_the_current_target_moves_nothing(registry: Registry) ->
 
 
 async def test_rollback_to_a_version_is_one_route_at_weight_100(registry: Registry) -> None:
-    v1, v2, v3 = await _model_with_ready_versions(registry, 3)
+    v1, v2, v3 = await model_with_ready_versions(registry, 3)
     await registry.set_alias(
         model="m", alias="production", routes=[Route(v2, 50), Route(v3, 50)], actor="t"
     )
@@ -188,7 +172,7 @@ async def test_rollback_to_a_version_is_one_route_at_weight_100(registry: Regist
 async def test_rollback_without_a_target_walks_back_through_the_history(
     registry: Registry,
 ) -> None:
-    v1, v2, v3 = await _model_with_ready_versions(registry, 3)
+    v1, v2, v3 = await model_with_ready_versions(registry, 3)
     await registry.promote(model="m", alias="production", version=v2, actor="t")
     await registry.promote(model="m", alias="production", version=v3, actor="t")
     routes = []
@@ -211,7 +195,7 @@ async def test_rollback_without_a_target_walks_back_through_the_history(
 async def test_a_rollback_to_where_the_alias_is_moves_nothing_and_adds_nothing_to_undo(
     registry: Registry,
 ) -> None:
-    (v1,) = await _model_with_ready_versions(registry, 1)
+    (v1,) = await model_with_ready_versions(registry, 1)
     await registry.promote(model="m", alias="canary", version=v1, actor="t")
     record = await registry.rollback(model="m", alias="canary", actor="t", to_version=v1)
     assert record.generation is None

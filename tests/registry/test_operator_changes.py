@@ -12,26 +12,7 @@ from maas.errors import AliasInUse, AliasNotFound, KeyNotFound, LastAdminKey, No
 from maas.registry.records import Route
 from maas.registry.service import Registry
 from maas.types import AliasAction, VersionKey, VersionStatus
-from support.model_files import new_version
-
-META = new_version()
-
-
-async def _model_with_ready_versions(registry: Registry, count: int) -> list[int]:
-    await registry.create_model(name="m", description="", actor="t")
-    versions = []
-    for _ in range(count):
-        record = await registry.add_version(
-            model="m",
-            sha256="a" * 64,
-            size=1,
-            meta=META,
-            status=VersionStatus.REGISTERED,
-            actor="t",
-        )
-        await registry.set_status(record.key, VersionStatus.READY)
-        versions.append(record.version)
-    return versions
+from support.registry_setup import model_with_ready_versions
 
 
 async def _promote(registry: Registry, version: int, alias: str = "production") -> None:
@@ -44,7 +25,7 @@ async def _undo(registry: Registry, alias: str = "production") -> list[int]:
 
 
 async def test_successive_rollbacks_walk_back_instead_of_toggling(registry: Registry) -> None:
-    await _model_with_ready_versions(registry, 3)
+    await model_with_ready_versions(registry, 3)
     await _promote(registry, 1)  # it is there already: version 1 was the first ready one
     await _promote(registry, 2)
     await _promote(registry, 3)
@@ -60,7 +41,7 @@ async def test_successive_rollbacks_walk_back_instead_of_toggling(registry: Regi
 
 
 async def test_a_new_change_goes_on_top_of_the_undo_stack(registry: Registry) -> None:
-    await _model_with_ready_versions(registry, 4)
+    await model_with_ready_versions(registry, 4)
     for version in (1, 2, 3):
         await _promote(registry, version)
     assert await _undo(registry) == [2]
@@ -79,7 +60,7 @@ async def test_a_new_change_goes_on_top_of_the_undo_stack(registry: Registry) ->
 
 
 async def test_rollback_of_a_split_returns_the_whole_split(registry: Registry) -> None:
-    await _model_with_ready_versions(registry, 2)
+    await model_with_ready_versions(registry, 2)
     await _promote(registry, 1)
     await registry.set_alias(
         model="m", alias="production", routes=[Route(1, 90), Route(2, 10)], actor="t"
@@ -91,7 +72,7 @@ async def test_rollback_of_a_split_returns_the_whole_split(registry: Registry) -
 
 
 async def test_deleting_an_alias_ends_its_undo_stack(registry: Registry) -> None:
-    await _model_with_ready_versions(registry, 2)
+    await model_with_ready_versions(registry, 2)
     await _promote(registry, 1)
     await _promote(registry, 1, alias="canary")
     await _promote(registry, 2, alias="canary")
@@ -109,7 +90,7 @@ async def test_deleting_an_alias_ends_its_undo_stack(registry: Registry) -> None
 async def test_production_cannot_be_deleted_while_it_has_versions_to_serve(
     registry: Registry,
 ) -> None:
-    (v1,) = await _model_with_ready_versions(registry, 1)
+    (v1,) = await model_with_ready_versions(registry, 1)
     await _promote(registry, v1)
     with pytest.raises(AliasInUse, match="requests naming only 'm'"):
         await registry.delete_alias(model="m", alias="production", actor="t")
@@ -139,7 +120,7 @@ async def test_the_last_admin_key_cannot_be_revoked(registry: Registry) -> None:
 
 
 async def test_events_filter_by_model_action_key_and_time(registry: Registry) -> None:
-    await _model_with_ready_versions(registry, 2)
+    await model_with_ready_versions(registry, 2)
     await registry.create_model(name="other", description="", actor="t")
     await registry.create_model(name="m2", description="", actor="t")  # 'm' must not match it
     await _promote(registry, 2)

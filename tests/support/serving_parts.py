@@ -5,9 +5,9 @@ they were asked, and `call` to drive `maas.serving.call.serve` as an ASGI server
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,11 +20,11 @@ from maas.registry.records import Route, VersionRecord
 from maas.serving.call import serve
 from maas.serving.codec import Codec
 from maas.serving.dataplane import DataPlane
-from maas.types import ArtifactFormat, ModelRef, TensorSpec, VersionStatus
+from maas.types import ModelRef, TensorSpec, VersionStatus
+from support.sample_records import version_record
 
 X4 = (TensorSpec("x", "float32", (4,)),)
 Y3 = (TensorSpec("y", "float32", (3,)),)
-EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def version(
@@ -38,26 +38,13 @@ def version(
     outputs: tuple[TensorSpec, ...] = Y3,
 ) -> VersionRecord:
     """A version record as the registry would hand it over (4 numbers in, 3 out)."""
-    return VersionRecord(
+    return dataclasses.replace(
+        version_record(*inputs, outputs=outputs),
         model=model,
         version=number,
         status=status,
-        format=ArtifactFormat.TORCHSCRIPT,
         sha256=f"{number:064x}",
-        size=1,
-        inputs=inputs,
-        outputs=outputs,
         batching={"max_batch_size": max_batch_size, "max_delay_ms": 2, "max_queue": max_queue},
-        device="cpu",
-        replicas=None,
-        metrics={},
-        tags={},
-        golden=(),
-        description="",
-        load_error=None,
-        created_at=EPOCH,
-        updated_at=EPOCH,
-        loaded_at=EPOCH,
     )
 
 

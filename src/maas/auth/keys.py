@@ -201,10 +201,17 @@ async def create_key(
     return record, secret
 
 
-async def ensure_key(registry: Registry, *, name: str, secret: str, scopes: list[str]) -> KeyRecord:
-    """The bootstrap key: create it once for this secret, keep it on later starts."""
+async def ensure_bootstrap_key(registry: Registry, secret: str) -> KeyRecord:
+    """The admin key of `MAAS_BOOTSTRAP_ADMIN_KEY`: created once for this secret, kept on later
+    starts."""
     existing = await registry.find_key(hash_secret(secret))
     if existing is not None:
         return existing
-    record, _ = await create_key(registry, name=name, scopes=scopes, actor="system", secret=secret)
+    record, _ = await create_key(
+        registry,
+        name="bootstrap-admin",
+        scopes=[Scope.ADMIN.value],
+        actor="system",
+        secret=secret,
+    )
     return record

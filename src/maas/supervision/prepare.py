@@ -15,12 +15,11 @@ from maas.config import Settings
 async def prepare_registry(settings: Settings) -> None:
     """Migrations, the bootstrap key and the sweep of what a crash left (`maas.control.sweeper`),
     once, before any gateway starts."""
-    from maas.auth.keys import ensure_key
+    from maas.auth.keys import ensure_bootstrap_key
     from maas.control.sweeper import sweep
     from maas.registry import db
     from maas.registry.service import Registry
     from maas.store import deployment_store
-    from maas.types import Scope
 
     database = db.open_database(settings.database_url)
     try:
@@ -31,11 +30,6 @@ async def prepare_registry(settings: Settings) -> None:
         if report.cleaned:
             print(f"maas: {report}", file=sys.stderr)
         if settings.bootstrap_admin_key:
-            await ensure_key(
-                registry,
-                name="bootstrap-admin",
-                secret=settings.bootstrap_admin_key,
-                scopes=[Scope.ADMIN.value],
-            )
+            await ensure_bootstrap_key(registry, settings.bootstrap_admin_key)
     finally:
         await database.dispose()

@@ -1,0 +1,27 @@
+"""Registry rows a test starts from, written through the `Registry` itself."""
+
+from __future__ import annotations
+
+from maas.registry.service import Registry
+from maas.types import VersionStatus
+from support.model_files import new_version
+
+META = new_version()
+
+
+async def model_with_ready_versions(registry: Registry, count: int) -> list[int]:
+    """Model `m` with `count` ready versions (the same artifact); their numbers."""
+    await registry.create_model(name="m", description="", actor="t")
+    versions = []
+    for _ in range(count):
+        record = await registry.add_version(
+            model="m",
+            sha256="a" * 64,
+            size=1,
+            meta=META,
+            status=VersionStatus.REGISTERED,
+            actor="t",
+        )
+        await registry.set_status(record.key, VersionStatus.READY)
+        versions.append(record.version)
+    return versions
