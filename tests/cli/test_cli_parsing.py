@@ -47,7 +47,7 @@ def test_refs() -> None:
     assert parse_ref("digits@3") == Ref("digits", version=3)
     assert parse_ref("digits@production") == Ref("digits", alias="production")
     assert str(parse_ref("digits@canary")) == "digits@canary"
-    for bad in ("Digits", "digits@", "digits@Prod", "@3", "digits@0"):
+    for bad in ("Digits", "digits@", "digits@Prod", "@3", "digits@0", "digits\n", "digits@prod\n"):
         with pytest.raises(CliError) as caught:
             parse_ref(bad)
         assert caught.value.exit_code == USAGE

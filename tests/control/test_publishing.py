@@ -91,6 +91,8 @@ async def test_an_upload_names_an_existing_model_unless_it_may_create_it(
     with pytest.raises(BadRequest) as refused:
         await check_target(registry, "Bad!", create_model=True)
     assert str(refused.value) == "'Bad!' is not a valid model name (^[a-z0-9][a-z0-9._-]{0,63}$)"
+    with pytest.raises(BadRequest):  # `$` alone would let a trailing newline through
+        await check_target(registry, "digits\n", create_model=True)
     await registry.create_model(name="digits", description="", actor="t")
     await check_target(registry, "digits")
     await check_target(registry, "digits", create_model=True)

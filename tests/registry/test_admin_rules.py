@@ -77,7 +77,9 @@ async def test_tags_too_deep_are_refused_before_the_version_is_looked_up(
     assert record.description == "d"
 
 
-@pytest.mark.parametrize("name", ["Bad!", "1st", "UPPER", "", "a" * 33, "has space", "a.b"])
+@pytest.mark.parametrize(
+    "name", ["Bad!", "1st", "UPPER", "", "a" * 33, "has space", "a.b", "trailing\n"]
+)
 async def test_alias_names_outside_the_pattern_are_bad_requests(
     registry: Registry, name: str
 ) -> None:

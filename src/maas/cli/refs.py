@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from maas.cli.output import usage_error
-from maas.types import VERSION_MAX, is_number
+from maas.types import ALIAS_NAME_RE, MODEL_NAME_RE, VERSION_MAX, is_number
 
-MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -28,7 +26,7 @@ class Ref:
 
 
 def model_name(text: str) -> str:
-    if not MODEL_RE.match(text):
+    if not MODEL_NAME_RE.fullmatch(text):
         raise usage_error(
             f"{text!r} is not a model name (lowercase letters, digits, '.', '_', '-'; "
             "up to 64 characters)"
@@ -37,7 +35,7 @@ def model_name(text: str) -> str:
 
 
 def alias_name(text: str) -> str:
-    if not ALIAS_RE.match(text):
+    if not ALIAS_NAME_RE.fullmatch(text):
         raise usage_error(
             f"{text!r} is not an alias name (a lowercase letter, then letters, digits, '_', '-')"
         )

@@ -33,7 +33,7 @@ async def check_target(registry: Registry, model: str, *, create_model: bool = F
     model itself is created with the version)."""
     if not create_model:
         await registry.get_model(model)
-    elif not MODEL_NAME_RE.match(model):
+    elif not MODEL_NAME_RE.fullmatch(model):
         raise BadRequest(f"'{model}' is not a valid model name ({MODEL_NAME_RE.pattern})")
 
 

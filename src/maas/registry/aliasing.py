@@ -22,7 +22,7 @@ SYSTEM_ACTOR = "system"
 def check_alias_name(alias: str) -> str:
     """`alias`, if it is a name an alias may have; BadRequest otherwise (before any read, so
     a bad name is refused whatever the model)."""
-    if not ALIAS_NAME_RE.match(alias):
+    if not ALIAS_NAME_RE.fullmatch(alias):
         raise BadRequest(f"'{alias}' is not a valid alias name ([a-z][a-z0-9_-]{{0,31}})")
     return alias
 
