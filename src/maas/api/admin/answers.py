@@ -99,7 +99,12 @@ class VersionOut(BaseModel):
             format=v.format,
             inputs=[s.to_json() for s in v.inputs],  # only the bounds it declared
             outputs=[s.to_json() for s in v.outputs],
-            batching=v.batching,  # as stored: only the keys it has
+            batching={  # as stored (only the keys it has), with the three sizes at least
+                "max_batch_size": v.batch.max_batch_size,
+                "max_delay_ms": v.batch.max_delay_ms,
+                "max_queue": v.batch.max_queue,
+                **v.batching,
+            },
             device=v.device,
             replicas=v.replicas,
             metrics=v.metrics,
