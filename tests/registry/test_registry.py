@@ -18,21 +18,9 @@ from maas.registry.records import Route
 from maas.registry.service import Registry
 from maas.types import AliasAction, VersionKey, VersionStatus
 from support.model_files import new_version
+from support.registry_setup import ready_version
 
 META = new_version()
-
-
-async def _ready_version(registry: Registry, model: str) -> int:
-    record = await registry.add_version(
-        model=model,
-        sha256="a" * 64,
-        size=10,
-        meta=META,
-        status=VersionStatus.REGISTERED,
-        actor="t",
-    )
-    await registry.set_status(record.key, VersionStatus.READY)
-    return record.version
 
 
 async def test_models_and_versions(registry: Registry) -> None:
@@ -41,7 +29,7 @@ async def test_models_and_versions(registry: Registry) -> None:
         await registry.create_model(name="digits", description="", actor="t")
     with pytest.raises(ModelNotFound):
         await registry.get_model("nope")
-    v1 = await _ready_version(registry, "digits")
+    v1 = await ready_version(registry, "digits")
     record = await registry.get_version(VersionKey("digits", v1))
     assert record.status is VersionStatus.READY
     assert record.loaded_at is not None
@@ -75,8 +63,8 @@ async def test_concurrent_uploads_get_distinct_numbers(registry: Registry) -> No
 
 async def test_alias_rules(registry: Registry) -> None:
     await registry.create_model(name="m", description="", actor="t")
-    v1 = await _ready_version(registry, "m")
-    v2 = await _ready_version(registry, "m")
+    v1 = await ready_version(registry, "m")
+    v2 = await ready_version(registry, "m")
     pending = await registry.add_version(
         model="m", sha256="c" * 64, size=1, meta=META, status=VersionStatus.REGISTERED, actor="t"
     )
@@ -109,8 +97,8 @@ async def test_alias_rules(registry: Registry) -> None:
 
 async def test_unload_refused_while_an_alias_routes_to_the_version(registry: Registry) -> None:
     await registry.create_model(name="m", description="", actor="t")
-    v1 = await _ready_version(registry, "m")  # production's first target
-    v2 = await _ready_version(registry, "m")
+    v1 = await ready_version(registry, "m")  # production's first target
+    v2 = await ready_version(registry, "m")
     await registry.set_alias(model="m", alias="production", routes=[Route(v2, 100)], actor="t")
     await registry.set_alias(model="m", alias="canary", routes=[Route(v2, 100)], actor="t")
     with pytest.raises(AliasInUse, match=r"^m@2 serves alias\(es\) canary, production; move them"):
@@ -139,7 +127,7 @@ async def test_unload_refused_while_an_alias_routes_to_the_version(registry: Reg
 
 async def test_concurrent_alias_changes_serialise(registry: Registry) -> None:
     await registry.create_model(name="m", description="", actor="t")
-    versions = [await _ready_version(registry, "m") for _ in range(3)]
+    versions = [await ready_version(registry, "m") for _ in range(3)]
     await registry.set_alias(model="m", alias="a", routes=[Route(versions[0], 100)], actor="t")
     results = await asyncio.gather(
         *(
