@@ -26,6 +26,7 @@ class VersionStatus(StrEnum):
 class ArtifactFormat(StrEnum):
     TORCHSCRIPT = "torchscript"
     TORCH_EXPORT = "torch_export"
+    ONNX = "onnx"  # served by ONNX Runtime
 
 
 class Scope(StrEnum):
@@ -181,6 +182,92 @@ class Batching:
 
 
 DEFAULT_BATCHING = Batching()
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePrep:
+    """How an encoded image becomes one instance of an input (meta `preprocess.<input>.image`):
+    decoded (PNG or JPEG), converted to `mode` (`L` or `RGB`; alpha is composited over white),
+    resized to `size` (height, width), `invert`ed, laid out (`CHW`, `HWC` or `flat`), pixel
+    values 0-255 mapped linearly onto `scale` (default [0, 1] for a float input, the raw
+    pixels for uint8), then normalised per channel by `mean` and `std` when given."""
+
+    mode: str
+    size: tuple[int, int]
+    layout: str
+    scale: tuple[float, float] | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    invert: bool = False
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.mode == "L" else 3
+
+    def shape(self) -> tuple[int, ...]:
+        """One instance's shape, as the input must declare it."""
+        (h, w), c = self.size, self.channels
+        if self.layout == "CHW":
+            return (c, h, w)
+        if self.layout == "HWC":
+            return (h, w, c)
+        return (c * h * w,)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ImagePrep:
+        image = data["image"]
+        scale = image.get("scale")
+        return cls(
+            mode=image["mode"],
+            size=(int(image["size"][0]), int(image["size"][1])),
+            layout=image.get("layout", "CHW"),
+            scale=None if scale is None else (float(scale[0]), float(scale[1])),
+            mean=tuple(float(m) for m in image.get("mean") or ()),
+            std=tuple(float(s) for s in image.get("std") or ()),
+            invert=bool(image.get("invert", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PostProcess:
+    """How one output becomes labelled scores (meta `postprocess`): optionally softmaxed, the
+    `top_k` best of `labels` (one per element of the output), best first."""
+
+    output: str
+    labels: tuple[str, ...]
+    softmax: bool = False
+    top_k: int = 5
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PostProcess:
+        return cls(
+            output=data["output"],
+            labels=tuple(str(label) for label in data.get("labels") or ()),
+            softmax=bool(data.get("softmax", False)),
+            top_k=int(data.get("top_k", 5)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Derivation:
+    """Where a derived version comes from (meta-free: the registry writes it): its parent
+    version, the method (`int8_dynamic`), and the top-1 agreement with the parent below which
+    it may not be aliased unless forced."""
+
+    version: int
+    method: str
+    min_agreement: float = 0.99
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Derivation:
+        return cls(
+            version=int(data["version"]),
+            method=str(data["method"]),
+            min_agreement=float(data.get("min_agreement", 0.99)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "method": self.method, "min_agreement": self.min_agreement}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from maas.checks.arrays import numpy_dtype
 from maas.checks.fields import Flag, Int, Number
 from maas.checks.json_depth import deeper_than, too_deep
 from maas.config import DEFAULT_MAX_JSON_DEPTH
+from maas.control.steps_meta import PostprocessIn, PreprocessIn, check_steps
 from maas.errors import BadRequest, InvalidArtifact
 from maas.registry.service import NewVersion
 from maas.types import DEFAULT_BATCHING, DTYPES, ArtifactFormat
@@ -172,7 +173,8 @@ class VersionMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: ArtifactFormat = Field(
-        description="torchscript (torch.jit.save) or torch_export (torch.export.save)"
+        description="torchscript (torch.jit.save), torch_export (torch.export.save) or onnx "
+        "(an ONNX model with its weights inside, served by ONNX Runtime)"
     )
     inputs: list[TensorSpecIn] = Field(
         min_length=1, max_length=64, description="the model's inputs, in argument order"
@@ -208,6 +210,16 @@ class VersionMeta(BaseModel):
         description="known answers checked when the version warms up; a mismatch fails the load",
     )
     description: str = Field("", max_length=10_000, description="for humans")
+    preprocess: dict[str, PreprocessIn] | None = Field(
+        None,
+        description="per input name, how an encoded image (PNG or JPEG) becomes that input: "
+        'e.g. {"x": {"image": {"mode": "L", "size": [8, 8], "layout": "flat"}}}',
+    )
+    postprocess: PostprocessIn | None = Field(
+        None,
+        description="how an output answers :classify (labels, softmax, top_k), e.g. "
+        '{"output": "logits", "softmax": true, "labels": ["0", "1"]}',
+    )
     load: Flag = Field(
         True,
         description="false: register the version without loading it (load it later with "
@@ -235,6 +247,12 @@ class VersionMeta(BaseModel):
             names = [t.name for t in group]
             if len(names) != len(set(names)):
                 raise ValueError("input and output names must be unique")
+        check_steps(
+            self.preprocess,
+            self.postprocess,
+            [(t.name, t.dtype, t.shape) for t in self.inputs],
+            [(t.name, t.dtype, t.shape) for t in self.outputs],
+        )
         return self
 
     def to_new_version(self) -> NewVersion:
@@ -249,6 +267,12 @@ class VersionMeta(BaseModel):
             tags=self.tags,
             golden=[g.model_dump() for g in self.golden],
             description=self.description,
+            preprocess=None
+            if not self.preprocess
+            else {
+                name: step.model_dump(exclude_none=True) for name, step in self.preprocess.items()
+            },
+            postprocess=None if self.postprocess is None else self.postprocess.model_dump(),
         )
 
 
@@ -300,16 +324,22 @@ def _unfit(value: int | float, dtype: str) -> str | None:
 
 
 def parse_meta(
-    raw: bytes | str | dict[str, Any], *, max_depth: int = DEFAULT_MAX_JSON_DEPTH
+    raw: bytes | str | dict[str, Any],
+    *,
+    max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+    labels: list[str] | None = None,
 ) -> VersionMeta:
     """Parse and validate meta; malformed JSON, or JSON nested deeper than `max_depth`
-    (`maas.checks.json_depth`), is BadRequest, a wrong field InvalidArtifact."""
+    (`maas.checks.json_depth`), is BadRequest, a wrong field InvalidArtifact. `labels` (an
+    upload's `labels` part) fill `postprocess.labels`."""
     try:
         value = raw if isinstance(raw, dict) else orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"meta is not valid JSON: {exc}") from None
     if deeper_than(value, max_depth):
         raise BadRequest(too_deep("meta", max_depth))
+    if labels is not None:
+        raw = orjson.dumps(_with_labels(value, labels))
     try:
         if isinstance(raw, dict):
             return VersionMeta.model_validate(raw)
@@ -326,3 +356,17 @@ def _summarise(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "meta"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _with_labels(value: Any, labels: list[str]) -> dict[str, Any]:
+    """Meta with an uploaded labels file in `postprocess.labels` (BadRequest when meta
+    declares no postprocess, or labels of its own)."""
+    post = value.get("postprocess") if isinstance(value, dict) else None
+    if not isinstance(post, dict):
+        raise BadRequest(
+            "a 'labels' part needs meta.postprocess (which output the labels name), e.g. "
+            '{"postprocess": {"output": "logits", "softmax": true}}'
+        )
+    if post.get("labels") is not None:
+        raise BadRequest("labels are given twice: in meta.postprocess.labels and a 'labels' part")
+    return {**value, "postprocess": {**post, "labels": labels}}

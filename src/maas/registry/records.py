@@ -10,8 +10,11 @@ from maas.registry.tables import Alias, AliasHistory, ApiKey, AuditEvent, Model,
 from maas.types import (
     ArtifactFormat,
     Batching,
+    Derivation,
     GoldenExample,
+    ImagePrep,
     LoadSpec,
+    PostProcess,
     TensorSpec,
     VersionKey,
     VersionStatus,
@@ -60,6 +63,11 @@ class VersionRecord:
     created_at: datetime
     updated_at: datetime
     loaded_at: datetime | None
+    # Declared pre-processing by input name, post-processing, and the parent of a derived
+    # version (meta `preprocess`, `postprocess`; `maas.types.Derivation`).
+    preprocess: dict[str, ImagePrep] = field(default_factory=dict)
+    postprocess: PostProcess | None = None
+    derived_from: Derivation | None = None
     # `batching` as stored (what answers show), read once into its typed value with every
     # default filled in (what serving and loading use).
     batch: Batching = field(init=False, compare=False, repr=False)
@@ -96,6 +104,13 @@ class VersionRecord:
             created_at=row.created_at,
             updated_at=row.updated_at,
             loaded_at=row.loaded_at,
+            preprocess={
+                name: ImagePrep.from_json(step) for name, step in (row.preprocess or {}).items()
+            },
+            postprocess=None if row.postprocess is None else PostProcess.from_json(row.postprocess),
+            derived_from=None
+            if row.derived_from is None
+            else Derivation.from_json(row.derived_from),
         )
 
     def load_spec(self, path: str) -> LoadSpec:

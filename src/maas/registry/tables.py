@@ -78,6 +78,11 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON)
     golden: Mapped[list[Any]] = mapped_column(JSON)
+    # Declared pre- and post-processing (meta `preprocess`, `postprocess`), and the parent of a
+    # derived version (`maas.types.Derivation`); null when absent.
+    preprocess: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    postprocess: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    derived_from: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     description: Mapped[str] = mapped_column(Text, default="")
     load_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -36,6 +36,9 @@ class NewVersion:
     tags: dict[str, Any] = field(default_factory=dict)
     golden: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
+    preprocess: dict[str, Any] | None = None
+    postprocess: dict[str, Any] | None = None
+    derived_from: dict[str, Any] | None = None
 
 
 class Versions(RegistryBase):
@@ -237,4 +240,7 @@ def _version_row(
         tags=meta.tags,
         golden=meta.golden,
         description=meta.description,
+        preprocess=meta.preprocess,
+        postprocess=meta.postprocess,
+        derived_from=meta.derived_from,
     )
