@@ -3,6 +3,7 @@
 MaasError                      (itself: internal_error, when maas did not expect it)
 ├── InternalError              what the client hears of a bug; the log has the rest
 ├── BadRequest                 the request itself is malformed (bad JSON, missing field)
+│   └── NoPostprocess          :classify on a version that declares no postprocess
 ├── PayloadTooLarge            a body over its cap
 ├── InvalidInput               instances that do not match the signature or domain
 ├── InvalidArtifact            an upload whose meta or file cannot be a version
@@ -20,7 +21,8 @@ MaasError                      (itself: internal_error, when maas did not expect
 │   ├── AliasInUse
 │   ├── ConcurrentChange
 │   ├── NothingToUndo          a rollback with no change of the alias left to undo
-│   └── LastAdminKey           revoking it would leave no admin key
+│   ├── LastAdminKey           revoking it would leave no admin key
+│   └── BelowAgreement         aliasing a derived version that agrees too little with its parent
 ├── Overloaded                 queue full; carries retry_after seconds
 │   └── RateLimited            the key's requests per second are used up
 ├── InsufficientStorage        the artifact store's disk is full
@@ -51,6 +53,10 @@ class InternalError(MaasError):
 
 class BadRequest(MaasError):
     code = "bad_request"
+
+
+class NoPostprocess(BadRequest):
+    code = "no_postprocess"
 
 
 class PayloadTooLarge(MaasError):
@@ -128,6 +134,10 @@ class NothingToUndo(Conflict):
 
 class LastAdminKey(Conflict):
     code = "last_admin_key"
+
+
+class BelowAgreement(Conflict):
+    code = "below_agreement"
 
 
 class Overloaded(MaasError):

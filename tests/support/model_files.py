@@ -109,3 +109,52 @@ def new_version() -> Any:
         outputs=[{"name": "y", "dtype": "float32", "shape": [OUT]}],
         batching={"max_batch_size": 8},
     )
+
+
+def onnx_bytes(
+    module: torch.nn.Module,
+    *,
+    input_name: str = "x",
+    output_name: str = "y",
+    batch: int | str = "batch",
+    opset: int = 17,
+) -> bytes:
+    """An ONNX model of the same weights as `module`, an MLP of Linear layers with ReLU
+    between them (TinyMLP), built node by node with onnx.helper: no exporter, so it is fast
+    and exactly `module`. `batch` names the free leading axis, or fixes it (an int)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    nodes, initializers = [], []
+    current = input_name
+    for index, layer in enumerate(layers):
+        weight = layer.weight.detach().numpy()
+        bias = layer.bias.detach().numpy()
+        initializers += [
+            numpy_helper.from_array(weight, f"w{index}"),
+            numpy_helper.from_array(bias, f"b{index}"),
+        ]
+        last = index == len(layers) - 1
+        out = output_name if last else f"h{index}"
+        nodes.append(helper.make_node("Gemm", [current, f"w{index}", f"b{index}"], [out], transB=1))
+        if not last:
+            nodes.append(helper.make_node("Relu", [out], [f"r{index}"]))
+            out = f"r{index}"
+        current = out
+    first, last_layer = layers[0], layers[-1]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, first.in_features])],
+        [
+            helper.make_tensor_value_info(
+                output_name, TensorProto.FLOAT, [batch, last_layer.out_features]
+            )
+        ],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8  # what ONNX Runtime releases of the last years all read
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
