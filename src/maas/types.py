@@ -227,6 +227,18 @@ class ImagePrep:
             invert=bool(image.get("invert", False)),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The step as meta declares it (`from_json` reads it back)."""
+        image: dict[str, Any] = {"mode": self.mode, "size": list(self.size), "layout": self.layout}
+        if self.scale is not None:
+            image["scale"] = list(self.scale)
+        if self.mean:
+            image["mean"] = list(self.mean)
+        if self.std:
+            image["std"] = list(self.std)
+        image["invert"] = self.invert
+        return {"image": image}
+
 
 @dataclass(frozen=True, slots=True)
 class PostProcess:
@@ -246,6 +258,15 @@ class PostProcess:
             softmax=bool(data.get("softmax", False)),
             top_k=int(data.get("top_k", 5)),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The step as meta declares it (`from_json` reads it back)."""
+        return {
+            "output": self.output,
+            "softmax": self.softmax,
+            "labels": list(self.labels),
+            "top_k": self.top_k,
+        }
 
 
 @dataclass(frozen=True, slots=True)
