@@ -52,19 +52,48 @@ def _time(module: Any, example: Any, seconds: float) -> list[int]:
 def measure(artifact: bytes, name: str, seconds: float) -> dict[str, Any]:
     import torch
 
-    module = torch.jit.load(io.BytesIO(artifact), map_location="cpu")  # type: ignore[no-untyped-call]
-    module.eval()
-    out: dict[str, Any] = {"batches": {}}
     from bench.specs import LARGE
 
+    if name.endswith("-onnx"):
+        return _measure_onnx(torch, artifact, name, seconds)
+    module = torch.jit.load(io.BytesIO(artifact), map_location="cpu")  # type: ignore[no-untyped-call]
+    module.eval()
     with torch.inference_mode():
-        for batch in LARGE_BATCHES if name in LARGE else BATCHES:
-            times = _time(module, _example(torch, name, batch), seconds)
-            out["batches"][str(batch)] = {
-                "samples_per_s": batch * len(times) / (sum(times) / 1e9),
-                "forward_ms_p50": statistics.median(times) / 1e6,
-                "forwards": len(times),
-            }
+        batches = LARGE_BATCHES if name in LARGE else BATCHES
+        return _figures(module, lambda b: _example(torch, name, b), batches, seconds)
+
+
+def _measure_onnx(torch: Any, artifact: bytes, name: str, seconds: float) -> dict[str, Any]:
+    """The ONNX twin timed by ONNX Runtime as a worker runs it: one intra-op thread, one
+    inter-op thread, sequential, no spinning."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    session = ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
+    base = name.removesuffix("-onnx")
+
+    def run(x: Any) -> Any:
+        return session.run(None, {"x": x})
+
+    return _figures(run, lambda b: _example(torch, base, b).numpy(), BATCHES, seconds)
+
+
+def _figures(
+    forward: Any, example: Any, batches: tuple[int, ...], seconds: float
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"batches": {}}
+    for batch in batches:
+        times = _time(forward, example(batch), seconds)
+        out["batches"][str(batch)] = {
+            "samples_per_s": batch * len(times) / (sum(times) / 1e9),
+            "forward_ms_p50": statistics.median(times) / 1e6,
+            "forwards": len(times),
+        }
     out["forward_ms_b1"] = out["batches"]["1"]["forward_ms_p50"]
     return out
 
@@ -98,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             "build_s": round(build_s, 2),
             "bytes": artifact_path.stat().st_size,
         }
-        if not args.no_measure:
+        if not args.no_measure and name != "digits":
             entry.update(measure(artifact_path.read_bytes(), name, args.seconds))
         result["models"][name] = entry
         print(f"raw: {name} ready ({build_s:.1f} s to build)", file=sys.stderr, flush=True)

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import pipeline
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _ROLE_ABBR = {"main": "m", "gateway": "g", "worker": "w", "helper": "h"}
 
@@ -253,6 +255,7 @@ def render(results: dict[str, Any]) -> str:
                     f"= {total:.2f} of duration {figures.get('duration_ms', 0.0):.2f}"
                 )
     server = results.get("server") or {}
+    out += pipeline.render(server.get("pipeline") or [])
     if server.get("log_lines"):
         counts = ", ".join(f"{phase} {n}" for phase, n in server["log_lines"].items())
         out.append(

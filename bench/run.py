@@ -17,15 +17,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
 
-from bench import procstats, report, scrape, specs
+from bench import procstats, report, specs
 from bench.measure import run_point
+from bench.pipeline import PIPELINE_MODELS, pipeline_rows
+from bench.points import Target, measure_request
 from bench.raw_child import build_and_time_raw, retime_raw, say
 from bench.register import RegistrationFailed, admin_client, register, wait_servable
 from bench.server import (
@@ -57,6 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, registry)")
     p.add_argument("--out", type=Path, help="JSON path (bench/results/latest.json)")
     p.add_argument("--skip-v2", action="store_true", help="no Open Inference Protocol rows")
+    p.add_argument(
+        "--skip-pipeline",
+        action="store_true",
+        help="no ONNX / int8 / image rows (they need wide in --models)",
+    )
     p.add_argument(
         "--baseline",
         type=Path,
@@ -111,20 +117,6 @@ def bench_bare(
                 )
                 rows.append({"system": "bare", "processes": processes, **row})
                 say(f"  C={c}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms")
-
-
-@dataclass
-class Target:
-    """A running `maas serve` under test: this checkout's, or the baseline's (`--baseline`)."""
-
-    system: str
-    server: ManagedProcess
-    port: int
-    secret: str
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 def bench_maas(
@@ -241,14 +233,16 @@ def _load_all(
                 _point(args, target, specs.Variant(base, True), protocol, c, rows)
                 if baseline is not None and base not in info["baseline_unservable"]:
                     _point(args, baseline, specs.Variant(base, True), protocol, c, rows)
-    if args.skip_v2:
-        return
-    for base, protocol in specs.V2_ROWS:
-        v = specs.Variant(base, True)
-        if base not in args.model_list or v.name in unservable:
-            continue
-        for c in specs.V2_CONCURRENCY:
-            _point(args, target, v, protocol, c, rows)
+    if not args.skip_v2:
+        for base, protocol in specs.V2_ROWS:
+            v = specs.Variant(base, True)
+            if base not in args.model_list or v.name in unservable:
+                continue
+            for c in specs.V2_CONCURRENCY:
+                _point(args, target, v, protocol, c, rows)
+    if not args.skip_pipeline and "wide" in args.model_list and "wide" not in unservable:
+        info["pipeline"] = []
+        pipeline_rows(args, target, raw, info["pipeline"])
 
 
 def _point(
@@ -259,42 +253,9 @@ def _point(
     c: int,
     rows: list[dict[str, Any]],
 ) -> None:
-    server = target.server
-    label = f"{target.system}-{v.name}-{protocol}-c{c}"
     request = specs.request_for(v.base, v.name, protocol)
-    body_file = server.log_path.parent / f"body-{v.name}-{protocol}.bin"
-    body_file.write_bytes(request.body)
-    before = scrape.scrape(target.base_url)
-    row = run_point(
-        port=target.port,
-        path=request.path,
-        body_file=body_file,
-        headers=request.headers,
-        concurrency=c,
-        warmup_s=args.warmup,
-        duration_s=args.duration,
-        server=server,
-        log_dir=server.log_path.parent,
-        label=label,
-    )
-    rows.append(
-        {
-            "system": target.system,
-            "model": v.base,
-            "batching": v.batched,
-            "protocol": protocol,
-            **row,
-            "server_figures": scrape.row_figures(before, scrape.scrape(target.base_url), v.name),
-        }
-    )
-    say(
-        f"  {target.system} {v.name} {protocol} C={c}: {row['rps']:.0f} req/s, "
-        f"p50 {row['p50_ms']:.2f} ms, errors {row['non_2xx']}/{row['conn_errors']}"
-    )
-    if not server.alive():
-        raise ProcessFailed(
-            f"{target.system} serve exited with {server.popen.returncode}:\n" + server.log_tail()
-        )
+    fields = {"model": v.base, "batching": v.batched, "protocol": protocol}
+    rows.append(measure_request(args, target, v.name, request, c, fields))
 
 
 def _server_processes(server: ManagedProcess) -> list[dict[str, Any]]:
@@ -342,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     failure: str | None = None
     try:
         with _terminate_as_interrupt():
-            raw = build_and_time_raw(args, work, args.model_list)
+            built = list(args.model_list)
+            if not args.skip_pipeline and "wide" in built:
+                built += PIPELINE_MODELS
+            raw = build_and_time_raw(args, work, built)
             results["raw"] = raw
             bodies = write_bodies(work, args.model_list)
             if not args.skip_bare:

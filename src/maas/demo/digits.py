@@ -3,6 +3,11 @@
 Input `x` is one raw row of `load_digits().data` (64 pixel values 0-16); the model scales it
 itself, so clients send the data as it ships. The last `HELD_OUT` rows are never trained on;
 the accuracy on them is the version's `metrics.accuracy` (CONTRACT: demo models).
+
+Its meta declares the rest of the story as data: `x` also takes an 8x8 grey image (PNG or
+JPEG, dark ink on white paper: inverted, then scaled onto 0-16), and the logits answer
+`:classify` with the labels "0"-"9" (`IMAGE`, `LABELS`; docs/examples has PNGs of held-out
+rows).
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ from maas.demo.artifact import (
 )
 
 HELD_OUT = 360
+# How an image becomes `x`, and how `logits` become labels (meta preprocess / postprocess).
+IMAGE = {"mode": "L", "size": [8, 8], "layout": "flat", "scale": [0, 16], "invert": True}
+LABELS = [str(digit) for digit in range(10)]
 DESCRIPTION = (
     "Handwritten digit classifier trained at first start on scikit-learn's bundled 8x8 digits. "
-    "Input x: one row of load_digits().data (64 pixel values 0-16); output: 10 logits."
+    "Input x: one row of load_digits().data (64 pixel values 0-16), or an 8x8 grey PNG/JPEG "
+    "of a dark digit on white; output: 10 logits; :classify answers the labels 0-9."
 )
 
 
@@ -110,5 +119,7 @@ def train(*, seed: int = 0, epochs: int = 40) -> DemoModel:
         "tags": {"demo": "true", "dataset": "sklearn.load_digits", "seed": str(seed)},
         "golden": [golden_example(module, test_x[i]) for i in range(2)],
         "description": DESCRIPTION,
+        "preprocess": {"x": {"image": IMAGE}},
+        "postprocess": {"output": "logits", "softmax": True, "labels": LABELS, "top_k": 3},
     }
     return DemoModel("digits", DESCRIPTION, artifact, meta)
