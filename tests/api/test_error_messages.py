@@ -302,11 +302,12 @@ async def test_meta_that_says_onnx_answers_which_formats_are_served(gateway: Gat
         "/v1/models/mlp/labels/production:classify",
     ],
 )
-async def test_classify_is_a_404_that_names_the_served_verb(served: Gateway, path: str) -> None:
+async def test_classify_on_a_version_without_postprocess_says_so(
+    served: Gateway, path: str
+) -> None:
     response = await served.client.post(path, json={"instances": [[1, 2, 3, 4]]})
-    message = _native_error(response, 404, "not_found")
-    assert message.startswith("':classify' is not served by this release; ")
-    assert "the only verb served after ':' is :predict" in message
+    message = _native_error(response, 400, "no_postprocess")
+    assert message.startswith("mlp@1 declares no postprocess, so it cannot answer :classify; ")
 
 
 @pytest.mark.parametrize("verb", ["explain", "foo", "PREDICT"])
@@ -316,8 +317,7 @@ async def test_any_other_verb_is_a_404_that_names_the_served_verb(
     response = await served.client.post(f"/v1/models/mlp:{verb}", json={"instances": [[1]]})
     message = _native_error(response, 404, "not_found")
     assert message.startswith(f"no verb ':{verb}' on the model routes; ")
-    assert ":predict" in message
-    assert ":classify is not served by this release" in message
+    assert "the verbs served after ':' are :predict and :classify" in message
     asked = await served.client.get(f"/v1/models/mlp:{verb}")  # the status route's GET too
     assert _native_error(asked, 404, "not_found") == message
     metrics = (await served.client.get("/metrics")).text

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from maas.api.native.classify import ClassifyCodec
+from maas.api.native.classify import match as classify_match
 from maas.api.native.codec import NativeCodec
 from maas.api.native.codec import match as native_match
 from maas.api.v2.codec import V2Codec
@@ -27,6 +29,7 @@ Matcher = Callable[[str], ModelRef | MaasError | None]
 
 ROUTES: tuple[tuple[Matcher, Codec[Any]], ...] = (
     (native_match, NativeCodec()),  # POST /v1/models/...:predict
+    (classify_match, ClassifyCodec()),  # POST /v1/models/...:classify
     (v2_match, V2Codec()),  # POST /v2/models/.../infer
 )
 

@@ -53,6 +53,15 @@ class Predictions(BaseModel):
     version: int = Field(description="the version that answered")
 
 
+class Classification(BaseModel):
+    result: list[list[tuple[str, float]]] = Field(
+        description="one list per instance, in order: its `top_k` best classes as [label, "
+        "score] pairs, best first (scores softmaxed when the version's postprocess says so)"
+    )
+    model: str
+    version: int = Field(description="the version that answered")
+
+
 # v2 ---------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,8 @@
     POST /v1/models/{name}/labels/{alias}:predict
     body {"instances": [...]}  →  {"predictions": [...], "model", "version"}
 
+`:classify` (`maas.api.native.classify`) takes the same paths and bodies.
+
 Instances are JSON; the data plane takes arrays. Decoding groups the instances by shape (one
 odd instance never breaks another's batch) and remembers where each came from; encoding puts
 each instance's outputs back in request order.
@@ -27,7 +29,9 @@ from maas.serving.codec import Decoded, Group, Reply
 from maas.serving.head import RequestHead
 from maas.types import ModelRef, parse_version
 
-_PREFIX, _SUFFIX = "/v1/models/", ":predict"
+_PREFIX = "/v1/models/"
+PREDICT, CLASSIFY = ":predict", ":classify"
+_VERBS = (PREDICT, CLASSIFY)
 _TAKES = ':predict takes {"instances": [...]} as JSON'
 # Output dtypes orjson writes straight from numpy (bfloat16 arrives as float32).
 _ORJSON_KINDS = frozenset("biuf")
@@ -35,14 +39,20 @@ _ORJSON_KINDS = frozenset("biuf")
 
 def match(path: str) -> ModelRef | MaasError | None:
     """The ref a predict path names, the client's mistake in it, or None: not ours (a path
-    that only looks like a predict route is a NotFound, so it is answered and counted)."""
+    that only looks like a model verb route is a NotFound, so it is answered and counted)."""
+    return match_verb(path, PREDICT)
+
+
+def match_verb(path: str, verb: str) -> ModelRef | MaasError | None:
+    """The ref `/v1/models/...{verb}` names (`verb` one of PREDICT, CLASSIFY), the client's
+    mistake in it, or None: not this verb's (another served verb's path, or no verb)."""
     if not path.startswith(_PREFIX):
         return None
-    if not path.endswith(_SUFFIX):
+    if not path.endswith(verb):
         return _other_verb(path)
-    parts = path[len(_PREFIX) : -len(_SUFFIX)].split("/")
+    parts = path[len(_PREFIX) : -len(verb)].split("/")
     if not all(parts):
-        return _no_route(path)
+        return _no_route(path, verb)
     if len(parts) == 1:
         return ref_in_name(parts[0])
     if len(parts) == 3 and parts[1] == "versions":
@@ -52,7 +62,7 @@ def match(path: str) -> ModelRef | MaasError | None:
             return BadRequest(str(exc))
     if len(parts) == 3 and parts[1] == "labels":
         return ModelRef(model=parts[0], alias=parts[2])
-    return _no_route(path)
+    return _no_route(path, verb)
 
 
 def ref_in_name(name: str) -> ModelRef | BadRequest:
@@ -67,30 +77,30 @@ def ref_in_name(name: str) -> ModelRef | BadRequest:
 
 
 def _other_verb(path: str) -> NotFound | None:
-    """A POST such as `/v1/models/NAME:classify`: a verb this release does not serve (no
-    model or alias name holds a ':'), or None when the path names no verb at all."""
+    """A POST such as `/v1/models/NAME:explain`: a verb this release does not serve (no
+    model or alias name holds a ':'); None when the path names no verb, or a served one
+    (its own matcher answers it)."""
     _, colon, verb = path.rpartition("/")[2].rpartition(":")
-    return unknown_verb(verb) if colon else None
+    if not colon or f":{verb}" in _VERBS:
+        return None
+    return unknown_verb(verb)
 
 
 def unknown_verb(verb: str) -> NotFound:
-    """The answer to `NAME:verb` for any verb but predict."""
-    served = (
-        "the only verb served after ':' is :predict (POST /v1/models/NAME[@REF]:predict "
-        'with {"instances": [...]})'
-    )
-    if verb == "classify":
-        return NotFound(f"':classify' is not served by this release; {served}")
+    """The answer to `NAME:verb` for a verb that is not served."""
     shown = verb[:40] if verb.isprintable() else repr(verb[:40])
     return NotFound(
-        f"no verb ':{shown}' on the model routes; {served}; :classify is not served by this release"
+        f"no verb ':{shown}' on the model routes; the verbs served after ':' are :predict "
+        "and :classify (POST /v1/models/NAME[@REF]:predict or :classify with "
+        '{"instances": [...]})'
     )
 
 
-def _no_route(path: str) -> NotFound:
+def _no_route(path: str, verb: str) -> NotFound:
+    name = verb[1:]
     return NotFound(
-        f"no predict route matches '{path}'; use /v1/models/NAME[@REF]:predict, "
-        "/v1/models/NAME/versions/N:predict or /v1/models/NAME/labels/ALIAS:predict"
+        f"no {name} route matches '{path}'; use /v1/models/NAME[@REF]{verb}, "
+        f"/v1/models/NAME/versions/N{verb} or /v1/models/NAME/labels/ALIAS{verb}"
     )
 
 

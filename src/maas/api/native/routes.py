@@ -8,7 +8,8 @@ TF Serving answer them (their clients poll these), plus the predict routes for /
 
 A bare name lists every version of the model, as TF Serving does, and is ready when its
 `production` alias can serve; a version or an alias lists what it resolves to. `POST
-...:predict` is served by the inference pipeline before FastAPI routes anything.
+...:predict` and `...:classify` are served by the inference pipeline before FastAPI routes
+anything.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from starlette.exceptions import HTTPException
 
 from maas.api import fastpath
 from maas.api.deps import ServicesDep
-from maas.api.inference_schemas import ModelNames, ModelStatus, NativeMetadata, Predictions
+from maas.api.inference_schemas import (
+    Classification,
+    ModelNames,
+    ModelStatus,
+    NativeMetadata,
+    Predictions,
+)
 from maas.api.native.codec import ref_in_name, unknown_verb
 from maas.api.openapi import inference_answers
 from maas.errors import BadRequest
@@ -34,8 +41,8 @@ router = APIRouter(prefix="/v1/models", tags=["native inference"])
 _LOOKUP_ERRORS = {
     400: "`bad_request`: a malformed ref, or a version that is not a number from 1 to 2^63-1",
     404: "`model_not_found`, `version_not_found` or `alias_not_found`; `not_found`: a verb "
-    "after ':' other than :predict (`:classify` is not served by this release)",
-    405: "`method_not_allowed`: a predict path asked with GET (POST it)",
+    "after ':' other than :predict and :classify",
+    405: "`method_not_allowed`: a predict or classify path asked with GET (POST it)",
 }
 _STATUS = inference_answers(
     ModelStatus, "It can serve", errors=_LOOKUP_ERRORS, not_ready=ModelStatus
@@ -55,9 +62,9 @@ STATE = {
 
 def _ref(name: str, *, version: str | None = None, alias: str | None = None) -> ModelRef:
     last = version or alias or name
-    if last.endswith(":predict"):  # a predict path, asked with GET
+    if last.endswith((":predict", ":classify")):  # a verb's path, asked with GET
         raise HTTPException(405, "Method Not Allowed", headers={"Allow": "POST"})
-    if ":" in last:  # no model, version or alias name holds one: a verb other than predict
+    if ":" in last:  # no model, version or alias name holds one: a verb not served
         raise unknown_verb(last.rpartition(":")[2])
     if version is not None:
         try:
@@ -145,25 +152,23 @@ def _metadata(listing: Listing) -> dict[str, Any]:
     }
 
 
+PREDICT_ANSWERS_ERRORS: dict[int, str] = {
+    400: "`bad_request`: not JSON, no non-empty `instances`, a malformed ref or version, "
+    "a bad X-Request-Timeout-Ms, or a Content-Encoding other than gzip or deflate",
+    401: "`unauthenticated` (only with MAAS_REQUIRE_INFER_KEY=true)",
+    403: "`forbidden`: the key may not run this model",
+    404: "`model_not_found`, `version_not_found` or `alias_not_found`; `not_found`: no "
+    "such route, or a verb after ':' other than :predict and :classify",
+    413: "`payload_too_large`: the body is past MAAS_MAX_BODY_BYTES, or it holds more "
+    "than MAAS_MAX_INSTANCES instances",
+    422: "`invalid_input`: the instances do not match the model's signature, or there are "
+    "more than the version's queue holds",
+    429: "`queue_full`: the version's queue is full; Retry-After says when to try again",
+    503: "`unavailable`: no ready worker holds the version (or the gateway is draining)",
+    504: "`deadline_exceeded`: the deadline passed before the answer",
+}
 PREDICT_ANSWERS = inference_answers(
-    Predictions,
-    "The model's outputs, one per instance",
-    errors={
-        400: "`bad_request`: not JSON, no non-empty `instances`, a malformed ref or version, "
-        "a bad X-Request-Timeout-Ms, or a Content-Encoding other than gzip or deflate",
-        401: "`unauthenticated` (only with MAAS_REQUIRE_INFER_KEY=true)",
-        403: "`forbidden`: the key may not run this model",
-        404: "`model_not_found`, `version_not_found` or `alias_not_found`; `not_found`: no "
-        "such route, or a verb after ':' other than :predict (such as `:classify`, not served "
-        "by this release)",
-        413: "`payload_too_large`: the body is past MAAS_MAX_BODY_BYTES, or it holds more "
-        "than MAAS_MAX_INSTANCES instances",
-        422: "`invalid_input`: the instances do not match the model's signature, or there are "
-        "more than the version's queue holds",
-        429: "`queue_full`: the version's queue is full; Retry-After says when to try again",
-        503: "`unavailable`: no ready worker holds the version (or the gateway is draining)",
-        504: "`deadline_exceeded`: the deadline passed before the answer",
-    },
+    Predictions, "The model's outputs, one per instance", errors=PREDICT_ANSWERS_ERRORS
 )
 
 _PREDICT_BODY: dict[str, Any] = {
@@ -185,3 +190,20 @@ for _path in (
     "/{name}/labels/{alias}:predict",
 ):
     fastpath.document(router, _path, _PREDICT_BODY, "Predict", PREDICT_ANSWERS)
+
+CLASSIFY_ANSWERS = inference_answers(
+    Classification,
+    "The best classes of each instance, best first",
+    errors={
+        **PREDICT_ANSWERS_ERRORS,
+        400: PREDICT_ANSWERS_ERRORS[400] + "; `no_postprocess`: the version declares no "
+        "`postprocess` in its meta (nothing is run)",
+    },
+)
+
+for _path in (
+    "/{name}:classify",
+    "/{name}/versions/{version}:classify",
+    "/{name}/labels/{alias}:classify",
+):
+    fastpath.document(router, _path, _PREDICT_BODY, "Classify", CLASSIFY_ANSWERS)
