@@ -324,9 +324,9 @@ def test_a_header_length_that_cuts_the_json_is_400() -> None:
         (
             {
                 "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0] * 4}],
-                "outputs": [{"name": "y", "parameters": {"classification": 2}}],
+                "outputs": [{"name": "y", "parameters": {"classification": 0}}],
             },
-            "classification",
+            "classification must be a positive integer",
         ),
         (
             {

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from maas.api.errors import v2_error
+from maas.api.v2 import classification
 from maas.api.v2.binary import BufferReader, from_buffer, parse_header, split_body, to_buffer
 from maas.api.v2.datatypes import check_datatype, datatype_of, from_json, to_json
 from maas.checks.arrays import check_batch
@@ -63,7 +64,8 @@ class _Wanted:
     """What the answer holds: the request's id, and which outputs, each binary or not."""
 
     request_id: str | None
-    outputs: tuple[tuple[int, bool], ...]  # (index in the version's outputs, binary)
+    # (index in the version's outputs, binary, classes asked: 0 for the values themselves)
+    outputs: tuple[tuple[int, bool, int], ...]
 
 
 class V2Codec:
@@ -89,21 +91,16 @@ class V2Codec:
         arrays = outputs[0]
         entries: list[dict[str, Any]] = []
         buffers: list[bytes] = []
-        for index, binary in request.state.outputs:
+        for index, binary, classes in request.state.outputs:
             spec = version.outputs[index]
-            datatype = datatype_of(spec.dtype)
             array = arrays[index]
-            entry: dict[str, Any] = {
-                "name": spec.name,
-                "datatype": datatype,
-                "shape": list(array.shape),
-            }
-            if binary:
-                buffer = to_buffer(array, datatype)
+            if classes:
+                entry, buffer = _classes(array, classes, spec.name, version, binary)
+            else:
+                entry, buffer = _values(array, spec.name, datatype_of(spec.dtype), binary)
+            if buffer is not None:
                 entry["parameters"] = {"binary_data_size": len(buffer)}
                 buffers.append(buffer)
-            else:
-                entry["data"] = to_json(array, datatype)
             entries.append(entry)
         answer: dict[str, Any] = {
             "model_name": version.model,
@@ -120,6 +117,31 @@ class V2Codec:
 
     def error(self, exc: MaasError) -> Reply:
         return v2_error(exc)
+
+
+def _values(
+    array: Any, name: str, datatype: str, binary: bool
+) -> tuple[dict[str, Any], bytes | None]:
+    """An output's entry (and its buffer, when binary) holding its values."""
+    entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+    if binary:
+        return entry, to_buffer(array, datatype)
+    entry["data"] = to_json(array, datatype)
+    return entry, None
+
+
+def _classes(
+    array: Any, k: int, name: str, version: VersionRecord, binary: bool
+) -> tuple[dict[str, Any], bytes | None]:
+    """An output's entry (and its buffer, when binary) answering the classification
+    extension: BYTES [N, min(k, C)] of "score:index[:label]"."""
+    strings = classification.classified(array, k, name, version)
+    shape = classification.shape_of(strings)
+    entry: dict[str, Any] = {"name": name, "datatype": classification.BYTES, "shape": shape}
+    if binary:
+        return entry, classification.to_buffer(strings)
+    entry["data"] = classification.to_json(strings)
+    return entry, None
 
 
 def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
@@ -210,13 +232,13 @@ def _check_shape(shape: list[int], spec: TensorSpec, where: str) -> None:
 
 
 @functools.cache
-def _every_output(count: int, binary: bool) -> tuple[tuple[int, bool], ...]:
-    return tuple((i, binary) for i in range(count))
+def _every_output(count: int, binary: bool) -> tuple[tuple[int, bool, int], ...]:
+    return tuple((i, binary, 0) for i in range(count))
 
 
 def _outputs(
     requested: Any, parameters: dict[str, Any], version: VersionRecord
-) -> tuple[tuple[int, bool], ...]:
+) -> tuple[tuple[int, bool, int], ...]:
     default_binary = parameters.get("binary_data_output", False)
     if type(default_binary) is not bool:
         raise BadRequest("parameters.binary_data_output must be true or false")
@@ -225,22 +247,23 @@ def _outputs(
     if type(requested) is not list:
         raise BadRequest('"outputs" must be a list of {"name": ...} objects')
     index = {spec.name: i for i, spec in enumerate(version.outputs)}
-    chosen: list[tuple[int, bool]] = []
+    chosen: list[tuple[int, bool, int]] = []
     for position, output in enumerate(requested):
         name = output.get("name") if type(output) is dict else None
         if type(name) is not str:
             raise BadRequest(f'requested output {position} must be an object with a "name"')
         if name not in index:
             raise BadRequest(f"unknown output '{name}'; the model's outputs are {sorted(index)}")
-        if any(i == index[name] for i, _ in chosen):
+        if any(i == index[name] for i, _, _ in chosen):
             raise BadRequest(f"output '{name}' is requested twice")
         options = _parameters(output, f"output '{name}'")
-        if "classification" in options:
-            raise BadRequest("the classification extension is not supported")
+        classes = classification.class_count(
+            options.get("classification"), version.outputs[index[name]]
+        )
         binary = options.get("binary_data", default_binary)
         if type(binary) is not bool:
             raise BadRequest(f"output '{name}': binary_data must be true or false")
-        chosen.append((index[name], binary))
+        chosen.append((index[name], binary, classes))
     return tuple(chosen)
 
 

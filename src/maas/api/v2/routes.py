@@ -79,7 +79,7 @@ INFER_ANSWERS[200]["content"] = {
 }
 
 # Not "statistics": its routes answer 404 saying where the figures are (`_NO_STATISTICS`).
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "parameters"]
 _NO_STATISTICS = (
     "the statistics extension (GET /v2/models[/NAME[/versions/V]]/stats) is not served by "
     "this release; the same figures are Prometheus metrics at GET /metrics, per model and "
