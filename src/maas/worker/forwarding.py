@@ -20,7 +20,7 @@ from maas.errors import InvalidInput, MaasError
 from maas.worker.batcher import Batch
 
 if TYPE_CHECKING:
-    from maas.worker.runtime import LoadedModel
+    from maas.worker.checking import Model
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def off_loop(mean_batch_s: float, batch: Batch) -> bool:
     return mean_batch_s > HOP_WORTH_S and sum(a.nbytes for a in batch.inputs) > READ_AHEAD_BYTES
 
 
-def forward(model: LoadedModel, batch: Batch) -> list[Any] | MaasError:
+def forward(model: Model, batch: Batch) -> list[Any] | MaasError:
     """One forward; an error is returned for every caller of the batch, never raised."""
     try:
         return model.run(batch.inputs)

@@ -4,10 +4,11 @@ artifact's chunks a load asks a gateway for.
 A load runs on a thread, so the loop goes on serving the versions already loaded. It finds the
 artifact where this host sees the gateway's path (one host, a shared volume), else in the
 worker's cache (`maas.worker.cache`), filled by sha256 from the object store or, chunk by
-chunk, from the gateway that asked; then `maas.worker.runtime` loads it, warms it up and
-replays its golden examples. Gateways asking for a version already loading share that load,
-each answered with its own id. A check loads the same way and keeps nothing; an unload fails
-the version's queued requests.
+chunk, from the gateway that asked; then `maas.worker.runtime` loads it (with torch, or ONNX
+Runtime for an ONNX version), warms it up and replays its golden examples; a version of device
+`auto` runs on the worker's device. Gateways asking for a version already loading share that
+load, each answered with its own id. A check loads the same way and keeps nothing; an unload
+fails the version's queued requests.
 
 Torch is imported here only after the thread settings are in the environment.
 """
@@ -34,7 +35,7 @@ from maas.worker.batcher import Batcher
 from maas.worker.cache import ArtifactCache
 
 if TYPE_CHECKING:
-    from maas.worker.runtime import LoadedModel
+    from maas.worker.checking import Model
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ FETCH_TIMEOUT_S = 30.0  # for one chunk of an artifact from the gateway
 
 @dataclasses.dataclass(slots=True)
 class LoadedVersion:
-    model: LoadedModel
+    model: Model
     batcher: Batcher
 
 
@@ -91,13 +92,13 @@ class Loader:
             return
         self.loading[spec.key] = [(identity, request.id)]
         assert self._loop is not None
-        load = self._load(self._here(spec), identity)
+        load = self._load(spec, identity)
         task = self._loop.create_task(load, name=f"load {spec.key}")
         task.add_done_callback(_log_crash)
 
     def on_check(self, identity: bytes, request: msg.Check) -> None:
         assert self._loop is not None
-        check = self._check(identity, request.id, self._here(request.spec))
+        check = self._check(identity, request.id, request.spec)
         task = self._loop.create_task(check, name="check")
         task.add_done_callback(_log_crash)
 
@@ -128,10 +129,6 @@ class Loader:
         for identity, request_id in self.loading.pop(spec.key, []):
             self._send(identity, msgspec.structs.replace(reply, id=request_id))
 
-    def _here(self, spec: LoadSpec) -> LoadSpec:
-        """`spec` with `auto` resolved to this worker's device."""
-        return dataclasses.replace(spec, device=self.device) if spec.device == "auto" else spec
-
     async def _check(self, identity: bytes, request_id: int, spec: LoadSpec) -> None:
         model, reply = await self._load_off_loop(spec, identity)
         del model  # a check keeps nothing
@@ -140,7 +137,7 @@ class Loader:
 
     async def _load_off_loop(
         self, spec: LoadSpec, identity: bytes
-    ) -> tuple[LoadedModel | None, msg.Done | msg.Failed]:
+    ) -> tuple[Model | None, msg.Done | msg.Failed]:
         """Load `spec` on a thread (its artifact fetched from the gateway `identity` first when
         this host has no copy): the model and Done, or None and the failure (id 0: the caller
         answers each asker with its own id)."""
@@ -183,7 +180,7 @@ class Loader:
         finally:
             self._fetches.pop(fetch_id, None)
 
-    def _load_blocking(self, spec: LoadSpec) -> LoadedModel:
+    def _load_blocking(self, spec: LoadSpec) -> Model:
         if self._torch_threads is not None:
             threads, self._torch_threads = self._torch_threads, None
             os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -192,7 +189,7 @@ class Loader:
             torch.set_num_threads(threads)
         from maas.worker.runtime import load_model
 
-        return load_model(spec, self._artifact_key)
+        return load_model(spec, self._artifact_key, auto_device=self.device)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -1,8 +1,10 @@
-"""Loading and running one version with torch: TorchScript or torch.export, never plain pickle.
+"""Loading one version, whatever its format, and running the torch ones: TorchScript or
+torch.export, never plain pickle (ONNX runs in `maas.worker.onnx_runtime`).
 
 A load verifies the artifact's sha256, loads it onto its device, warms it up with synthetic
 batches of the sizes it will run, checks every output against the signature, and replays the
-version's golden examples. Anything wrong raises ModelLoadError with a message for the operator.
+version's golden examples (`maas.worker.checking`). Anything wrong raises ModelLoadError with a
+message for the operator.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from maas.checks.arrays import group_instances
 from maas.errors import InvalidArtifact, InvalidInput, ModelLoadError
 from maas.store.local import open_verified
 from maas.store.sealing import ArtifactKey
-from maas.types import ArtifactFormat, LoadSpec, TensorSpec
-from maas.worker.diagnosis import cause, complaints, not_tensors, with_hint
+from maas.types import ArtifactFormat, LoadSpec
+from maas.worker.checking import Model, check_golden, check_output, warm_up
+from maas.worker.diagnosis import cause, complaints, not_tensors
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,6 @@ _TORCH_DTYPE = {
     "uint64": torch.uint64,
     "bool": torch.bool,
 }
-_WARMUP_LENGTH = 8
 # The version number of an upload's trial load: the version does not exist yet
 # (maas.registry.service.draft_record), so there is no number to name.
 _TRIAL = 0
@@ -49,10 +50,13 @@ _TRIAL = 0
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 
-def resolve_device(requested: str) -> torch.device:
-    """`auto` takes the first CUDA device when there is one, else the CPU."""
+def resolve_device(requested: str, auto: str | None = None) -> torch.device:
+    """`auto` takes `auto` (the worker's device) when given, else the first CUDA device when
+    there is one, else the CPU; ModelLoadError for a CUDA device this machine does not have."""
     if requested == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        if auto is None:
+            return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        requested = auto
     device = torch.device(requested)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -65,14 +69,12 @@ def resolve_device(requested: str) -> torch.device:
 
 
 class LoadedModel:
-    """A loaded version: `run` takes one stacked array per input and returns one per output."""
+    """A loaded torch version (a `maas.worker.checking.Model`)."""
 
     def __init__(self, spec: LoadSpec, module: Any, device: torch.device) -> None:
         self.spec = spec
         self.device = device
         self._module = module
-        # Seconds of a forward at max_batch_size, measured at warm-up: the first estimate of
-        # what a batch costs, before any traffic.
         self.warmup_batch_s = 0.0
 
     def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
@@ -109,61 +111,64 @@ class LoadedModel:
         for tensor, spec in zip(tensors, specs, strict=True):
             if not isinstance(tensor, torch.Tensor):
                 raise ModelLoadError(f"output '{spec.name}' is not a tensor")
-            if tensor.shape[0] != batch:
-                raise ModelLoadError(
-                    f"output '{spec.name}' has {tensor.shape[0]} rows for a batch of {batch}"
-                )
-            _check_output_shape(tuple(tensor.shape[1:]), spec)
+            check_output(tuple(tensor.shape), spec, batch)
             if tensor.dtype == torch.bfloat16:
                 tensor = tensor.float()
             arrays.append(tensor.detach().cpu().numpy())
         return arrays
 
 
-def _check_output_shape(shape: tuple[int, ...], spec: TensorSpec) -> None:
-    ok = len(shape) == len(spec.shape) and all(
-        want in (-1, got) for got, want in zip(shape, spec.shape, strict=True)
-    )
-    if not ok:
-        raise ModelLoadError(
-            f"output '{spec.name}' has shape {list(shape)} per instance, "
-            f"signature declares {list(spec.shape)}"
-        )
-
-
-def load_model(spec: LoadSpec, key: ArtifactKey | None = None) -> LoadedModel:
+def load_model(
+    spec: LoadSpec,
+    key: ArtifactKey | None = None,
+    *,
+    threads: int | None = None,
+    auto_device: str | None = None,
+) -> Model:
     """Verify, load, warm up and check one version (a sealed artifact opened in memory with
-    `key`). Blocking: call it off the event loop."""
+    `key`). `auto_device`: where a version of device `auto` runs (the worker's device; unset:
+    the first GPU, else the CPU); `threads`: ONNX Runtime's intra-op threads (unset: torch's).
+    Blocking: call it off the event loop."""
     started = time.perf_counter()
     try:
         artifact = open_verified(Path(spec.path), spec.sha256, key)
     except InvalidArtifact as exc:
         raise ModelLoadError(exc.message) from None
-    device = resolve_device(spec.device)
+    with artifact:
+        device = resolve_device(spec.device, auto_device)
+        model: Model
+        if spec.format is ArtifactFormat.ONNX:
+            from maas.worker.onnx_runtime import load_onnx  # onnxruntime only for ONNX
+
+            budget = threads if threads is not None else torch.get_num_threads()
+            model = load_onnx(spec, artifact, str(device), threads=budget)
+        else:
+            model = LoadedModel(spec, _load_torch(spec, artifact, device), device)
+    warm_up(model)
+    check_golden(model)
+    took = time.perf_counter() - started
+    if spec.key.version == _TRIAL:
+        log.info(
+            "checked the upload of %s (load, warm-up, golden checks) on %s in %.1f s",
+            spec.key.model,
+            model.device,
+            took,
+        )
+    else:
+        log.info("loaded %s on %s in %.1f s", spec.key, model.device, took)
+    return model
+
+
+def _load_torch(spec: LoadSpec, artifact: IO[bytes], device: torch.device) -> Any:
     with complaints() as found:
         try:
-            with artifact:
-                module = _load_module(artifact, spec.format, device)
+            return _load_module(artifact, spec.format, device)
         except ModelLoadError:
             raise
         except Exception as exc:  # torch raises many types for a corrupt or foreign file
             # The client never sees this worker's log: the cause goes into the message.
             reason = found.explain(exc)
             raise ModelLoadError(f"cannot load the {spec.format} artifact: {reason}") from None
-    model = LoadedModel(spec, module, device)
-    _warm_up(model)
-    _check_golden(model)
-    took = time.perf_counter() - started
-    if spec.key.version == _TRIAL:
-        log.info(
-            "checked the upload of %s (load, warm-up, golden checks) on %s in %.1f s",
-            spec.key.model,
-            device,
-            took,
-        )
-    else:
-        log.info("loaded %s on %s in %.1f s", spec.key, device, took)
-    return model
 
 
 def _load_module(artifact: IO[bytes], fmt: ArtifactFormat, device: torch.device) -> Any:
@@ -176,55 +181,3 @@ def _load_module(artifact: IO[bytes], fmt: ArtifactFormat, device: torch.device)
     if device.type != "cpu":
         module = module.to(device)
     return module
-
-
-def _warm_up(model: LoadedModel) -> None:
-    """Run the batch sizes the version will see, so the first request pays no warm-up."""
-    sizes = sorted({1, model.spec.max_batch_size})
-    for size in sizes:
-        inputs = [_synthetic(spec, size) for spec in model.spec.inputs]
-        started = time.perf_counter()
-        try:
-            model.run(inputs)
-            model.warmup_batch_s = time.perf_counter() - started
-        except (InvalidInput, ModelLoadError) as exc:
-            shapes = ", ".join(f"{list(a.shape)}" for a in inputs)
-            message = exc.message.removeprefix("the model rejected the input: ")
-            raise ModelLoadError(
-                f"warm-up forward of a batch of {size} (inputs {shapes}) failed: "
-                + with_hint(message, model.spec.inputs, model.spec.outputs)
-            ) from None
-
-
-def _synthetic(spec: TensorSpec, batch: int) -> np.ndarray[Any, Any]:
-    shape = [batch] + [
-        min(_WARMUP_LENGTH, spec.max_shape[i])
-        if (d == -1 and spec.max_shape)
-        else (_WARMUP_LENGTH if d == -1 else d)
-        for i, d in enumerate(spec.shape)
-    ]
-    fill = spec.min if spec.min is not None else 0
-    dtype = "float32" if spec.dtype == "bfloat16" else spec.dtype
-    return np.full(shape, fill, dtype=dtype)
-
-
-def _check_golden(model: LoadedModel) -> None:
-    for index, example in enumerate(model.spec.golden):
-        try:
-            groups = group_instances(example.inputs, model.spec.inputs)
-        except InvalidInput as exc:
-            raise ModelLoadError(f"golden example {index}: {exc.message}") from None
-        got: list[Any] = [None] * len(example.inputs)
-        for group in groups:
-            outputs = model.run(group.arrays)
-            for row, position in enumerate(group.positions):
-                got[position] = [out[row] for out in outputs]
-        for position, expected in enumerate(example.outputs):
-            actual = got[position][0] if len(model.spec.outputs) == 1 else got[position]
-            want = np.asarray(expected, dtype=np.float64)
-            have = np.asarray(actual, dtype=np.float64)
-            if have.shape != want.shape or not np.allclose(have, want, atol=example.atol, rtol=0):
-                raise ModelLoadError(
-                    f"golden example {index}, instance {position}: output differs from the "
-                    f"expected values beyond atol={example.atol}"
-                )
