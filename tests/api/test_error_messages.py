@@ -252,7 +252,8 @@ ONNX_LIKE = ONNX_HEAD + bytes.fromhex("3a 20") + bytes(32)
 
 
 def _real_onnx() -> bytes:
-    onnx = pytest.importorskip("onnx")
+    """y = relu(x), x and y [batch, 4]."""
+    import onnx
     from onnx import TensorProto, helper
 
     node = helper.make_node("Relu", ["x"], ["y"])
@@ -262,7 +263,9 @@ def _real_onnx() -> bytes:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, IN])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, IN])],
     )
-    data: bytes = onnx.helper.make_model(graph, producer_name="pytorch").SerializeToString()
+    model = onnx.helper.make_model(graph, producer_name="pytorch")
+    model.ir_version = 8  # what ONNX Runtime releases of the last years all read
+    data: bytes = model.SerializeToString()
     return data
 
 
@@ -274,20 +277,34 @@ async def test_an_onnx_file_is_named_as_one(gateway: Gateway, make: Any) -> None
         refused = await _upload(gateway, artifact, mlp_meta(fmt))
         message = _native_error(refused, 422, "invalid_artifact")
         assert message == (
-            "this looks like an ONNX model (protobuf ModelProto); this release serves "
-            "torchscript and torch_export files: export with torch.jit.trace/torch.export, or "
-            "wait for ONNX support"
+            f'meta says "format": "{fmt}" but the file is an ONNX model (protobuf ModelProto); '
+            'set "format": "onnx"'
         )
         assert "binary data" not in message
 
 
-async def test_meta_that_says_onnx_answers_which_formats_are_served(gateway: Gateway) -> None:
+async def test_an_onnx_file_declared_onnx_is_checked_against_meta_and_served(
+    gateway: Gateway,
+) -> None:
     await gateway.create_model("mlp")
+    # Only its first bytes look like ONNX: it does not parse.
     refused = await _upload(gateway, ONNX_LIKE, mlp_meta("onnx"))
     message = _native_error(refused, 422, "invalid_artifact")
-    assert message.startswith("invalid meta: format: ")
-    assert "'torchscript'" in message
-    assert "'torch_export'" in message
+    assert message.startswith("the file does not parse as an ONNX model (DecodeError: "), message
+    # A real graph whose output is not what meta declares (relu keeps 4 values, meta says 3).
+    refused = await _upload(gateway, _real_onnx(), mlp_meta("onnx"))
+    assert _native_error(refused, 422, "invalid_artifact") == (
+        "output 'y' has shape [?, 4] in the ONNX graph, meta declares [3] per instance: axis 1 "
+        "is 4 in the graph, 3 in meta"
+    )
+    meta = mlp_meta("onnx")
+    meta["outputs"][0]["shape"] = [IN]
+    accepted = await _upload(gateway, _real_onnx(), meta)
+    assert accepted.status_code == 201, accepted.text
+    assert (await gateway.wait_settled("mlp", accepted.json()["version"]))["status"] == "ready"
+    answered = await gateway.predict("/v1/models/mlp@1:predict", {"instances": [[1, -2, 3, -4]]})
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["predictions"] == [[1.0, 0.0, 3.0, 0.0]]
 
 
 # 5. An unknown verb after ':' --------------------------------------------------------------

@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from support.inprocess_gateway import ADMIN, Gateway
-from support.model_files import export_bytes, failing_meta, mlp_meta, tiny_mlp, torchscript_bytes
+from support.model_files import (
+    expected,
+    export_bytes,
+    failing_meta,
+    mlp_meta,
+    onnx_bytes,
+    tiny_mlp,
+    torchscript_bytes,
+)
 
 
 def _state_dict_bytes(whole_module: bool = False) -> bytes:
@@ -48,8 +56,23 @@ def _stored_files(gateway: Gateway) -> list[str]:
         (torchscript_bytes(tiny_mlp()), "torch_export", 'set "format": "torchscript"'),
         (export_bytes(tiny_mlp()), "torchscript", 'set "format": "torch_export"'),
         (torchscript_bytes(tiny_mlp())[:2000], "torchscript", "a zip archive that is damaged"),
+        (onnx_bytes(tiny_mlp()), "torchscript", 'set "format": "onnx"'),
+        (export_bytes(tiny_mlp()), "onnx", 'set "format": "torch_export"'),
+        (b"hello, I am a text file\n", "onnx", "the file is not an ONNX model: a text file"),
+        (_state_dict_bytes(), "onnx", "torch.onnx.export(model, example, 'model.onnx'"),
     ],
-    ids=["text", "state_dict", "pickled_module", "script_as_export", "export_as_script", "cut"],
+    ids=[
+        "text",
+        "state_dict",
+        "pickled_module",
+        "script_as_export",
+        "export_as_script",
+        "cut",
+        "onnx_as_script",
+        "export_as_onnx",
+        "text_as_onnx",
+        "state_dict_as_onnx",
+    ],
 )
 async def test_files_that_cannot_load_are_refused_before_a_version_exists(
     gateway: Gateway, artifact: bytes, fmt: str, says: str
@@ -66,9 +89,12 @@ async def test_files_that_cannot_load_are_refused_before_a_version_exists(
     assert good.json()["version"] == 1  # the refusal burned no number
 
 
-async def test_wait_answers_once_the_version_is_ready(gateway: Gateway) -> None:
+@pytest.mark.parametrize(("fmt", "build"), [("torch_export", export_bytes), ("onnx", onnx_bytes)])
+async def test_wait_answers_once_the_version_is_ready(
+    gateway: Gateway, fmt: str, build: Any
+) -> None:
     answer = await _upload(
-        gateway, export_bytes(tiny_mlp()), mlp_meta("torch_export"), "?wait=true&create_model=true"
+        gateway, build(tiny_mlp()), mlp_meta(fmt), "?wait=true&create_model=true"
     )
     assert answer.status_code == 201, answer.text
     body = answer.json()
@@ -79,6 +105,102 @@ async def test_wait_answers_once_the_version_is_ready(gateway: Gateway) -> None:
     assert promoted.status_code == 200
     served = await gateway.predict("/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]]})
     assert served.status_code == 200
+
+
+def _external_data() -> bytes:
+    """tiny_mlp as ONNX with its weights marked as kept in a file beside it."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load_model_from_string(onnx_bytes(tiny_mlp()))
+    convert_model_to_external_data(model, location="model.onnx.data", size_threshold=0)
+    return model.SerializeToString()
+
+
+def _onnx_meta(batch: int = 8, **output: Any) -> dict[str, Any]:
+    meta = mlp_meta("onnx")
+    meta["outputs"][0].update(output)
+    meta["batching"]["max_batch_size"] = batch
+    return meta
+
+
+@pytest.mark.parametrize(
+    ("artifact", "meta", "says"),
+    [
+        (
+            onnx_bytes(tiny_mlp(), input_name="input"),
+            _onnx_meta(),
+            "the ONNX graph has input 'input', which meta does not declare: declare every input "
+            "of the graph ('input'), in the order the model takes them",
+        ),
+        (
+            onnx_bytes(tiny_mlp()),
+            _onnx_meta(name="logits"),
+            "meta declares output 'logits' but the ONNX graph has no output of that name; its "
+            "outputs are 'y'",
+        ),
+        (
+            onnx_bytes(tiny_mlp()),
+            _onnx_meta(dtype="int64"),
+            "output 'y' is float32 in the ONNX graph, meta declares int64",
+        ),
+        (
+            onnx_bytes(tiny_mlp()),
+            _onnx_meta(shape=[3, 1]),
+            "output 'y' has 2 axes in the ONNX graph ([batch, 3], the batch axis first), meta "
+            "declares [3, 1] per instance, which makes 3 with the batch axis",
+        ),
+        (
+            onnx_bytes(tiny_mlp()),
+            _onnx_meta(shape=[10]),
+            "output 'y' has shape [batch, 3] in the ONNX graph, meta declares [10] per "
+            "instance: axis 1 is 3 in the graph, 10 in meta",
+        ),
+        (
+            onnx_bytes(tiny_mlp(), batch=1),
+            _onnx_meta(),
+            "input 'x' has a fixed batch axis of 1 in the ONNX graph ([1, 4]), but maas runs "
+            "batches of 1 to batching.max_batch_size (8) instances",
+        ),
+        (
+            _external_data(),
+            _onnx_meta(),
+            "the ONNX model keeps its weights in external data files ('model.onnx.data')",
+        ),
+        (
+            onnx_bytes(tiny_mlp())[:60],
+            _onnx_meta(),
+            "the file does not parse as an ONNX model (DecodeError: ",
+        ),
+    ],
+    ids=["input_name", "output_name", "dtype", "rank", "axis", "fixed_batch", "external", "cut"],
+)
+async def test_an_onnx_graph_that_disagrees_with_meta_is_refused_saying_which(
+    gateway: Gateway, artifact: bytes, meta: dict[str, Any], says: str
+) -> None:
+    await gateway.create_model("mlp")
+    refused = await _upload(gateway, artifact, meta)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_artifact"
+    assert error["message"].startswith(says), error["message"]
+    assert _stored_files(gateway) == []
+
+
+async def test_an_onnx_graph_that_fits_meta_is_served(gateway: Gateway) -> None:
+    module = tiny_mlp(seed=6)
+    rows = [[1.0, 2.0, 3.0, 4.0], [0.5, -0.5, 0.0, 1.0]]
+    meta = _onnx_meta(batch=1)  # a fixed batch axis of 1 fits a version that runs one at a time
+    meta["golden"] = [{"inputs": rows, "outputs": expected(module, rows)}]
+    answer = await _upload(
+        gateway, onnx_bytes(module, batch=1), meta, "?wait=true&create_model=true"
+    )
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["format"], answer.json()["status"]) == ("onnx", "ready")
+    served = await gateway.predict("/v1/models/mlp@1:predict", {"instances": rows})
+    assert served.status_code == 200, served.text
+    for got, want in zip(served.json()["predictions"], expected(module, rows), strict=True):
+        assert got == pytest.approx(want, abs=1e-5)
 
 
 def _wide_meta(**changes: Any) -> dict[str, Any]:

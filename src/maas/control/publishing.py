@@ -24,7 +24,8 @@ from maas.registry.records import VersionRecord
 from maas.registry.service import Registry, draft_record
 from maas.store.archive import check_archive
 from maas.store.base import ArtifactStore, ArtifactWriter
-from maas.types import MODEL_NAME_RE, VersionStatus
+from maas.store.onnx_graph import check_onnx_graph
+from maas.types import MODEL_NAME_RE, ArtifactFormat, VersionStatus
 
 
 async def check_target(registry: Registry, model: str, *, create_model: bool = False) -> None:
@@ -51,17 +52,27 @@ async def publish_version(
     max_depth: int,
     wait: bool = False,
     create_model: bool = False,
+    labels: list[str] | None = None,
 ) -> VersionRecord:
     """The new version of the received upload (`writer`, and `meta` as sent, parsed here with
     MAAS_MAX_JSON_DEPTH `max_depth`); with `wait`, once its load has finished (`ready` or
     `failed`), and when it is ready, once every live gateway of `plane` serves it (and
-    production, when it was the model's first ready version). The artifact is discarded when
-    meta or the file is refused."""
+    production, when it was the model's first ready version). `labels` (an upload's `labels`
+    part) fill meta's `postprocess.labels`. The artifact is discarded when meta or the file is
+    refused."""
     try:
-        parsed = parse_meta(meta, max_depth=max_depth)
+        parsed = parse_meta(meta, max_depth=max_depth, labels=labels)
         await asyncio.to_thread(writer.finish)
         # The plain upload is inspected before it is stored (sealed, with MAAS_ARTIFACT_KEY).
         await asyncio.to_thread(check_archive, writer.tmp_path, parsed.format)
+        if parsed.format is ArtifactFormat.ONNX:  # its graph's signature against meta's
+            await asyncio.to_thread(
+                check_onnx_graph,
+                writer.tmp_path,
+                parsed.inputs,
+                parsed.outputs,
+                parsed.batching.max_batch_size,
+            )
     except BaseException:
         await asyncio.to_thread(writer.discard)
         raise

@@ -4,7 +4,8 @@ else.
 
 An upload is checked with this before it is answered, so a file that can never load is refused
 at the door with what it is and what to do, instead of failing later in a worker. It reads the
-zip directory only (no torch, nothing executed): call it off the event loop.
+zip directory or the first bytes only (no torch, nothing executed): call it off the event loop.
+An ONNX model's graph is then held against meta by `maas.store.onnx_graph`.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from maas.types import ArtifactFormat
 _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _SAVE_HINT = (
     "save the model as a program instead: torch.jit.script(model).save('model.pt') "
-    '("format": "torchscript") or torch.export.save(torch.export.export(model, example), '
-    '\'model.pt2\') ("format": "torch_export")'
+    '("format": "torchscript"), torch.export.save(torch.export.export(model, example), '
+    '\'model.pt2\') ("format": "torch_export") or torch.onnx.export(model, example, '
+    '\'model.onnx\', dynamo=True, external_data=False) ("format": "onnx")'
 )
-
-
-_ONNX_HINT = (
-    "this release serves torchscript and torch_export files: export with "
-    "torch.jit.trace/torch.export, or wait for ONNX support"
-)
+_FORMATS = {
+    ArtifactFormat.TORCHSCRIPT: "a TorchScript or torch.export archive",
+    ArtifactFormat.TORCH_EXPORT: "a TorchScript or torch.export archive",
+    ArtifactFormat.ONNX: "an ONNX model",
+}
 # ONNX's ModelProto: field 1 is ir_version (a varint), then fields 2-8 (producer_name,
 # producer_version, domain, model_version, doc_string, graph, opset_import), 14
 # (metadata_props), 20 (training_info) or 25 (functions), each with the wire type protobuf
@@ -80,14 +81,12 @@ def check_archive(path: Path, declared: ArtifactFormat) -> None:
             f"the file is {what}, which holds weights or pickled Python objects but no program "
             f"maas can run safely; {_SAVE_HINT}"
         )
-    if kind is ArchiveKind.ONNX:
-        raise InvalidArtifact(f"this looks like {what}; {_ONNX_HINT}")
-    if kind in (ArchiveKind.TORCHSCRIPT, ArchiveKind.TORCH_EXPORT):
+    if kind in (ArchiveKind.TORCHSCRIPT, ArchiveKind.TORCH_EXPORT, ArchiveKind.ONNX):
         raise InvalidArtifact(
             f'meta says "format": "{declared.value}" but the file is {what}; '
             f'set "format": "{kind.value}"'
         )
-    raise InvalidArtifact(f"the file is not a TorchScript or torch.export archive: {what}")
+    raise InvalidArtifact(f"the file is not {_FORMATS[declared]}: {what}")
 
 
 def looks_like_onnx(head: bytes) -> bool:
