@@ -103,6 +103,12 @@ def upload_body() -> dict[str, Any]:
                             "(torch.jit.save) or a torch.export program (torch.export.save)",
                         },
                         "meta": {"$ref": REF + VersionMeta.__name__},
+                        "labels": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "optional: UTF-8 text, one label per line, that "
+                            "fills meta.postprocess.labels (at most 1 MiB)",
+                        },
                     },
                 },
                 "encoding": {"meta": {"contentType": "application/json"}},

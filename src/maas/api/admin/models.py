@@ -84,10 +84,11 @@ async def get_model(name: str, services: ServicesDep) -> ModelOut:
     responses=admin_errors(
         {
             400: "`bad_request`: not multipart/form-data, no `file` or `meta` part, meta is not "
-            "valid JSON, or (with `?create_model=true`) not a valid model name",
+            "valid JSON, a `labels` part that is not UTF-8 text or comes without "
+            "meta.postprocess, or (with `?create_model=true`) not a valid model name",
             404: "`model_not_found` (without `?create_model=true`)",
             413: "`payload_too_large`: the artifact exceeds MAAS_MAX_ARTIFACT_BYTES, or meta "
-            "exceeds 1 MiB",
+            "or labels exceed 1 MiB",
             422: "`invalid_artifact`: meta does not validate, or the file is not an archive of "
             "the declared format; `model_load_error`: with `?wait=true`, the trial load failed "
             "(nothing is registered); `invalid_request`: a query parameter does not validate",
@@ -120,6 +121,7 @@ async def upload_version(
         model=name,
         writer=upload.writer,
         meta=upload.meta,
+        labels=upload.labels,
         actor=who.name,
         max_depth=services.settings.max_json_depth,
         wait=wait,

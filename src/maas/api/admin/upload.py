@@ -1,5 +1,6 @@
 """Streaming multipart upload of a version: `file` goes to the artifact store chunk by chunk
-(hashed as it streams, never held whole), `meta` is collected as a small JSON part.
+(hashed as it streams, never held whole), `meta` is collected as a small JSON part, and an
+optional `labels` part (UTF-8 text, one label per line) as a list of labels.
 
 Disk writes are batched and done on a thread, so the event loop never blocks on the file.
 """
@@ -17,6 +18,7 @@ from maas.store.base import ArtifactStore, ArtifactWriter
 from maas.types import is_number
 
 META_LIMIT = 1024 * 1024
+LABELS_LIMIT = 1024 * 1024
 _FLUSH_BYTES = 1024 * 1024
 
 
@@ -31,12 +33,14 @@ class _State:
     pending: list[bytes] = field(default_factory=list)
     pending_size: int = 0
     seen_file: bool = False
+    labels: bytearray | None = None
 
 
 @dataclass(frozen=True)
 class Upload:
     writer: ArtifactWriter
     meta: bytes
+    labels: list[str] | None = None  # the `labels` part's lines, when it had one
 
 
 async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int) -> Upload:
@@ -46,7 +50,7 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
     if content_type != b"multipart/form-data" or not boundary:
         raise BadRequest("upload must be multipart/form-data with a 'file' and a 'meta' part")
     declared = request.headers.get("content-length")
-    if declared and is_number(declared) and int(declared) > max_bytes + META_LIMIT:
+    if declared and is_number(declared) and int(declared) > max_bytes + META_LIMIT + LABELS_LIMIT:
         raise PayloadTooLarge(f"upload exceeds the artifact limit of {max_bytes} bytes")
 
     writer = await asyncio.to_thread(ArtifactWriter, store, max_bytes)
@@ -78,9 +82,16 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
             if state.seen_meta:
                 raise BadRequest("only one 'meta' part is allowed")
             state.seen_meta = True
+        elif name == "labels":
+            if state.labels is not None:
+                raise BadRequest("only one 'labels' part is allowed")
+            state.labels = bytearray()
         else:
             shown = name[:40] if name.isprintable() else repr(name[:40])
-            raise BadRequest(f"unexpected part '{shown}': an upload has a 'file' and a 'meta' part")
+            raise BadRequest(
+                f"unexpected part '{shown}': an upload has a 'file' and a 'meta' part, and "
+                "optionally a 'labels' part"
+            )
         state.part = name
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
@@ -92,6 +103,10 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
             state.meta += data[start:end]
             if len(state.meta) > META_LIMIT:
                 raise PayloadTooLarge("meta part exceeds 1 MiB")
+        elif state.part == "labels" and state.labels is not None:
+            state.labels += data[start:end]
+            if len(state.labels) > LABELS_LIMIT:
+                raise PayloadTooLarge("labels part exceeds 1 MiB")
 
     parser = MultipartParser(
         boundary,
@@ -126,13 +141,31 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
             raise BadRequest("the upload has no 'file' part")
         if not state.meta:
             raise BadRequest("the upload has no 'meta' part")
+        labels = None if state.labels is None else read_labels(bytes(state.labels))
     except ClientDisconnect:
         await asyncio.to_thread(writer.discard)
         raise BadRequest("client disconnected during the upload") from None
     except BaseException:
         await asyncio.to_thread(writer.discard)
         raise
-    return Upload(writer=writer, meta=bytes(state.meta))
+    return Upload(writer=writer, meta=bytes(state.meta), labels=labels)
+
+
+def read_labels(data: bytes) -> list[str]:
+    """A labels file's labels: UTF-8 text, one label per line (LF or CRLF); the newline
+    after the last line is optional. BadRequest for text that is not UTF-8 or is empty."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"the 'labels' part is not UTF-8 text (byte {exc.start}); give one label per line"
+        ) from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
+    if text.endswith("\n"):
+        text = text[:-1]
+    if not text:
+        raise BadRequest("the 'labels' part is empty; give one label per line")
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def _write_all(writer: ArtifactWriter, chunks: list[bytes]) -> None:
