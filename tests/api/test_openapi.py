@@ -163,6 +163,7 @@ async def test_upload_meta_is_described_field_by_field(gateway: Gateway) -> None
     assert set(form["schema"]["required"]) == {"file", "meta"}
     assert form["schema"]["properties"]["file"]["format"] == "binary"
     assert form["schema"]["properties"]["meta"] == {"$ref": REF + "VersionMeta"}
+    assert form["schema"]["properties"]["labels"]["format"] == "binary"  # optional
     assert form["encoding"]["meta"]["contentType"] == "application/json"
     params = {p["name"] for p in upload["parameters"]}
     assert {"wait", "create_model"} <= params
@@ -181,7 +182,10 @@ async def test_upload_meta_is_described_field_by_field(gateway: Gateway) -> None
             "golden",
             "description",
             "load",
+            "preprocess",
+            "postprocess",
         },
+        "PostprocessIn": {"output", "softmax", "labels", "top_k"},
         "TensorSpecIn": {"name", "dtype", "shape", "min", "max", "max_shape"},
         "BatchingIn": {"max_batch_size", "max_delay_ms", "max_queue", "pad_value", "buckets"},
         "GoldenIn": {"inputs", "outputs", "atol"},
@@ -196,7 +200,7 @@ async def test_upload_meta_is_described_field_by_field(gateway: Gateway) -> None
     assert "cuda" in meta["properties"]["device"]["description"]
     assert "warm" in meta["properties"]["golden"]["description"]
     assert meta["properties"]["format"]["$ref"] == REF + "ArtifactFormat"
-    assert set(components["ArtifactFormat"]["enum"]) == {"torchscript", "torch_export"}
+    assert set(components["ArtifactFormat"]["enum"]) == {"torchscript", "torch_export", "onnx"}
 
 
 async def test_health_and_metrics_are_described(gateway: Gateway) -> None:
