@@ -25,6 +25,9 @@ INTERNAL_SETTINGS = frozenset({"gateway_index", "peers_dir", "rates_dir", "migra
 
 
 DEFAULT_MAX_JSON_DEPTH = 32
+# The caps on one image an input with declared pre-processing takes (maas.serving.images).
+DEFAULT_MAX_IMAGE_BYTES = 8 * MiB
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 
 
 class SettingsError(ValueError):
@@ -69,6 +72,10 @@ class Settings(BaseSettings):
     # Levels of arrays and objects in JSON the registry keeps (meta, tags); at most 128, so
     # every answer showing it can be written (maas.checks.json_depth).
     max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=2, le=128)
+    # One encoded image (PNG or JPEG) an input with `preprocess` takes: its bytes, and its
+    # pixels by its header, checked before it is decoded; past either, 413.
+    max_image_bytes: int = Field(DEFAULT_MAX_IMAGE_BYTES, ge=1024)
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1, le=1 << 32)
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)
     require_infer_key: bool = False
     # One log line per request (admin changes are always logged).

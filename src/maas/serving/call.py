@@ -31,6 +31,7 @@ from maas.serving.body import decode_content, read_body
 from maas.serving.codec import Codec, Decoded, Reply
 from maas.serving.dataplane import DataPlane
 from maas.serving.head import RequestHead
+from maas.serving.images import ImageLimits, may_carry_image
 from maas.types import ModelRef, Timing
 from maas.types import Scope as KeyScope
 
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 
 # Bodies and answers this large are decoded and encoded on a thread: parsing megabytes of
 # JSON on the event loop would stall every other request of this gateway meanwhile. Binary
-# tensors are only viewed: a v2 binary body counts by its JSON header.
+# tensors are only viewed: a v2 binary body counts by its JSON header. A body that may carry
+# an image for a version that declares pre-processing is decoded on a thread whatever its size.
 OFFLOAD_BYTES = 256 * 1024
 
 
@@ -78,7 +80,12 @@ async def serve(
             timeout_s = head.timeout_s(settings.request_timeout_ms)
             body = await read_body(receive, settings.max_body_bytes, head.length)
             body = decode_content(body, head.content_encoding, settings.max_body_bytes)
-            if head.json_bytes(len(body)) < OFFLOAD_BYTES:
+            if record.preprocess:  # images may come: their caps, and decoding off the loop
+                head.image_limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+                offload = may_carry_image(body, head.content_type())
+            else:
+                offload = False
+            if not offload and head.json_bytes(len(body)) < OFFLOAD_BYTES:
                 request: Decoded[Any] = codec.decode(body, head, record)
             else:
                 request = await asyncio.to_thread(codec.decode, body, head, record)

@@ -10,6 +10,7 @@ import itertools
 import uuid
 
 from maas.errors import BadRequest
+from maas.serving.images import DEFAULT_IMAGE_LIMITS, ImageLimits
 
 MAX_TIMEOUT_MS = 3_600_000
 
@@ -17,6 +18,8 @@ MAX_TIMEOUT_MS = 3_600_000
 class RequestHead:
     __slots__ = (
         "_header_length",
+        "_headers",
+        "_image_limits",
         "_timeout",
         "authorization",
         "content_encoding",
@@ -33,6 +36,7 @@ class RequestHead:
         self.content_encoding: bytes | None = None
         self._timeout: bytes | None = None
         self._header_length: bytes | None = None
+        self._headers = headers  # the rarely read ones are looked up when asked for
         for name, value in headers:
             if name == b"content-length":
                 self.length = int(value) if value.isdigit() else None
@@ -62,6 +66,31 @@ class RequestHead:
         if not 0 < value <= MAX_TIMEOUT_MS:
             raise BadRequest(f"X-Request-Timeout-Ms must be between 0 and {MAX_TIMEOUT_MS}")
         return value / 1000
+
+    def content_type(self) -> bytes:
+        """The Content-Type's media type, lower case, without parameters (b"" when none)."""
+        return self.content_type_header().partition(b";")[0].strip().lower()
+
+    def content_type_header(self) -> bytes:
+        """The whole Content-Type header (b"" when none)."""
+        for name, value in self._headers:
+            if name == b"content-type":
+                return value
+        return b""
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        """The caps on an image this request carries: the settings' (the pipeline sets them for
+        a version that declares pre-processing; no other request pays for them), else the
+        defaults."""
+        try:
+            return self._image_limits
+        except AttributeError:
+            return DEFAULT_IMAGE_LIMITS
+
+    @image_limits.setter
+    def image_limits(self, limits: ImageLimits) -> None:
+        self._image_limits = limits
 
     def header_length(self) -> int | None:
         """Inference-Header-Content-Length (the binary tensor extension), if sent."""
