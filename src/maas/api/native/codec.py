@@ -20,8 +20,9 @@ import numpy as np
 import orjson
 
 from maas.api.errors import native_error
+from maas.api.native.images import body_image, refuse_image_body, with_images
 from maas.checks.arrays import InstanceGroup, group_instances, scatter_outputs
-from maas.errors import BadRequest, MaasError, NotFound
+from maas.errors import BadRequest, InvalidInput, MaasError, NotFound
 from maas.observability.metrics import PROTOCOL_V1
 from maas.registry.records import VersionRecord
 from maas.serving.body import parse_json
@@ -110,8 +111,16 @@ class NativeCodec:
     def decode(
         self, body: bytes, head: RequestHead, version: VersionRecord
     ) -> Decoded[tuple[list[InstanceGroup], int]]:
-        instances = _instances(parse_json(body, _TAKES))
-        groups = group_instances(instances, version.inputs)
+        if version.preprocess:
+            instances = _image_instances(body, head, version)
+            groups = group_instances(instances, version.inputs)
+        else:
+            instances = _instances(_json(body, head, version))
+            try:
+                groups = group_instances(instances, version.inputs)
+            except InvalidInput:
+                with_images(instances, version, head.image_limits)  # says it takes none
+                raise
         return Decoded([g.arrays for g in groups], (groups, len(instances)))
 
     def encode(
@@ -134,6 +143,23 @@ class NativeCodec:
 
     def error(self, exc: MaasError) -> Reply:
         return native_error(exc)
+
+
+def _image_instances(body: bytes, head: RequestHead, version: VersionRecord) -> list[Any]:
+    """The instances of a request to a version that declares image pre-processing, each
+    image (a raw or form body, or `{"b64": ...}`) decoded into its input's tensor."""
+    raw = body_image(body, head, version)
+    if raw is not None:
+        return raw
+    return with_images(_instances(parse_json(body, _TAKES)), version, head.image_limits)
+
+
+def _json(body: bytes, head: RequestHead, version: VersionRecord) -> Any:
+    try:
+        return parse_json(body, _TAKES)
+    except BadRequest:
+        refuse_image_body(body, head, version)  # an image, to a version that takes none
+        raise
 
 
 def _instances(payload: Any) -> list[Any]:

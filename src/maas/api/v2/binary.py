@@ -3,8 +3,9 @@
 A request or answer whose `Inference-Header-Content-Length` is N holds N bytes of JSON, then
 the raw buffers of the tensors that carry `parameters.binary_data_size`, in the order the
 JSON lists them. Buffers are little-endian and row-major, as Triton's clients write them:
-BOOL one byte per element, BF16 the upper half of a float32. Tensors are read as views on
-the request's bytes (no copy), except BOOL and BF16, which need converting.
+BOOL one byte per element, BF16 the upper half of a float32, BYTES each element's 4-byte
+little-endian length then its bytes. Tensors are read as views on the request's bytes (no
+copy), except BOOL and BF16, which need converting.
 """
 
 from __future__ import annotations
@@ -134,6 +135,30 @@ def from_buffer(buffer: memoryview | bytes, datatype: str, shape: list[int], whe
     if datatype == "BF16":
         return (raw.astype("<u4") << 16).view("<f4")
     return raw
+
+
+def byte_elements(buffer: memoryview | bytes, where: str) -> list[memoryview]:
+    """The elements of a BYTES tensor's buffer: each a 4-byte little-endian length, then
+    that many bytes (as Triton's clients serialise them); views, no copy."""
+    view = memoryview(buffer)
+    elements: list[memoryview] = []
+    offset = 0
+    while offset < len(view):
+        if offset + 4 > len(view):
+            raise BadRequest(
+                f"{where}: a BYTES element's 4-byte length is cut short at byte {offset} of "
+                f"{len(view)}"
+            )
+        size = int.from_bytes(view[offset : offset + 4], "little")
+        offset += 4
+        if offset + size > len(view):
+            raise BadRequest(
+                f"{where}: BYTES element {len(elements)} says {size} bytes, but only "
+                f"{len(view) - offset} are left in its binary data"
+            )
+        elements.append(view[offset : offset + size])
+        offset += size
+    return elements
 
 
 def to_buffer(array: Array, datatype: str) -> bytes:

@@ -21,6 +21,7 @@ from maas.api.errors import v2_error
 from maas.api.v2 import classification
 from maas.api.v2.binary import BufferReader, from_buffer, parse_header, split_body, to_buffer
 from maas.api.v2.datatypes import check_datatype, datatype_of, from_json, to_json
+from maas.api.v2.images import BYTES, image_batch
 from maas.checks.arrays import check_batch
 from maas.errors import BadRequest, InvalidInput, MaasError
 from maas.observability.metrics import PROTOCOL_V2
@@ -81,7 +82,7 @@ class V2Codec:
         if request_id is not None and not isinstance(request_id, str):
             raise BadRequest('"id" must be a string')
         parameters = _parameters(request, "the request")
-        arrays = _inputs(request.get("inputs"), version.inputs, BufferReader(binary))
+        arrays = _inputs(request.get("inputs"), version.inputs, BufferReader(binary), version, head)
         wanted = _Wanted(request_id, _outputs(request.get("outputs"), parameters, version))
         return Decoded([arrays], wanted, timeout_s=_timeout_s(parameters))
 
@@ -153,8 +154,15 @@ def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
     return parameters
 
 
-def _inputs(tensors: Any, specs: tuple[TensorSpec, ...], reader: BufferReader) -> Group:
-    """The request's input tensors in the version's input order, checked against it."""
+def _inputs(
+    tensors: Any,
+    specs: tuple[TensorSpec, ...],
+    reader: BufferReader,
+    version: VersionRecord,
+    head: RequestHead,
+) -> Group:
+    """The request's input tensors in the version's input order, checked against it (a
+    BYTES tensor of encoded images decoded, for an input that declares pre-processing)."""
     if type(tensors) is not list or not tensors:
         raise BadRequest('"inputs" must be a non-empty list of tensors')
     by_name = {spec.name: spec for spec in specs}
@@ -168,7 +176,7 @@ def _inputs(tensors: Any, specs: tuple[TensorSpec, ...], reader: BufferReader) -
         spec = by_name.get(name)
         if spec is None:
             raise BadRequest(f"unknown input '{name}'; the model's inputs are {sorted(by_name)}")
-        arrays[name] = _tensor(tensor, spec, reader)
+        arrays[name] = _tensor(tensor, spec, reader, version, head)
     reader.finish()
     if len(arrays) != len(specs):
         missing = [spec.name for spec in specs if spec.name not in arrays]
@@ -180,10 +188,19 @@ def _inputs(tensors: Any, specs: tuple[TensorSpec, ...], reader: BufferReader) -
     return group
 
 
-def _tensor(tensor: dict[str, Any], spec: TensorSpec, reader: BufferReader) -> Any:
+def _tensor(
+    tensor: dict[str, Any],
+    spec: TensorSpec,
+    reader: BufferReader,
+    version: VersionRecord,
+    head: RequestHead,
+) -> Any:
     """One input tensor, from its binary buffer or its JSON data, checked against `spec`."""
     where = f"input '{spec.name}'"
-    datatype = check_datatype(tensor.get("datatype"), where)
+    datatype = tensor.get("datatype")
+    images = datatype == BYTES  # encoded images, for an input that declares pre-processing
+    if not images:
+        datatype = check_datatype(datatype, where)
     shape = tensor.get("shape")
     if type(shape) is not list or not all(type(d) is int and 0 <= d < 2**62 for d in shape):
         raise BadRequest(f"{where}: shape must be a list of non-negative integers")
@@ -203,14 +220,19 @@ def _tensor(tensor: dict[str, Any], spec: TensorSpec, reader: BufferReader) -> A
         buffer = reader.take(size, where)
     elif "data" not in tensor:
         raise BadRequest(f"{where}: no data and no parameters.binary_data_size")
-    expected = datatype_of(spec.dtype)
-    if datatype != expected:
-        raise InvalidInput(f"{where} has datatype {datatype}, but the model expects {expected}")
-    _check_shape(shape, spec, where)
-    if size is not None:
-        array = from_buffer(buffer, datatype, shape, where)
+    if images:
+        prep = version.preprocess.get(spec.name)
+        found = buffer if size is not None else None
+        array = image_batch(found, tensor.get("data"), shape, spec, prep, head.image_limits, where)
     else:
-        array = from_json(tensor["data"], datatype, shape, where)
+        expected = datatype_of(spec.dtype)
+        if datatype != expected:
+            raise InvalidInput(f"{where} has datatype {datatype}, but the model expects {expected}")
+        _check_shape(shape, spec, where)
+        if size is not None:
+            array = from_buffer(buffer, datatype, shape, where)
+        else:
+            array = from_json(tensor["data"], datatype, shape, where)
     if spec.min is not None or spec.max is not None or spec.max_shape is not None:
         array = check_batch(array, spec)  # the declared domain; dtype and shape fit already
     return array

@@ -3,7 +3,8 @@
 Every numeric datatype maps to one maas dtype; a request's datatype must be the one its
 input declares (as Triton insists), so nothing is cast behind the client's back. numpy has
 no bfloat16: BF16 tensors live as float32 on the gateway, as the worker's runtime expects.
-BYTES (strings) has no maas dtype and is refused.
+BYTES (strings) has no maas dtype: it carries only encoded images, for an input that declares
+image pre-processing (`maas.api.v2.images`).
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ def check_datatype(datatype: Any, where: str) -> str:
     if not isinstance(datatype, str):
         raise BadRequest(f'{where}: datatype must be a string such as "FP32"')
     if datatype not in DTYPE_OF:
-        if datatype == "BYTES":
-            raise BadRequest(f"{where}: BYTES tensors are not supported; maas models take numbers")
         raise BadRequest(f"{where}: unknown datatype '{datatype}'")
     return datatype
 
