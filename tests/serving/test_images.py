@@ -91,6 +91,15 @@ def test_uint8_takes_the_raw_pixels_and_invert_stays_in_uint8() -> None:
     assert (inverted == 255 - pixels.reshape(-1)).all()
 
 
+def test_the_ends_of_the_scale_are_exact() -> None:
+    """0 and 255 land exactly on `scale`'s ends, so an input declaring them as its min and
+    max takes every image."""
+    pixels = np.array([[0, 255]], np.uint8)
+    for low, high in ((0.0, 16.0), (-1.0, 1.0), (0.0, 0.1), (2.5, 7.3)):
+        prep = _prep(size=(1, 2), scale=(low, high))
+        assert prepare(pixels, prep, np.dtype(np.float64)).tolist() == [low, high]
+
+
 def test_prepare_is_a_pure_function_of_the_pixels() -> None:
     pixels = np.array([[0, 255], [51, 102]], np.uint8)
     out = prepare(pixels, _prep(size=(2, 2), layout="CHW", mean=(0.5,), std=(0.25,)), F32)

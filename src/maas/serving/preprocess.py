@@ -47,7 +47,8 @@ def _scaled(pixels: Array, prep: ImagePrep) -> Array:
         values = 255.0 - values
     low, high = prep.scale if prep.scale is not None else DEFAULT_SCALE
     if (low, high) != (0.0, 255.0):
-        values = low + values * ((high - low) / 255.0)
+        # Multiplied, then divided: 255 maps onto `high` exactly (a declared max holds).
+        values = low + values * (high - low) / 255.0
     if prep.mean:
         values = values - np.asarray(prep.mean, dtype=np.float64)
     if prep.std:
