@@ -60,10 +60,38 @@ def read_meta(text: str) -> str:
     return content
 
 
+LABELS_LIMIT = 1024 * 1024  # the server's cap on a labels part
+
+
+def read_labels(file: Path) -> bytes:
+    """`--labels`: the file's bytes, checked to be UTF-8 text of at most 1 MiB (the server
+    checks again)."""
+    source = f"--labels {str(file)!r}"
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise usage_error(f"{source}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > LABELS_LIMIT:
+        raise usage_error(f"{source}: {human_size(len(data))}; a labels file holds at most 1 MiB")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise usage_error(
+            f"{source}: not UTF-8 text (byte {exc.start}); one label per line"
+        ) from None
+    return data
+
+
 @click.command("register")
 @click.argument("name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--meta", "meta", required=True, help="A JSON file, or inline JSON text.")
+@click.option(
+    "--labels",
+    "labels",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A text file, one label per line, that fills meta's postprocess.labels.",
+)
 @click.option(
     "--wait/--no-wait",
     default=True,
@@ -71,13 +99,17 @@ def read_meta(text: str) -> str:
     "--no-wait answers as soon as the upload is stored.",
 )
 @json_option
-def models_register(name: str, file: Path, meta: str, wait: bool, as_json: bool) -> None:
+def models_register(
+    name: str, file: Path, meta: str, labels: Path | None, wait: bool, as_json: bool
+) -> None:
     """Upload FILE as a new version of NAME (the model is created if missing) and wait for its
-    load. A model's first ready version becomes its production target."""
+    load. A model's first ready version becomes its production target. --labels sends a labels
+    file (one label per line) for a classifier whose meta has a postprocess."""
     model_name(name)
     meta_text = read_meta(meta)
+    label_bytes = read_labels(labels) if labels is not None else None
     try:
-        body = MultipartBody.build(file, meta_text)
+        body = MultipartBody.build(file, meta_text, label_bytes)
     except OSError as exc:
         raise usage_error(f"{file}: cannot read it ({exc.strerror or exc})") from None
     params = {"create_model": "true", **({"wait": "true"} if wait else {})}

@@ -1,5 +1,6 @@
 """The multipart body of `maas models register`, streamed from the file (never held whole) and
-counted as it goes, so a progress bar can follow the upload."""
+counted as it goes, so a progress bar can follow the upload. A labels file (small) goes as a
+`labels` part before the artifact."""
 
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ def _quoted(value: str) -> str:
 
 @dataclass(frozen=True)
 class MultipartBody:
-    """`meta` (JSON text) then `file` (the artifact), as multipart/form-data."""
+    """`meta` (JSON text), `labels` (the labels file's bytes) when given, then `file` (the
+    artifact), as multipart/form-data."""
 
     file: Path
     meta: str
     size: int
     boundary: str
+    labels: bytes | None = None
 
     @classmethod
-    def build(cls, file: Path, meta: str) -> MultipartBody:
-        return cls(file, meta, file.stat().st_size, "maas-" + secrets.token_hex(16))
+    def build(cls, file: Path, meta: str, labels: bytes | None = None) -> MultipartBody:
+        return cls(file, meta, file.stat().st_size, "maas-" + secrets.token_hex(16), labels)
 
     @property
     def content_type(self) -> str:
@@ -35,15 +38,26 @@ class MultipartBody:
     @property
     def _head(self) -> bytes:
         b = self.boundary
-        return (
+        meta = (
             f"--{b}\r\n"
             'Content-Disposition: form-data; name="meta"\r\n'
             "Content-Type: application/json\r\n\r\n"
             f"{self.meta}\r\n"
+        ).encode()
+        labels = b""
+        if self.labels is not None:
+            labels_head = (
+                f"--{b}\r\n"
+                'Content-Disposition: form-data; name="labels"; filename="labels.txt"\r\n'
+                "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            )
+            labels = labels_head.encode() + self.labels + b"\r\n"
+        file = (
             f"--{b}\r\n"
             f'Content-Disposition: form-data; name="file"; filename="{_quoted(self.file.name)}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         ).encode()
+        return meta + labels + file
 
     @property
     def _tail(self) -> bytes:
