@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from maas.api.v2.classification import class_count
+from maas.errors import BadRequest
+from maas.types import TensorSpec
 from support.inprocess_gateway import Gateway
 from support.model_files import expected, mlp_meta, tiny_mlp, torchscript_bytes
 from support.prometheus import parse, value
@@ -131,3 +134,9 @@ async def test_a_bad_class_count_is_a_400_before_anything_runs(gateway: Gateway,
 
 async def test_server_metadata_lists_the_extension(gateway: Gateway) -> None:
     assert "classification" in (await gateway.client.get("/v2")).json()["extensions"]
+
+
+def test_a_bool_output_has_no_class_results() -> None:
+    with pytest.raises(BadRequest, match="not available for a BOOL output"):
+        class_count(2, TensorSpec("mask", "bool", (3,)))
+    assert class_count(None, TensorSpec("mask", "bool", (3,))) == 0
