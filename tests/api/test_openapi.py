@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from maas.api.admin import answers
 from support.inprocess_gateway import ADMIN, Gateway
-from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.model_files import mlp_meta, onnx_bytes, tiny_mlp, torchscript_bytes
 
 REF = "#/components/schemas/"
 ASSET_TYPES = {
@@ -298,6 +298,11 @@ async def test_real_answers_fit_the_documented_models(gateway: Gateway) -> None:
     await doc.call("DELETE", f"/admin/keys/{key['id']}", "/admin/keys/{key_id}")
     await doc.call("GET", "/admin/workers", "/admin/workers")
     await doc.call("GET", "/admin/gateways", "/admin/gateways")
+    parent = await gateway.upload("mlp", onnx_bytes(tiny_mlp()), mlp_meta("onnx", load=False))
+    assert parent.status_code == 201, parent.text
+    int8 = {"method": "int8_dynamic", "holdout": {"instances": [[1.0, 2.0, 3.0, 4.0]]}}
+    path = f"/admin/models/mlp/versions/{parent.json()['version']}/optimize"
+    await doc.call("POST", path, v + "/optimize", 201, json=int8)
     documented = {(method, path) for method, path, _ in _operations(doc.schema, "/admin/")}
     assert documented == doc.checked  # every admin operation's answer was checked
 

@@ -34,31 +34,36 @@ class Aliases(RegistryBase):
         actor: str,
         action: AliasAction = AliasAction.SET,
         expected_current: Any = UNSET,
+        force: bool = False,
     ) -> AliasRecord:
         """Point `alias` at ready versions, atomically, recording history unless nothing moves
         (then the record has no generation: there is nothing to propagate). BadRequest for a
-        name an alias may not have."""
+        name an alias may not have; BelowAgreement when a derived version below its agreement
+        bound would get more of the traffic, unless `force` (audited)."""
         check_alias_name(alias)
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.get_alias(session, model=model_row, name=alias)
             check_expected(current, expected_current)
             record = await move_alias(
-                session, model_row, alias, current, routes, actor=actor, action=action
+                session, model_row, alias, current, routes, actor=actor, action=action, force=force
             )
         if record.generation is not None:
             self._changed(record.generation)
         return record
 
-    async def promote(self, *, model: str, alias: str, version: int, actor: str) -> AliasRecord:
+    async def promote(
+        self, *, model: str, alias: str, version: int, actor: str, force: bool = False
+    ) -> AliasRecord:
         """Send all of the alias's traffic to `version`: one route, weight 100 (history action
-        `promote`)."""
+        `promote`); the agreement bound as for `set_alias`."""
         return await self.set_alias(
             model=model,
             alias=alias,
             routes=[Route(version, 100)],
             actor=actor,
             action=AliasAction.PROMOTE,
+            force=force,
         )
 
     async def rollback(
@@ -66,7 +71,7 @@ class Aliases(RegistryBase):
     ) -> AliasRecord:
         """To `to_version` (one route, weight 100), or else undo the alias's newest change not
         undone yet (`undo_alias`: promote 2, promote 3, rollback → 2, rollback → 1). History
-        action `rollback` either way."""
+        action `rollback` either way; never refused for the agreement bound."""
         check_alias_name(alias)
         if to_version is None:
             return await self.undo_alias(model=model, alias=alias, actor=actor)

@@ -1,18 +1,24 @@
 """The alias rules that more than one operation shares: which names an alias may have, and the
 writes inside a registry transaction: moving an alias (its routes, history row and audit event,
 and the generation bump), the undo stack a rollback reads, and the audit row itself. Callers
-own the transaction and lock the model row first."""
+own the transaction and lock the model row first.
+
+The agreement bound: a derived version (an int8 twin, `derived_from`) whose measured top-1
+agreement with its parent (`metrics.agreement`) is below its `min_agreement` gets no more of an
+alias's traffic than it has (BelowAgreement, 409) unless the change is forced; a forced change
+is audited as `alias.force` with the figures. Rollbacks move back to earlier targets and are
+never refused, and the first-ready rule never makes such a version production."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from maas.errors import BadRequest, ConcurrentChange, VersionNotReady
+from maas.errors import BadRequest, BelowAgreement, ConcurrentChange, VersionNotReady
 from maas.registry import repository as repo
 from maas.registry.records import AliasRecord, Route, routes_json
 from maas.registry.tables import Alias, AliasHistory, AliasRoute, AuditEvent, Model, ModelVersion
-from maas.types import ALIAS_NAME_RE, DEFAULT_ALIAS, AliasAction, VersionStatus
+from maas.types import ALIAS_NAME_RE, DEFAULT_ALIAS, AliasAction, Derivation, VersionStatus
 
 UNSET: Any = object()  # `expected_current` not given: no condition on the alias's target
 # Who the audit log and alias history name for the changes the registry makes on its own.
@@ -57,14 +63,34 @@ async def move_alias(
     actor: str,
     action: AliasAction,
     undoes: int | None = None,
+    force: bool = False,
 ) -> AliasRecord:
     """Point `current` (or a new alias) at `routes` in this transaction, with its history row
-    and audit event; a move that changes nothing returns the alias as it is (no generation)."""
+    and audit event; a move that changes nothing returns the alias as it is (no generation).
+    BelowAgreement when it gives a derived version below its bound more of the traffic,
+    unless `force` (audited) or a rollback."""
     targets = await _ready_targets(session, model_row, routes)
     new_routes = tuple(sorted(routes, key=lambda r: r.version))
     old_routes = tuple(Route(r.version, r.weight) for r in current.routes) if current else None
     if current is not None and old_routes == new_routes:
         return AliasRecord.from_row(current, model_row.name)
+    if action is not AliasAction.ROLLBACK:
+        for route in _growing(old_routes or (), new_routes):
+            below = below_bound(targets[route.version])
+            if below is None:
+                continue
+            derivation, agreement = below
+            if not force:
+                raise BelowAgreement(_refusal(model_row.name, route.version, *below))
+            figures = {"agreement": agreement, "min_agreement": derivation.min_agreement}
+            audit(
+                session,
+                actor,
+                "alias.force",
+                f"{model_row.name}/{alias}",
+                None,
+                {"version": route.version, "parent": derivation.version, **figures},
+            )
     now = datetime.now(UTC)
     if current is None:
         current = Alias(model_id=model_row.id, name=alias, created_at=now, routes=[])
@@ -100,8 +126,12 @@ async def move_alias(
 
 
 async def first_target(session: Any, model_row: Model, version: int) -> int:
-    """Point the model's missing `production` alias at `version`, which has just turned ready;
-    the generation it committed with."""
+    """Point the model's missing `production` alias at `version`, which has just turned ready,
+    unless it is a derived version below its agreement bound (it is left without production
+    then); the generation it committed with."""
+    row = await repo.get_version(session, model=model_row, version=version)
+    if below_bound(row) is not None:
+        return await repo.bump_generation(session)
     record = await move_alias(
         session,
         model_row,
@@ -113,6 +143,47 @@ async def first_target(session: Any, model_row: Model, version: int) -> int:
     )
     assert record.generation is not None  # a new alias always moves
     return record.generation
+
+
+def below_bound(row: ModelVersion) -> tuple[Derivation, float | None] | None:
+    """A derived version's derivation and measured agreement when the agreement is below its
+    bound (None when never measured); None when it is not derived or meets its bound."""
+    if row.derived_from is None:
+        return None
+    derivation = Derivation.from_json(row.derived_from)
+    agreement = (row.metrics or {}).get("agreement")
+    if not isinstance(agreement, int | float):
+        return derivation, None
+    if agreement >= derivation.min_agreement:
+        return None
+    return derivation, float(agreement)
+
+
+def _refusal(model: str, version: int, derivation: Derivation, agreement: float | None) -> str:
+    measured = (
+        f"has no measured agreement with its parent (version {derivation.version})"
+        if agreement is None
+        else f"agrees with its parent (version {derivation.version}) on {agreement:.2%} of "
+        "top-1 answers"
+    )
+    return (
+        f"{model}@{version} ({derivation.method}) {measured}, below its min_agreement of "
+        f'{derivation.min_agreement:.2%}; to route to it anyway, send "force": true (maas '
+        "models promote|canary ... --force)"
+    )
+
+
+def _growing(old: tuple[Route, ...], new: tuple[Route, ...]) -> list[Route]:
+    """The routes of `new` whose version gets a larger share of the traffic than in `old`."""
+    old_total = sum(r.weight for r in old)
+    new_total = sum(r.weight for r in new)
+    before = {r.version: r.weight for r in old}
+    return [
+        r
+        for r in new
+        if r.weight > 0
+        and (r.version not in before or r.weight * old_total > before[r.version] * new_total)
+    ]
 
 
 def top_of_undo_stack(rows: Any) -> AliasHistory | None:

@@ -22,6 +22,10 @@ _MOVE_CONFLICT = (
     "`version_not_ready`: an alias may only point at ready versions; `concurrent_change`: "
     "another change of the alias won"
 )
+_BELOW = (
+    "; `below_agreement`: a derived (int8) version whose agreement with its parent is below its "
+    'min_agreement would get more of the traffic (send "force": true to route to it anyway)'
+)
 _SERVED = "The alias, once every live gateway serves it"
 
 
@@ -35,7 +39,7 @@ _SERVED = "The alias, once every live gateway serves it"
         {
             400: _ALIAS_NAME,
             404: VERSION_NOT_FOUND,
-            409: _MOVE_CONFLICT + " (`expected_current` did not match)",
+            409: _MOVE_CONFLICT + " (`expected_current` did not match)" + _BELOW,
             422: INVALID,
         }
     ),
@@ -51,6 +55,7 @@ async def set_alias(
         alias=alias,
         routes=body.target_routes(),
         actor=who.name,
+        force=body.force,
         **extra,
     )
     return AliasChange.served(record, await once_served(services, record.generation))
@@ -73,12 +78,12 @@ async def get_alias(name: str, alias: str, services: ServicesDep) -> AliasOut:
     response_model_exclude_unset=True,
     response_description=_SERVED,
     responses=admin_errors(
-        {400: BAD_JSON, 404: VERSION_NOT_FOUND, 409: _MOVE_CONFLICT, 422: INVALID}
+        {400: BAD_JSON, 404: VERSION_NOT_FOUND, 409: _MOVE_CONFLICT + _BELOW, 422: INVALID}
     ),
 )
 async def promote(name: str, body: Promote, services: ServicesDep, who: AdminDep) -> AliasChange:
     record = await services.registry.promote(
-        model=name, alias=body.alias, version=body.version, actor=who.name
+        model=name, alias=body.alias, version=body.version, actor=who.name, force=body.force
     )
     return AliasChange.served(record, await once_served(services, record.generation))
 

@@ -4,13 +4,18 @@ alias, promote, roll back or change a version. Each refuses keys it does not kno
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from maas.checks.fields import Int, IsoTime, Number, VersionNumber
+from maas.checks.fields import Flag, Int, IsoTime, Number, VersionNumber
 from maas.registry.records import Route
 from maas.types import MODEL_NAME_RE, Scope
+
+_FORCE = (
+    "route to a derived version even when its measured agreement with its parent is below its "
+    "min_agreement (audited as alias.force)"
+)
 
 
 class CreateModel(BaseModel):
@@ -33,6 +38,7 @@ class SetAlias(BaseModel):
     version: VersionNumber | None = None
     routes: list[RouteIn] | None = Field(None, min_length=1, max_length=32)
     expected_current: VersionNumber | None = None
+    force: Flag = Field(False, description=_FORCE)
 
     @model_validator(mode="after")
     def _one_target(self) -> SetAlias:
@@ -56,6 +62,7 @@ class Promote(BaseModel):
 
     version: VersionNumber
     alias: str = Field("production", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    force: Flag = Field(False, description=_FORCE)
 
 
 class Rollback(BaseModel):
@@ -104,3 +111,34 @@ class CreateKey(BaseModel):
         if value is not None and value <= datetime.now(UTC):
             raise ValueError("must be in the future")
         return value
+
+
+class HoldoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Any] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="instances as a predict request sends them, to measure the int8 version on",
+    )
+    labels: list[Int | str] | None = Field(
+        None,
+        description="one per instance: a class index, or one of the version's postprocess "
+        "labels; then the accuracy of both versions is measured too",
+    )
+
+
+class Optimize(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["int8_dynamic"] = Field(
+        description="int8_dynamic: ONNX Runtime's dynamic quantisation (int8 weights)"
+    )
+    min_agreement: Number = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="top-1 agreement with the parent below which the new version is not "
+        'aliased unless the alias change says "force": true',
+    )
+    holdout: HoldoutIn | None = None
