@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from maas.cli import keys, ops, serve, versions
+from maas.cli import keys, ops, optimize, serve, versions
 from maas.cli.output import CliError, UsageFailure, emit_json, error_object, one_line
 
 __all__ = ["main"]
@@ -93,6 +93,7 @@ main.add_command(serve.serve)
 main.add_command(serve.worker)
 main.add_command(serve.db)
 main.add_command(versions.models)
+versions.models.add_command(optimize.models_optimize)
 main.add_command(keys.keys)
 main.add_command(ops.events)
 main.add_command(ops.gateways)

@@ -25,6 +25,12 @@ from maas.cli.refs import alias_name, alias_ref, model_name, parse_ref, version_
 ALIAS_OPTION = click.option(
     "--alias", default="production", show_default=True, callback=lambda c, p, v: alias_name(v)
 )
+FORCE_OPTION = click.option(
+    "--force",
+    is_flag=True,
+    help="Route to a derived (int8) version even when its agreement with its parent is below "
+    "its bound (audited).",
+)
 
 
 def _current_routes(client: Client, name: str, alias: str) -> list[dict[str, Any]] | None:
@@ -83,8 +89,9 @@ def _show_alias(answer: Any, before: Any, as_json: bool) -> None:
 @click.command("promote")
 @click.argument("ref")
 @ALIAS_OPTION
+@FORCE_OPTION
 @json_option
-def models_promote(ref: str, alias: str, as_json: bool) -> None:
+def models_promote(ref: str, alias: str, force: bool, as_json: bool) -> None:
     """Point ALIAS (default production) at NAME@V, or at the one version NAME@OTHER serves."""
     target = parse_ref(ref)
     if target.version is None and target.alias is None:
@@ -109,7 +116,7 @@ def models_promote(ref: str, alias: str, as_json: bool) -> None:
             alias,
             "POST",
             path("models", target.name, "promote"),
-            {"version": version, "alias": alias},
+            {"version": version, "alias": alias, **({"force": True} if force else {})},
             as_json,
         )
 
@@ -159,8 +166,9 @@ def split_weights(
     help="Percent of the traffic for NAME@V (1-99); the current target(s) share the rest.",
 )
 @ALIAS_OPTION
+@FORCE_OPTION
 @json_option
-def models_canary(ref: str, weight: int, alias: str, as_json: bool) -> None:
+def models_canary(ref: str, weight: int, alias: str, force: bool, as_json: bool) -> None:
     """Send WEIGHT percent of ALIAS's traffic to NAME@V, the rest to its current target(s)."""
     target = version_ref(ref)
     assert target.version is not None
@@ -182,6 +190,8 @@ def models_canary(ref: str, weight: int, alias: str, as_json: bool) -> None:
         body: dict[str, Any] = {"routes": split_weights(pairs, target.version, weight)}
         if len(pairs) == 1:
             body["expected_current"] = pairs[0][0]  # 409 if it moved since we read it
+        if force:
+            body["force"] = True
         answer = client.call("PUT", path("models", target.name, "aliases", alias), json=body)
     _show_alias(answer, current, as_json)
 
