@@ -25,7 +25,9 @@ def main() -> None:
         index = int(np.flatnonzero(labels == digit)[0])
         ink = np.rint(rows[index].reshape(8, 8) * 255 / 16).astype(np.uint8)
         Image.fromarray(255 - ink, mode="L").save(here / f"digit-{digit}.png", optimize=True)
-        print(f"digit-{digit}.png: held-out row {index} (dataset row {len(bunch.data) - HELD_OUT + index})")
+        print(
+            f"digit-{digit}.png: held-out row {index} (dataset row {len(bunch.data) - HELD_OUT + index})"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""docs/examples/lifecycle.sh, run as a user runs it, against a fresh `maas serve`: train,
+export to ONNX, register, classify a PNG, derive int8, compare, canary, promote."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.processes import maas_server
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "lifecycle.sh"
+
+
+def test_the_lifecycle_example_runs_end_to_end(tmp_path: Path) -> None:
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(tmp_path, env=env, ready_path="/readyz") as url:
+        bin_dir = str(Path(sys.executable).parent)  # the venv's `maas`
+        run = subprocess.run(
+            ["bash", str(EXAMPLE)],
+            env={
+                **os.environ,
+                "MAAS_URL": url,
+                "MAAS_API_KEY": ADMIN_SECRET,
+                "PYTHON": sys.executable,
+                "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                "NO_COLOR": "1",
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        out = run.stdout
+        assert run.returncode == 0, out + run.stderr
+        accuracy = float(re.search(r"held-out accuracy (0\.\d+)", out).group(1))  # type: ignore[union-attr]
+        assert accuracy > 0.85
+        # Step 3 and 7: the PNG of an 8 is classified as "8", best first.
+        answers = [json.loads(line) for line in out.splitlines() if line.startswith('{"result"')]
+        assert len(answers) == 2
+        assert [a["result"][0][0][0] for a in answers] == ["8", "8"]
+        assert [a["version"] for a in answers] == [1, 2]
+        assert "200 200 200 200 200" in out  # the canary's requests
+        with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as client:
+            derived = client.get("/admin/models/digits-onnx/versions/2").json()
+            production = client.get("/admin/models/digits-onnx").json()
+        assert derived["format"] == "onnx"
+        assert derived["derived_from"]["version"] == 1
+        assert derived["derived_from"]["method"] == "int8_dynamic"
+        assert derived["metrics"]["agreement"] >= 0.98
+        assert derived["size"] < client_size(production, 1)
+        aliases = {a["alias"]: a["routes"] for a in production["aliases"]}
+        assert aliases["production"] == [{"version": 2, "weight": 100}]
+
+
+def client_size(model: dict, version: int) -> int:  # type: ignore[type-arg]
+    return next(int(v["size"]) for v in model["versions"] if v["version"] == version)
