@@ -279,3 +279,17 @@ def test_errors_say_where_the_image_was() -> None:
 )
 def test_which_bodies_may_carry_an_image(body: bytes, content_type: bytes, carries: bool) -> None:
     assert may_carry_image(body, content_type) is carries
+
+
+def test_a_requests_images_together_stay_within_the_pixel_cap() -> None:
+    """Each image is under the cap, but one request's images together are not: a body of
+    many small bombs decodes no more than one large image would."""
+    prep = ImagePrep(mode="L", size=(8, 8), layout="flat")
+    image = png(np.zeros((100, 100), dtype=np.uint8))
+    limits = ImageLimits(max_pixels=25_000)
+    decode_image(image, prep, np.dtype("float32"), limits)
+    decode_image(image, prep, np.dtype("float32"), limits)
+    with pytest.raises(PayloadTooLarge, match="together have more than 25000 pixels"):
+        decode_image(image, prep, np.dtype("float32"), limits)
+    # A new request starts with the whole budget.
+    decode_image(image, prep, np.dtype("float32"), ImageLimits(max_pixels=25_000))

@@ -10,7 +10,7 @@ import itertools
 import uuid
 
 from maas.errors import BadRequest
-from maas.serving.images import DEFAULT_IMAGE_LIMITS, ImageLimits
+from maas.serving.images import ImageLimits
 
 MAX_TIMEOUT_MS = 3_600_000
 
@@ -86,7 +86,8 @@ class RequestHead:
         try:
             return self._image_limits
         except AttributeError:
-            return DEFAULT_IMAGE_LIMITS
+            self._image_limits = ImageLimits()  # the request's own: it counts pixels down
+            return self._image_limits
 
     @image_limits.setter
     def image_limits(self, limits: ImageLimits) -> None:

@@ -17,7 +17,7 @@ Decoding takes milliseconds: the pipeline runs it on a thread (`maas.serving.cal
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -45,15 +45,20 @@ _WIDE_GREY = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _WHITE = (255, 255, 255, 255)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ImageLimits:
-    """The caps on one image: encoded bytes, and pixels (width times height) by its header."""
+    """The caps on one request's images: encoded bytes per image, and pixels (width times
+    height, by the header) per image and for all the request's images together, so that a
+    body of many small bombs decodes no more than one large image would. One per request:
+    `pixels_left` counts down as its images are read."""
 
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    pixels_left: int = field(default=-1)
 
-
-DEFAULT_IMAGE_LIMITS = ImageLimits()
+    def __post_init__(self) -> None:
+        if self.pixels_left < 0:
+            self.pixels_left = self.max_pixels
 
 
 def may_carry_image(body: bytes, content_type: bytes) -> bool:
@@ -73,13 +78,13 @@ def decode_image(
     data: bytes | memoryview,
     prep: ImagePrep,
     dtype: np.dtype[Any],
-    limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
+    limits: ImageLimits | None = None,
     where: str = "",
 ) -> Array:
     """One instance of an input declaring `prep`, of `dtype`, from an encoded image. `where`
     prefixes every error (such as "instance 2: "). Raises InvalidInput (422) for a file that
     is not a PNG or JPEG, is animated or cannot be decoded, PayloadTooLarge (413) past a cap."""
-    pixels = read_pixels(data, prep.mode, prep.size, limits, where)
+    pixels = read_pixels(data, prep.mode, prep.size, limits or ImageLimits(), where)
     return prepare(pixels, prep, dtype)
 
 
@@ -87,11 +92,12 @@ def read_pixels(
     data: bytes | memoryview,
     mode: str,
     size: tuple[int, int],
-    limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
+    limits: ImageLimits | None = None,
     where: str = "",
 ) -> Array:
     """The image's pixels as uint8, in `mode` (`L`: (h, w); `RGB`: (h, w, 3)), resized to
     `size` (height, width)."""
+    limits = limits or ImageLimits()
     if len(data) > limits.max_bytes:
         raise PayloadTooLarge(
             f"{where}the image is {len(data)} bytes; an image may be at most "
@@ -107,6 +113,13 @@ def read_pixels(
             f"{where}the image is {width}x{height} pixels ({width * height}); an image may "
             f"have at most {limits.max_pixels} pixels (MAAS_MAX_IMAGE_PIXELS)"
         )
+    if width * height > limits.pixels_left:
+        raise PayloadTooLarge(
+            f"{where}the request's images together have more than {limits.max_pixels} pixels "
+            "(MAAS_MAX_IMAGE_PIXELS bounds a request's images together too); send fewer or "
+            "smaller images per request"
+        )
+    limits.pixels_left -= width * height
     if image.format == "PNG" and getattr(image, "n_frames", 1) > 1:
         raise InvalidInput(
             f"{where}animated images are not taken (this PNG has {image.n_frames} frames); "
