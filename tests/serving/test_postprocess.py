@@ -4,6 +4,7 @@ labels, and the strings Triton's classification extension answers."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import orjson
@@ -107,3 +108,27 @@ def test_triton_strings_softmax_first_and_flatten_each_instance() -> None:
         triton_strings(logits, 2, LABELS, softmax_first=True)
         == [["0.250000:0:zero", "0.250000:1:one"]] * 2
     )
+
+
+@pytest.mark.parametrize("softmaxed", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_outputs_ranked_in_python_answer_as_numpy_does(
+    softmaxed: bool, dtype: type[np.floating[Any]]
+) -> None:
+    """Small outputs take a plain-Python path; it answers exactly what the numpy path does
+    (the same pairs, order, scores and score dtype), ties and all."""
+    rng = np.random.default_rng(7)
+    scores = rng.standard_normal((6, 10)).astype(dtype)
+    scores[2, 3] = scores[2, 7]  # a tie: the lower index first
+    scores[4] = 0.5  # all tied
+    post = PostProcess(output="y", labels=tuple("abcdefghij"), softmax=softmaxed, top_k=4)
+    got = classes(scores, post)
+    ranked = softmax(scores) if softmaxed else scores
+    best = top_k(ranked, 4)
+    want = [
+        [(post.labels[i], s) for i, s in zip(row, values, strict=True)]
+        for row, values in zip(best.indices.tolist(), best.scores, strict=True)
+    ]
+    assert got == want
+    got_types = [type(score) for row in got for _, score in row]
+    assert got_types == [type(score) for row in want for _, score in row]

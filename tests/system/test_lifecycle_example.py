@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
+import tritonclient.http as httpclient
 
 from support.inprocess_gateway import ADMIN, ADMIN_SECRET
 from support.processes import maas_server
@@ -56,6 +58,33 @@ def test_the_lifecycle_example_runs_end_to_end(tmp_path: Path) -> None:
         assert derived["size"] < client_size(production, 1)
         aliases = {a["alias"]: a["routes"] for a in production["aliases"]}
         assert aliases["production"] == [{"version": 2, "weight": 100}]
+        _the_triton_client_sends_pngs(url)
+
+
+def _the_triton_client_sends_pngs(url: str) -> None:
+    """Triton's stock client, unchanged: the PNG files as a BYTES tensor (binary), the labels
+    back through the classification extension."""
+    files = [(EXAMPLE.parent / f"digit-{d}.png").read_bytes() for d in (8, 3, 5)]
+    client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+    try:
+        images = httpclient.InferInput("x", [3], "BYTES")
+        images.set_data_from_numpy(np.array(files, dtype=np.object_), binary_data=True)
+        wanted = [httpclient.InferRequestedOutput("logits", class_count=1)]
+        result = client.infer("digits-onnx", [images], outputs=wanted)
+    finally:
+        client.close()
+    assert result.get_response()["model_version"] == "2"
+    best = [row[0].decode().split(":") for row in result.as_numpy("logits")]
+    # The same images as multipart bodies to :classify: the same label and score.
+    native = [
+        httpx.post(f"{url}/v1/models/digits-onnx:classify", files={"image": f}).json()
+        for f in files
+    ]
+    assert [label for _, _, label in best] == [n["result"][0][0][0] for n in native]
+    assert [index for _, index, _ in best] == [n["result"][0][0][0] for n in native]
+    for (score, _, _), n in zip(best, native, strict=True):
+        assert abs(float(score) - n["result"][0][0][1]) < 1e-5
+    assert best[0][2] == "8"
 
 
 def client_size(model: dict, version: int) -> int:  # type: ignore[type-arg]

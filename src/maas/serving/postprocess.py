@@ -13,6 +13,7 @@ an answer never depends on the sort's whims. NaN scores come last.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,11 +74,21 @@ def as_rows(output: Array) -> Array:
     return output.reshape(len(output), -1) if output.ndim != 2 else output
 
 
+# float32 outputs this small (N x C elements) are ranked in plain Python: numpy's per-call
+# cost is most of the work for one instance of ten classes (~6 us against ~21 us). The answer
+# is the same: scores are rounded to float32 before they are ranked, as the numpy path ranks.
+_SMALL = 4096
+
+
 def classes(output: Array, post: PostProcess, k: int | None = None) -> list[list[tuple[str, Any]]]:
     """The (label, score) pairs of each instance of `output` ([N, C]), best first: the
     version's `top_k` of them (or `k`), softmaxed when `post` says so. Scores are numpy
     scalars of the answer's dtype (orjson writes them as the shortest decimal)."""
     scores = as_rows(output)
+    if scores.size <= _SMALL and scores.dtype == np.float32:
+        small = _small_classes(scores, post, post.top_k if k is None else k)
+        if small is not None:
+            return small
     if post.softmax:
         scores = softmax(scores)
     best = top_k(scores, post.top_k if k is None else k)
@@ -86,6 +97,27 @@ def classes(output: Array, post: PostProcess, k: int | None = None) -> list[list
         [(labels[i], score) for i, score in zip(row, values, strict=True)]
         for row, values in zip(best.indices.tolist(), best.scores, strict=True)
     ]
+
+
+def _small_classes(scores: Array, post: PostProcess, k: int) -> list[list[tuple[str, Any]]] | None:
+    """`classes` for a small float32 output, the same answer computed with one numpy call per
+    instance (None when a NaN is in it: `top_k` orders those)."""
+    answer_type = np.float32
+    labels = post.labels
+    answer = []
+    for row in scores.tolist():
+        if any(v != v for v in row):  # NaN
+            return None
+        if post.softmax:
+            top = max(row)
+            exps = [math.exp(v - top) for v in row]
+            total = sum(exps)
+            # Ranked as answered: rounded to the answer's dtype, as the numpy path ranks.
+            row = np.array([v / total for v in exps], dtype=answer_type).tolist()
+        # A stable sort: among equal scores, the lower index first.
+        order = sorted(range(len(row)), key=row.__getitem__, reverse=True)[: max(0, k)]
+        answer.append([(labels[i], answer_type(row[i])) for i in order])
+    return answer
 
 
 def triton_strings(
