@@ -16,6 +16,7 @@ not in the schema, so instances the schema admits are rightly a 422 for most mod
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -37,6 +38,8 @@ EXAMPLES = int(os.environ.get("MAAS_FUZZ_EXAMPLES", "40"))
 TIMEOUT_S = int(os.environ.get("MAAS_FUZZ_TIMEOUT_S", "900"))
 
 pytestmark = pytest.mark.slow
+# The deployed model answers :classify too, so the fuzzer reaches its 200 answers.
+_CLASSES = {"output": "y", "softmax": True, "labels": ["a", "b", "c"]}
 
 
 def _deploy(url: str, headers: dict[str, str]) -> None:
@@ -45,7 +48,7 @@ def _deploy(url: str, headers: dict[str, str]) -> None:
         uploaded = client.post(
             "/admin/models/mlp/versions?wait=true",
             files={"file": ("model.pt", torchscript_bytes(tiny_mlp()), "application/octet-stream")},
-            data={"meta": __import__("json").dumps(mlp_meta())},
+            data={"meta": json.dumps(mlp_meta(postprocess=_CLASSES))},
         )
         assert uploaded.status_code == 201, uploaded.text
         promoted = client.post("/admin/models/mlp/promote", json={"version": 1})
