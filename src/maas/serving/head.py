@@ -27,6 +27,7 @@ class RequestHead:
         "request_id",
         "routing_key",
     )
+    _image_limits: ImageLimits  # set on first use (see `image_limits`)
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.authorization: str | None = None
