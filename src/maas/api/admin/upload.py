@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from maas.api.forms import Form, boundary_of, shown
 from maas.errors import BadRequest, PayloadTooLarge
 from maas.store.base import ArtifactStore, ArtifactWriter
 from maas.types import is_number
@@ -24,9 +24,6 @@ _FLUSH_BYTES = 1024 * 1024
 
 @dataclass
 class _State:
-    header_field: bytes = b""
-    header_value: bytes = b""
-    headers: dict[bytes, bytes] = field(default_factory=dict)
     part: str | None = None
     seen_meta: bool = False
     meta: bytearray = field(default_factory=bytearray)
@@ -45,9 +42,8 @@ class Upload:
 
 async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int) -> Upload:
     """Parse the body; on any failure the partial artifact is discarded before raising."""
-    content_type, params = parse_options_header(request.headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
-    if content_type != b"multipart/form-data" or not boundary:
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    if boundary is None:
         raise BadRequest("upload must be multipart/form-data with a 'file' and a 'meta' part")
     declared = request.headers.get("content-length")
     if declared and is_number(declared) and int(declared) > max_bytes + META_LIMIT + LABELS_LIMIT:
@@ -56,24 +52,7 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
     writer = await asyncio.to_thread(ArtifactWriter, store, max_bytes)
     state = _State()
 
-    def on_part_begin() -> None:
-        state.headers = {}
-        state.part = None
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state.header_field += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state.header_value += data[start:end]
-
-    def on_header_end() -> None:
-        state.headers[state.header_field.lower()] = state.header_value
-        state.header_field = b""
-        state.header_value = b""
-
-    def on_headers_finished() -> None:
-        _, disposition = parse_options_header(state.headers.get(b"content-disposition", b""))
-        name = disposition.get(b"name", b"").decode("latin-1")
+    def on_part(name: str) -> None:
         if name == "file":
             if state.seen_file:
                 raise BadRequest("only one 'file' part is allowed")
@@ -87,38 +66,26 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
                 raise BadRequest("only one 'labels' part is allowed")
             state.labels = bytearray()
         else:
-            shown = name[:40] if name.isprintable() else repr(name[:40])
             raise BadRequest(
-                f"unexpected part '{shown}': an upload has a 'file' and a 'meta' part, and "
-                "optionally a 'labels' part"
+                f"unexpected part '{shown(name)}': an upload has a 'file' and a 'meta' part, "
+                "and optionally a 'labels' part"
             )
         state.part = name
 
-    def on_part_data(data: bytes, start: int, end: int) -> None:
+    def on_data(chunk: bytes) -> None:
         if state.part == "file":
-            chunk = bytes(data[start:end])
             state.pending.append(chunk)
             state.pending_size += len(chunk)
         elif state.part == "meta":
-            state.meta += data[start:end]
+            state.meta += chunk
             if len(state.meta) > META_LIMIT:
                 raise PayloadTooLarge("meta part exceeds 1 MiB")
         elif state.part == "labels" and state.labels is not None:
-            state.labels += data[start:end]
+            state.labels += chunk
             if len(state.labels) > LABELS_LIMIT:
                 raise PayloadTooLarge("labels part exceeds 1 MiB")
 
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-        },
-    )
+    form = Form(boundary, on_part=on_part, on_data=on_data)
 
     async def flush() -> None:
         if state.pending:
@@ -127,15 +94,10 @@ async def receive_upload(request: Request, store: ArtifactStore, max_bytes: int)
 
     try:
         async for chunk in request.stream():
-            try:
-                parser.write(chunk)
-            except (BadRequest, PayloadTooLarge):
-                raise
-            except Exception as exc:
-                raise BadRequest(f"malformed multipart body: {exc}") from None
+            form.write(chunk)
             if state.pending_size >= _FLUSH_BYTES:
                 await flush()
-        parser.finalize()
+        form.finish()
         await flush()
         if not state.seen_file:
             raise BadRequest("the upload has no 'file' part")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from maas.api.answers import Number, TensorSpecOut, Timestamp
-from maas.types import ArtifactFormat, ImagePrep, PostProcess, VersionStatus
+from maas.types import ArtifactFormat, VersionStatus
 
 if TYPE_CHECKING:
     from maas.registry.records import VersionRecord
@@ -109,8 +109,8 @@ class VersionOut(BaseModel):
             derived_from=None if v.derived_from is None else v.derived_from.to_json(),
             preprocess=None
             if not v.preprocess
-            else {name: {"image": _image_json(p)} for name, p in v.preprocess.items()},
-            postprocess=None if v.postprocess is None else _post_json(v.postprocess),
+            else {name: step.to_json() for name, step in v.preprocess.items()},
+            postprocess=None if v.postprocess is None else v.postprocess.to_json(),
             **more,
         )
 
@@ -141,19 +141,3 @@ class VersionDetail(VersionOut):
     def with_stats(cls, v: VersionRecord, *, loaded: bool, figures: dict[str, Any]) -> Self:
         """`v` with `figures` (a summary of its telemetry; empty while no worker serves it)."""
         return cls.from_record(v, stats=VersionStatsOut(loaded=loaded, **figures))
-
-
-def _image_json(p: ImagePrep) -> dict[str, Any]:
-    out: dict[str, Any] = {"mode": p.mode, "size": list(p.size), "layout": p.layout}
-    if p.scale is not None:
-        out["scale"] = list(p.scale)
-    if p.mean:
-        out["mean"] = list(p.mean)
-    if p.std:
-        out["std"] = list(p.std)
-    out["invert"] = p.invert
-    return out
-
-
-def _post_json(p: PostProcess) -> dict[str, Any]:
-    return {"output": p.output, "softmax": p.softmax, "labels": list(p.labels), "top_k": p.top_k}

@@ -17,8 +17,7 @@ import base64
 import binascii
 from typing import Any
 
-from python_multipart.multipart import MultipartParser, parse_options_header
-
+from maas.api.forms import Form, boundary_of, shown
 from maas.checks.arrays import numpy_dtype
 from maas.errors import BadRequest, InvalidInput
 from maas.registry.records import VersionRecord
@@ -155,66 +154,27 @@ def _base64(text: Any, where: str) -> bytes:
 
 def _form_image(body: bytes, content_type: bytes) -> bytes:
     """The bytes of the form's one part named `image`."""
-    _, params = parse_options_header(content_type)
-    boundary = params.get(b"boundary")
-    if not boundary:
+    boundary = boundary_of(content_type)
+    if boundary is None:
         raise BadRequest("a multipart/form-data body needs a boundary in its Content-Type")
-    state: dict[str, Any] = {"field": b"", "value": b"", "headers": {}, "part": None, "end": False}
     chunks: list[bytes] = []
+    seen: list[str] = []
 
-    def on_part_begin() -> None:
-        state["headers"] = {}
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["headers"][state["field"].lower()] = state["value"]
-        state["field"], state["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        disposition = state["headers"].get(b"content-disposition", b"")
-        name = parse_options_header(disposition)[1].get(b"name", b"").decode("latin-1")
+    def on_part(name: str) -> None:
         if name != PART:
-            shown = name[:40] if name.isprintable() else repr(name[:40])
             raise BadRequest(
-                f"unexpected form part '{shown}': send the image file as the one part named "
-                "'image' (curl -F image=@digit.png)"
+                f"unexpected form part '{shown(name)}': send the image file as the one part "
+                "named 'image' (curl -F image=@digit.png)"
             )
-        if state["part"] is not None:
+        if seen:
             raise BadRequest("the form has two 'image' parts; send one image per request")
-        state["part"] = name
+        seen.append(name)
 
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        chunks.append(bytes(data[start:end]))
-
-    def on_end() -> None:
-        state["end"] = True
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_end": on_end,
-        },
-    )
-    try:
-        parser.write(body)
-        parser.finalize()
-    except BadRequest:
-        raise
-    except Exception as exc:
-        raise BadRequest(f"malformed multipart body: {exc}") from None
-    if state["part"] is None:
+    form = Form(boundary, on_part=on_part, on_data=chunks.append)
+    form.write(body)
+    form.finish()
+    if not seen:
         raise BadRequest("the form has no part named 'image' (curl -F image=@digit.png)")
-    if not state["end"]:
+    if not form.ended:
         raise BadRequest("the multipart body ends before its closing boundary (truncated?)")
     return b"".join(chunks)
