@@ -39,7 +39,7 @@ def measure_request(
     """`request` sent at concurrency `c` for the run's period; the row, with `fields` first and
     the server's figures of `model` (from /metrics) last."""
     server = target.server
-    tag = "-".join(str(v) for v in fields.values() if not isinstance(v, bool))
+    tag = "-".join(v for v in fields.values() if isinstance(v, str))
     label = f"{target.system}-{model}-{tag}-c{c}"
     body_file = server.log_path.parent / f"body-{model}-{tag}.bin"
     body_file.write_bytes(request.body)
@@ -57,7 +57,7 @@ def measure_request(
         label=label,
     )
     say(
-        f"  {target.system} {model} {' '.join(str(v) for v in fields.values())} C={c}: "
+        f"  {target.system} {model} {tag} C={c}: "
         f"{row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
         f"errors {row['non_2xx']}/{row['conn_errors']}"
     )
