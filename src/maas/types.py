@@ -270,6 +270,22 @@ class PostProcess:
 
 
 @dataclass(frozen=True, slots=True)
+class Shadow:
+    """An alias's mirror (CONTRACT: shadow): `percent` of the alias's requests are also run on
+    version `version`, whose answers never reach the client, and compared with the primary's."""
+
+    version: int
+    percent: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Shadow:
+        return cls(version=int(data["version"]), percent=int(data["percent"]))
+
+    def to_json(self) -> dict[str, int]:
+        return {"version": self.version, "percent": self.percent}
+
+
+@dataclass(frozen=True, slots=True)
 class Derivation:
     """Where a derived version comes from (meta-free: the registry writes it): its parent
     version, the method (`int8_dynamic`), and the top-1 agreement with the parent below which

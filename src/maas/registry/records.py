@@ -15,6 +15,7 @@ from maas.types import (
     ImagePrep,
     LoadSpec,
     PostProcess,
+    Shadow,
     TensorSpec,
     VersionKey,
     VersionStatus,
@@ -143,6 +144,7 @@ class AliasRecord:
     updated_at: datetime
     # The registry generation this change committed with (None when read, not written).
     generation: int | None = None
+    shadow: Shadow | None = None  # the alias's mirror, if it has one
 
     @classmethod
     def from_row(cls, row: Alias, model_name: str) -> AliasRecord:
@@ -151,6 +153,7 @@ class AliasRecord:
             alias=row.name,
             routes=tuple(Route(r.version, r.weight) for r in row.routes),
             updated_at=row.updated_at,
+            shadow=None if row.shadow is None else Shadow.from_json(row.shadow),
         )
 
 

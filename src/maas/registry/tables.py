@@ -103,6 +103,8 @@ class Alias(Base):
     name: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The alias's mirror, `maas.types.Shadow` as JSON ({"version", "percent"}); null: none.
+    shadow: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     model: Mapped[Model] = relationship(back_populates="aliases", lazy="raise")
     routes: Mapped[list[AliasRoute]] = relationship(
