@@ -1,10 +1,12 @@
 """Registry operations on aliases: pointing one at versions (set, promote), rolling it back
-(to a version, or through its history), deleting it, and reading it and its history. The rules
+(to a version, or through its history), setting or removing its shadow, deleting it, and
+reading it and its history. The rules
 and writes these share with the version operations (an alias's name, moving an alias, the undo
 stack, the audit row) are in `aliasing.py`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +17,15 @@ from maas.registry.aliasing import (
     audit,
     check_alias_name,
     check_expected,
+    check_shadow,
     move_alias,
     top_of_undo_stack,
+    write_shadow,
 )
 from maas.registry.base import RegistryBase
 from maas.registry.records import AliasRecord, HistoryRecord, Route, routes_json
 from maas.registry.tables import AliasHistory
-from maas.types import DEFAULT_ALIAS, AliasAction, VersionStatus
+from maas.types import DEFAULT_ALIAS, AliasAction, Shadow, VersionStatus
 
 
 class Aliases(RegistryBase):
@@ -35,12 +39,17 @@ class Aliases(RegistryBase):
         action: AliasAction = AliasAction.SET,
         expected_current: Any = UNSET,
         force: bool = False,
+        shadow: Any = UNSET,
     ) -> AliasRecord:
         """Point `alias` at ready versions, atomically, recording history unless nothing moves
         (then the record has no generation: there is nothing to propagate). BadRequest for a
         name an alias may not have; BelowAgreement when a derived version below its agreement
-        bound would get more of the traffic, unless `force` (audited)."""
+        bound would get more of the traffic, unless `force` (audited). With `shadow` (a
+        `Shadow`, or None to remove it) the alias's shadow changes in the same transaction,
+        after the routes, as `set_shadow` would; left out, it stays as it is."""
         check_alias_name(alias)
+        if shadow is not UNSET:
+            check_shadow(shadow)
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.get_alias(session, model=model_row, name=alias)
@@ -48,6 +57,13 @@ class Aliases(RegistryBase):
             record = await move_alias(
                 session, model_row, alias, current, routes, actor=actor, action=action, force=force
             )
+            if shadow is not UNSET:
+                row = await repo.require_alias(session, model=model_row, name=alias)
+                if await write_shadow(session, model_row, row, shadow, actor=actor):
+                    generation = record.generation
+                    if generation is None:  # the routes stayed: the shadow is the change
+                        generation = await repo.bump_generation(session)
+                    record = replace(AliasRecord.from_row(row, model), generation=generation)
         if record.generation is not None:
             self._changed(record.generation)
         return record
@@ -113,10 +129,34 @@ class Aliases(RegistryBase):
             self._changed(record.generation)
         return record
 
+    async def set_shadow(
+        self, model: str, alias: str, shadow: Shadow | None, *, actor: str
+    ) -> AliasRecord:
+        """Mirror `shadow.percent` of the alias's requests to `shadow.version` (None: stop).
+        A change writes the alias, bumps the generation (every gateway's routing table
+        re-reads) and is audited as `alias.shadow` (before and after); it never enters the
+        alias's history. Setting what is already there answers the alias with no generation.
+        AliasNotFound for an alias that does not exist; VersionNotFound / VersionNotReady for
+        a candidate that does not exist or is not ready; BadRequest for a percent outside
+        1..100 or a name an alias may not have."""
+        check_alias_name(alias)
+        check_shadow(shadow)
+        async with self._writes.begin() as session:
+            model_row = await repo.get_model(session, name=model, lock=True)
+            current = await repo.require_alias(session, model=model_row, name=alias)
+            generation = None
+            if await write_shadow(session, model_row, current, shadow, actor=actor):
+                generation = await repo.bump_generation(session)
+            record = replace(AliasRecord.from_row(current, model), generation=generation)
+        if generation is not None:
+            self._changed(generation)
+        return record
+
     async def delete_alias(self, *, model: str, alias: str, actor: str) -> int:
-        """Remove an alias; returns the generation it committed with. `production` only while
-        the model has no ready version that requests naming just the model would lose.
-        BadRequest for a name an alias may not have."""
+        """Remove an alias, and its shadow with it (audited as `alias.shadow` too); returns the
+        generation it committed with. `production` only while the model has no ready version
+        that requests naming just the model would lose. BadRequest for a name an alias may
+        not have."""
         check_alias_name(alias)
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True, children=True)
@@ -145,6 +185,8 @@ class Aliases(RegistryBase):
                 )
             )
             audit(session, actor, "alias.delete", f"{model}/{alias}", old, None)
+            if current.shadow is not None:
+                audit(session, actor, "alias.shadow", f"{model}/{alias}", current.shadow, None)
             await repo.delete_alias(session, alias=current)
             generation = await repo.bump_generation(session)
         self._changed(generation)

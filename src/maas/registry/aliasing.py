@@ -14,11 +14,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from maas.errors import BadRequest, BelowAgreement, ConcurrentChange, VersionNotReady
+from sqlalchemy import select
+
+from maas.errors import AliasInUse, BadRequest, BelowAgreement, ConcurrentChange, VersionNotReady
 from maas.registry import repository as repo
 from maas.registry.records import AliasRecord, Route, routes_json
 from maas.registry.tables import Alias, AliasHistory, AliasRoute, AuditEvent, Model, ModelVersion
-from maas.types import ALIAS_NAME_RE, DEFAULT_ALIAS, AliasAction, Derivation, VersionStatus
+from maas.types import (
+    ALIAS_NAME_RE,
+    DEFAULT_ALIAS,
+    AliasAction,
+    Derivation,
+    Shadow,
+    VersionStatus,
+)
 
 UNSET: Any = object()  # `expected_current` not given: no condition on the alias's target
 # Who the audit log and alias history name for the changes the registry makes on its own.
@@ -122,7 +131,63 @@ async def move_alias(
     )
     await session.flush()
     generation = await repo.bump_generation(session)
-    return AliasRecord(model_row.name, alias, new_routes, now, generation)
+    shadow = None if current.shadow is None else Shadow.from_json(current.shadow)
+    return AliasRecord(model_row.name, alias, new_routes, now, generation, shadow)
+
+
+def check_shadow(shadow: Shadow | None) -> Shadow | None:
+    """`shadow`, if its percent is one an alias may mirror (1..100); BadRequest otherwise
+    (before any read)."""
+    if shadow is not None and not 1 <= shadow.percent <= 100:
+        raise BadRequest(
+            f"a shadow mirrors 1 to 100 percent of the alias's requests, not {shadow.percent}"
+        )
+    return shadow
+
+
+async def write_shadow(
+    session: Any, model_row: Model, current: Alias, shadow: Shadow | None, *, actor: str
+) -> bool:
+    """Set (or, with None, remove) the shadow of alias row `current` in this transaction, with
+    its audit event; whether anything changed (the caller bumps the generation then).
+    VersionNotFound / VersionNotReady for a candidate that does not exist or is not ready."""
+    check_shadow(shadow)
+    after = None if shadow is None else shadow.to_json()
+    if current.shadow == after:
+        return False
+    if shadow is not None:
+        row = await repo.get_version(session, model=model_row, version=shadow.version)
+        if row.status != VersionStatus.READY.value:
+            raise VersionNotReady(
+                f"{model_row.name}@{shadow.version} is {row.status}; an alias may only shadow "
+                "ready versions (load it first: maas models load "
+                f"{model_row.name}@{shadow.version})"
+            )
+    audit(session, actor, "alias.shadow", f"{model_row.name}/{current.name}", current.shadow, after)
+    current.shadow = after
+    current.updated_at = datetime.now(UTC)
+    await session.flush()
+    return True
+
+
+async def aliases_shadowing(session: Any, *, version: ModelVersion) -> list[str]:
+    """The names of the version's model's aliases that shadow it, in order."""
+    query = select(Alias).where(Alias.model_id == version.model_id).order_by(Alias.name)
+    return [  # filtered here: a removed shadow may be stored as JSON null, not SQL NULL
+        alias.name
+        for alias in (await session.execute(query)).scalars()
+        if alias.shadow is not None and Shadow.from_json(alias.shadow).version == version.version
+    ]
+
+
+def shadowed_refusal(key: object, aliases: list[str], verb: str) -> AliasInUse:
+    """The refusal to unload or archive a version that aliases shadow."""
+    model = str(key).split("@", 1)[0]
+    removes = "; ".join(f"maas models shadow {model} --off --alias {a}" for a in aliases)
+    return AliasInUse(
+        f"{key} is the shadow of alias(es) {', '.join(aliases)}; remove the shadow before you "
+        f'{verb} it (PUT the alias with "shadow": null, or: {removes})'
+    )
 
 
 async def first_target(session: Any, model_row: Model, version: int) -> int:

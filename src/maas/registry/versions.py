@@ -15,7 +15,7 @@ from maas.checks.json_depth import deeper_than, too_deep
 from maas.config import DEFAULT_MAX_JSON_DEPTH
 from maas.errors import AliasInUse, BadRequest, ModelNotFound
 from maas.registry import repository as repo
-from maas.registry.aliasing import audit, first_target
+from maas.registry.aliasing import aliases_shadowing, audit, first_target, shadowed_refusal
 from maas.registry.base import RegistryBase
 from maas.registry.records import VersionRecord
 from maas.registry.tables import Model, ModelVersion
@@ -135,15 +135,18 @@ class Versions(RegistryBase):
 
     async def unload_version(self, key: VersionKey) -> VersionRecord:
         """Mark a version `unloaded`, for the leader to take it off the workers; an archived one
-        comes back as it is. AliasInUse while an alias routes to it, whatever its status: the
-        alias's requests would have nowhere to go. The model row is locked first, so no alias
-        moves onto the version between the check and the change."""
+        comes back as it is. AliasInUse while an alias routes to it or shadows it, whatever its
+        status: the alias's requests (or mirrors) would have nowhere to go. The model row is
+        locked first, so no alias moves onto the version between the check and the change."""
         async with self._writes.begin() as session:
             model = await repo.get_model(session, name=key.model, lock=True)
             row = await repo.get_version(session, model=model, version=key.version)
             aliases = await repo.aliases_pointing_at(session, version=row)
             if aliases:
                 raise AliasInUse(f"{key} serves alias(es) {', '.join(aliases)}; move them first")
+            shadowing = await aliases_shadowing(session, version=row)
+            if shadowing:
+                raise shadowed_refusal(key, shadowing, "unload")
             if row.status == VersionStatus.ARCHIVED.value:
                 return VersionRecord.from_row(row, key.model)
             row.status = VersionStatus.UNLOADED.value
@@ -163,6 +166,9 @@ class Versions(RegistryBase):
                 raise AliasInUse(
                     f"{key} is the target of alias(es) {', '.join(aliases)}; move them first"
                 )
+            shadowing = await aliases_shadowing(session, version=row)
+            if shadowing:
+                raise shadowed_refusal(key, shadowing, "archive")
             before = row.status
             row.status = VersionStatus.ARCHIVED.value
             audit(
