@@ -283,6 +283,10 @@ async def test_real_answers_fit_the_documented_models(gateway: Gateway) -> None:
     await doc.call("PUT", "/admin/models/mlp/aliases/production", a, json={"version": 1})
     split = {"routes": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]}
     await doc.call("PUT", "/admin/models/mlp/aliases/canary", a, json=split)
+    shadowed = await doc.call(
+        "PUT", "/admin/models/mlp/aliases/canary", a, json={"shadow": {"version": 1, "percent": 5}}
+    )
+    assert shadowed["shadow"] == {"version": 1, "percent": 5}
     await doc.call("GET", "/admin/models/mlp/aliases/canary", a)
     await doc.call("POST", "/admin/models/mlp/promote", m + "/promote", json={"version": 2})
     await doc.call("POST", "/admin/models/mlp/rollback", m + "/rollback", json={})

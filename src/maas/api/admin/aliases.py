@@ -1,6 +1,6 @@
-"""Admin routes of aliases: point one at a version or split it over several, read it, promote,
-roll back, delete it, and read its history. A change answers once every live gateway serves
-it (`maas.api.admin.propagation`)."""
+"""Admin routes of aliases: point one at a version or split it over several, set or remove its
+shadow, read it, promote, roll back, delete it, and read its history. A change answers once
+every live gateway serves it (`maas.api.admin.propagation`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ _BELOW = (
     'min_agreement would get more of the traffic (send "force": true to route to it anyway)'
 )
 _SERVED = "The alias, once every live gateway serves it"
+_SHADOW = "; `version_not_ready` also for a `shadow` whose version is not ready"
 
 
 @router.put(
@@ -38,8 +39,8 @@ _SERVED = "The alias, once every live gateway serves it"
     responses=admin_errors(
         {
             400: _ALIAS_NAME,
-            404: VERSION_NOT_FOUND,
-            409: _MOVE_CONFLICT + " (`expected_current` did not match)" + _BELOW,
+            404: VERSION_NOT_FOUND + ", or `alias_not_found` for a body with only `shadow`",
+            409: _MOVE_CONFLICT + " (`expected_current` did not match)" + _BELOW + _SHADOW,
             422: INVALID,
         }
     ),
@@ -47,13 +48,20 @@ _SERVED = "The alias, once every live gateway serves it"
 async def set_alias(
     name: str, alias: str, body: SetAlias, services: ServicesDep, who: AdminDep
 ) -> AliasChange:
-    extra: dict[str, Any] = {}
+    """Point the alias at `version` or split it over `routes`, and/or set its `shadow` (null
+    removes it); the routes change first, then the shadow, in one transaction."""
+    shadow = body.new_shadow()
+    routes = body.target_routes()
+    if routes is None:
+        record = await services.registry.set_shadow(name, alias, shadow["shadow"], actor=who.name)
+        return AliasChange.served(record, await once_served(services, record.generation))
+    extra: dict[str, Any] = dict(shadow)
     if "expected_current" in body.model_fields_set:
         extra["expected_current"] = body.expected_current
     record = await services.registry.set_alias(
         model=name,
         alias=alias,
-        routes=body.target_routes(),
+        routes=routes,
         actor=who.name,
         force=body.force,
         **extra,

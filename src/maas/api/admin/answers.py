@@ -45,12 +45,21 @@ class RouteOut(BaseModel):
     weight: int = Field(description="share of the alias's traffic, relative to the others")
 
 
+class ShadowOut(BaseModel):
+    """An alias's mirror: `percent` of its requests also run on `version`, whose answers never
+    reach the client and are compared with the primary's (`maas_shadow_*` in /metrics)."""
+
+    version: int
+    percent: int = Field(description="share of the alias's requests mirrored, 1..100")
+
+
 class AliasOut(BaseModel):
-    """An alias: the version(s) it sends traffic to, with their weights."""
+    """An alias: the version(s) it sends traffic to, with their weights, and its shadow."""
 
     model: str
     alias: str
     routes: list[RouteOut]
+    shadow: ShadowOut | None = Field(description="the alias's mirror; null when it has none")
     updated_at: Timestamp
 
     @classmethod
@@ -59,6 +68,7 @@ class AliasOut(BaseModel):
             model=a.model,
             alias=a.alias,
             routes=[r.to_json() for r in a.routes],
+            shadow=None if a.shadow is None else ShadowOut(**a.shadow.to_json()),
             updated_at=a.updated_at,
             **more,
         )

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from maas.checks.fields import Flag, Int, IsoTime, Number, VersionNumber
 from maas.registry.records import Route
-from maas.types import MODEL_NAME_RE, Scope
+from maas.types import MODEL_NAME_RE, Scope, Shadow
 
+Percent = Annotated[int, Strict(), Field(ge=1, le=100)]
 _FORCE = (
     "route to a derived version even when its measured agreement with its parent is below its "
     "min_agreement (audited as alias.force)"
@@ -32,6 +33,16 @@ class RouteIn(BaseModel):
     weight: Int = Field(ge=1, le=1_000_000)
 
 
+class ShadowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: VersionNumber = Field(description="the candidate: a ready version of the model")
+    percent: Percent = Field(description="share of the alias's requests mirrored to it")
+
+    def to_shadow(self) -> Shadow:
+        return Shadow(self.version, self.percent)
+
+
 class SetAlias(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -39,22 +50,42 @@ class SetAlias(BaseModel):
     routes: list[RouteIn] | None = Field(None, min_length=1, max_length=32)
     expected_current: VersionNumber | None = None
     force: Flag = Field(False, description=_FORCE)
+    shadow: ShadowIn | None = Field(
+        None,
+        description="mirror a share of the alias's requests to a candidate version (its answers "
+        "never reach the client); null removes the shadow, absent leaves it as it is. Alone "
+        "(no version or routes), it changes only the shadow of an alias that exists",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> SetAlias:
-        if (self.version is None) == (self.routes is None):
-            raise ValueError('give either "version" or "routes"')
+        if self.version is not None and self.routes is not None:
+            raise ValueError('give either "version" or "routes", not both')
+        if self.version is None and self.routes is None:
+            if "shadow" not in self.model_fields_set:
+                raise ValueError('give "version" or "routes" (or "shadow")')
+            if "expected_current" in self.model_fields_set or self.force:
+                raise ValueError('"expected_current" and "force" go with "version" or "routes"')
         if self.routes is not None:
             versions = [r.version for r in self.routes]
             if len(versions) != len(set(versions)):
                 raise ValueError("each version may appear once in routes")
         return self
 
-    def target_routes(self) -> list[Route]:
+    def target_routes(self) -> list[Route] | None:
+        """The routes the alias should have; None when the body changes only its shadow."""
         if self.routes is not None:
             return [Route(r.version, r.weight) for r in self.routes]
-        assert self.version is not None
+        if self.version is None:
+            return None
         return [Route(self.version, 100)]
+
+    def new_shadow(self) -> dict[str, Shadow | None]:
+        """`{"shadow": ...}` when the body sets or removes the shadow; empty when it leaves
+        it as it is."""
+        if "shadow" not in self.model_fields_set:
+            return {}
+        return {"shadow": None if self.shadow is None else self.shadow.to_shadow()}
 
 
 class Promote(BaseModel):
