@@ -44,6 +44,7 @@ from maas.registry.service import Registry
 from maas.serving import call
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
+from maas.serving.shadow import Mirror
 from maas.store import deployment_store
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,19 @@ def create_app(
                     ttl_s=settings.worker_ttl_s,
                 )
                 _own(background, discovery.run(), "worker discovery")
+            dataplane = DataPlane(
+                router,
+                backend,
+                max_instances=settings.max_instances,
+                max_instance_elements=settings.max_instance_elements,
+            )
+            shadow = Mirror(
+                dataplane,
+                metrics.shadow,
+                max_in_flight=settings.shadow_max_in_flight,
+                timeout_s=settings.request_timeout_ms / 1000,
+            )
+            closing.append(shadow.close)  # closed before the backend its mirrors use
             services = Services(
                 settings=settings,
                 registry=registry,
@@ -142,15 +156,11 @@ def create_app(
                 deployer=deployer,
                 router=router,
                 auth=auth,
-                dataplane=DataPlane(
-                    router,
-                    backend,
-                    max_instances=settings.max_instances,
-                    max_instance_elements=settings.max_instance_elements,
-                ),
+                dataplane=dataplane,
                 catalog=Catalog(router, backend),
                 readiness=readiness,
                 metrics=metrics,
+                shadow=shadow,
                 drain=app.drain if isinstance(app, MaasApp) else Drain(),
                 plane=plane,
                 leadership=leadership,

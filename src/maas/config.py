@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(DEFAULT_MAX_IMAGE_BYTES, ge=1024)
     max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1, le=1 << 32)
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)
+    # Requests mirrored to aliases' shadows at once per gateway process; more are dropped.
+    shadow_max_in_flight: int = Field(64, ge=1, le=100_000)
     require_infer_key: bool = False
     # One log line per request (admin changes are always logged).
     access_log: bool = False

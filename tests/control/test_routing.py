@@ -47,7 +47,7 @@ class _OneModel:
         pass
 
     async def list_models(self) -> list[Any]:
-        alias = SimpleNamespace(alias="production", routes=(Route(1, 100),))
+        alias = SimpleNamespace(alias="production", routes=(Route(1, 100),), shadow=None)
         return [SimpleNamespace(name="mlp", versions=[self.version], aliases=[alias])]
 
 

@@ -16,11 +16,13 @@ from maas.config import Settings
 from maas.control.routing import Router
 from maas.dispatch.fake import WORKER, FakeBackend, Handler
 from maas.errors import Forbidden, MaasError, RegistryUnavailable, Unauthenticated
+from maas.observability.metrics import RequestMetrics
 from maas.registry.records import Route, VersionRecord
 from maas.serving.call import serve
 from maas.serving.codec import Codec
 from maas.serving.dataplane import DataPlane
-from maas.types import ModelRef, TensorSpec, VersionStatus
+from maas.serving.shadow import Mirror
+from maas.types import ModelRef, Shadow, TensorSpec, VersionStatus
 from support.sample_records import version_record
 
 X4 = (TensorSpec("x", "float32", (4,)),)
@@ -52,6 +54,7 @@ def version(
 class _Alias:
     alias: str
     routes: tuple[Route, ...]
+    shadow: Shadow | None = None
 
 
 @dataclass
@@ -82,6 +85,13 @@ class StaticRegistry:
         entry = self.models[model]
         entry.aliases = [a for a in entry.aliases if a.alias != alias]
         entry.aliases.append(_Alias(alias, tuple(Route(v, w) for v, w in routes)))
+
+    def shadow(self, model: str, alias: str, shadow: Shadow | None) -> None:
+        """Set (None: remove) an existing alias's shadow."""
+        entry = self.models[model]
+        entry.aliases = [
+            dataclasses.replace(a, shadow=shadow) if a.alias == alias else a for a in entry.aliases
+        ]
 
     def changed(self) -> None:
         """What the registry does after a change this process made: tell its listeners."""
@@ -159,6 +169,19 @@ class Services:
     dataplane: DataPlane
     metrics: RecordingMetrics = field(default_factory=RecordingMetrics)
     auth: Any = field(default_factory=KeyAuth)
+    # The mirror to aliases' shadows, counting into `exposition`'s maas_shadow_* families.
+    max_mirrors: int = 64
+    mirror_timeout_s: float = 30.0
+    exposition: RequestMetrics = field(default_factory=RequestMetrics)
+    shadow: Mirror = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shadow = Mirror(
+            self.dataplane,
+            self.exposition.shadow,
+            max_in_flight=self.max_mirrors,
+            timeout_s=self.mirror_timeout_s,
+        )
 
 
 async def stack(

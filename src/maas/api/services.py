@@ -17,6 +17,7 @@ from maas.observability.metrics import RequestMetrics
 from maas.registry.service import Registry
 from maas.serving.catalog import Catalog
 from maas.serving.dataplane import DataPlane
+from maas.serving.shadow import Mirror
 from maas.store.base import ArtifactStore
 from maas.types import VersionKey, VersionStatus
 
@@ -44,6 +45,7 @@ class Services:
     catalog: Catalog
     readiness: Readiness
     metrics: RequestMetrics
+    shadow: Mirror  # the requests mirrored to aliases' shadows
     plane: ControlPlane
     leadership: Leadership
     drain: Drain = field(default_factory=Drain)

@@ -5,6 +5,9 @@ signatures, alias routes), so the request path never touches the database. The c
 (`maas.control.plane`) rebuilds it when the registry's generation moves; a change this process
 made marks it stale, and the next request rebuilds it first (read-your-writes here). A ref that
 names nothing is answered from the snapshot: junk costs no query.
+
+An alias may have a shadow (`maas.types.Shadow`): `shadow_of` says whether one request is also
+mirrored to it. A deployment without shadows pays one falsy check per request for that.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import hashlib
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from maas.errors import (
     AliasNotFound,
@@ -24,7 +27,7 @@ from maas.errors import (
 )
 from maas.registry.records import Route, VersionRecord
 from maas.registry.service import Registry
-from maas.types import DEFAULT_ALIAS, ModelRef, VersionStatus
+from maas.types import DEFAULT_ALIAS, ModelRef, Shadow, VersionStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +36,15 @@ log = logging.getLogger(__name__)
 class ModelEntry:
     versions: dict[int, VersionRecord]
     aliases: dict[str, tuple[Route, ...]]
+    shadows: dict[str, Shadow] = field(default_factory=dict)  # by alias, those that have one
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     models: dict[str, ModelEntry]
+    # Every alias's shadow by (model, alias): empty, as it mostly is, the request path skips
+    # shadows with one falsy check.
+    shadows: dict[tuple[str, str], Shadow] = field(default_factory=dict)
 
 
 class Router:
@@ -67,14 +74,21 @@ class Router:
         asked = self._asked
         self.reloads += 1
         models = await self._registry.list_models()
+        entries = {
+            m.name: ModelEntry(
+                versions={v.version: v for v in m.versions},
+                aliases={a.alias: a.routes for a in m.aliases},
+                shadows={a.alias: a.shadow for a in m.aliases if a.shadow is not None},
+            )
+            for m in models
+        }
         self._snapshot = Snapshot(
-            models={
-                m.name: ModelEntry(
-                    versions={v.version: v for v in m.versions},
-                    aliases={a.alias: a.routes for a in m.aliases},
-                )
-                for m in models
-            }
+            models=entries,
+            shadows={
+                (name, alias): shadow
+                for name, entry in entries.items()
+                for alias, shadow in entry.shadows.items()
+            },
         )
         self._read = max(self._read, asked)
         return self._snapshot
@@ -98,6 +112,28 @@ class Router:
     async def resolve(self, ref: ModelRef, *, routing_key: str | None = None) -> VersionRecord:
         """The ready version this request runs on; raises NotFound or VersionNotReady."""
         return _resolve(await self.current(), ref, routing_key)
+
+    def shadow_of(self, ref: ModelRef, resolved: VersionRecord) -> VersionRecord | None:
+        """The version this request is also mirrored to, or None: only a request whose ref
+        named an alias (or none: the default one) whose shadow is set, drawn in its `percent`,
+        and only to a ready version other than the one `resolved` (the request's own).
+        Reads the snapshot the request was resolved with (or a newer one); never waits."""
+        snapshot = self._snapshot
+        shadows = snapshot.shadows
+        if not shadows or ref.version is not None:
+            return None
+        shadow = shadows.get((ref.model, ref.alias or DEFAULT_ALIAS))
+        if shadow is None or random.random() * 100 >= shadow.percent:
+            return None
+        entry = snapshot.models.get(ref.model)
+        candidate = None if entry is None else entry.versions.get(shadow.version)
+        if (
+            candidate is None
+            or candidate.status is not VersionStatus.READY
+            or candidate.version == resolved.version
+        ):
+            return None
+        return candidate
 
 
 def _resolve(snapshot: Snapshot, ref: ModelRef, routing_key: str | None) -> VersionRecord:

@@ -40,6 +40,7 @@ from prometheus_client.utils import floatToGoString
 
 from maas.auth.keys import FAILURE_REASONS
 from maas.control.routing import ModelEntry
+from maas.observability.shadow_metrics import ShadowMetrics
 from maas.transport import telemetry
 from maas.types import PHASES, VersionStatus
 
@@ -106,6 +107,8 @@ class RequestMetrics:
         self._series: dict[tuple[str, str], _VersionSeries] = {}
         self._pending: dict[tuple[str, str, str, int], int] = {}
         self._flush_armed = False
+        # What the mirrors to aliases' shadows showed (maas.serving.shadow), flushed with these.
+        self.shadow = ShadowMetrics(self._own_registry, self._wake)
 
     def observe(
         self,
@@ -145,6 +148,10 @@ class RequestMetrics:
             entry = self._series[(model, version)] = _VersionSeries(labelled)
         return entry
 
+    def _wake(self) -> None:
+        if not self._flush_armed:
+            self._arm_flush()
+
     def _arm_flush(self) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -164,6 +171,7 @@ class RequestMetrics:
             self._counter(*key).inc(count)
         for entry in self._series.values():
             entry.write()
+        self.shadow.write()
 
     def prepare(self, scrape: Scrape) -> None:
         """Before a scrape, on the event loop: every ready version's series exist (at 0 until
@@ -173,6 +181,10 @@ class RequestMetrics:
                 if version.status is VersionStatus.READY:
                     self._counter(name, str(number), PROTOCOL_V1, 200)
                     self._version(name, str(number)).expose()
+            for alias, shadow in entry.shadows.items():  # each shadowed route's pair, at 0
+                for route in entry.aliases.get(alias, ()):
+                    if route.version != shadow.version:
+                        self.shadow.expose((name, str(route.version), str(shadow.version)))
         self.flush()
 
     def render(self, scrape: Scrape) -> bytes:
@@ -184,6 +196,7 @@ class RequestMetrics:
             self._duration,
             self._phases,
             self._auth_failures,
+            *self.shadow.families,
         )
         if counted is None:
             counted = CollectorRegistry()

@@ -5,6 +5,7 @@ see `maas.api.fastpath`), and reads top to bottom as a request is served:
 
     auth → resolve the ref → deadline → body (capped, inflated) → codec.decode
          → data plane (batcher and worker), raced against the client hanging up
+         → the alias's shadow, if it has one (handed over, never awaited: `maas.serving.shadow`)
          → codec.encode → answer
 
 A protocol contributes only its `Codec`; auth (`MAAS_REQUIRE_INFER_KEY`), resolution at
@@ -32,6 +33,7 @@ from maas.serving.codec import Codec, Decoded, Reply
 from maas.serving.dataplane import DataPlane
 from maas.serving.head import RequestHead
 from maas.serving.images import ImageLimits, may_carry_image
+from maas.serving.shadow import Mirror
 from maas.types import ModelRef, Timing
 from maas.types import Scope as KeyScope
 
@@ -51,6 +53,7 @@ class CallServices(Protocol):
     auth: Authenticator
     dataplane: DataPlane
     metrics: RequestMetrics
+    shadow: Mirror
 
 
 async def serve(
@@ -91,12 +94,14 @@ async def serve(
                 request = await asyncio.to_thread(codec.decode, body, head, record)
             if request.timeout_s is not None:
                 timeout_s = min(timeout_s, request.timeout_s)
+            inferring = time.monotonic()
             outputs = await _unless_disconnected(
                 receive,
                 services.dataplane.infer(
                     record, request.groups, timeout_s=timeout_s, timing=timing
                 ),
             )
+            services.shadow.mirror(ref, record, request.groups, outputs, since=inferring)
             if sum(a.nbytes for group in outputs for a in group) < OFFLOAD_BYTES:
                 reply = codec.encode(request, outputs, record)
             else:

@@ -39,6 +39,11 @@ class DataPlane:
         finishes on that version even if its alias moves meanwhile."""
         return await self._router.resolve(ref, routing_key=routing_key)
 
+    def shadow_of(self, ref: ModelRef, resolved: VersionRecord) -> VersionRecord | None:
+        """The version a request resolved to `resolved` is also mirrored to, if any
+        (`Router.shadow_of`: drawn per request, never waits)."""
+        return self._router.shadow_of(ref, resolved)
+
     async def infer(
         self,
         version: VersionRecord,

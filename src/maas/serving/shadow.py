@@ -1,0 +1,206 @@
+"""Shadow traffic: a share of an alias's requests also run on its shadow version, off the
+request path, and the two answers compared.
+
+Once the primary's outputs are back, the call hands them to `Mirror.mirror` with the decoded
+groups and goes on answering: `mirror` draws (`Router.shadow_of`), starts a background task and
+returns, never awaiting it. The task runs the same groups on the candidate through the same
+data plane (its own deadline), compares, and counts (`maas.observability.shadow_metrics`).
+A candidate's failure of any kind is counted, never raised and never logged as a traceback:
+the client's answer and status come from the primary alone.
+
+Mirrors are bounded per gateway process (`MAAS_SHADOW_MAX_IN_FLIGHT`): when that many are in
+flight, the next is dropped and counted, never queued. The gateway's shutdown cancels those
+still running (`close`).
+
+Comparing: the output the primary's `postprocess` names (else its first), against the
+candidate's output of that name (else its first). Per instance, with a class axis (a last axis
+longer than 1) the two agree when their argmax over it is the same everywhere; without one,
+when every number is within `ATOL + RTOL * |primary|`. Per request: the largest absolute
+difference, and the candidate's inference time over the primary's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from maas.errors import MaasError
+from maas.observability.shadow_metrics import ShadowMetrics
+from maas.registry.records import VersionRecord
+from maas.serving.codec import Group
+from maas.serving.dataplane import DataPlane
+from maas.types import ModelRef
+
+log = logging.getLogger(__name__)
+
+Array = np.ndarray[Any, Any]
+# Numbers of an output without a class axis agree within this (numpy's isclose rule).
+ATOL, RTOL = 1e-4, 1e-3
+# Answers this large are compared on a thread, as call.py encodes them.
+OFFLOAD_BYTES = 256 * 1024
+
+
+class Mismatch(ValueError):
+    """The request, or the candidate's answer, does not fit the candidate's signature."""
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    instances: int
+    agreeing: int
+    max_abs_diff: float
+
+
+class Mirror:
+    """One gateway process's mirrors: at most `max_in_flight` at a time."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        metrics: ShadowMetrics,
+        *,
+        max_in_flight: int = 64,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._dataplane = dataplane
+        self._metrics = metrics
+        self._max_in_flight = max_in_flight
+        self._timeout_s = timeout_s
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def mirror(
+        self,
+        ref: ModelRef,
+        primary: VersionRecord,
+        groups: Sequence[Group],
+        outputs: Sequence[Group],
+        *,
+        since: float,
+    ) -> None:
+        """Mirror this request to its alias's shadow if it is drawn; returns at once. `outputs`
+        are the primary's answer to `groups`, whose inference began at `since` (monotonic)."""
+        candidate = self._dataplane.shadow_of(ref, primary)
+        if candidate is None or self._closed:
+            return
+        latency_s = time.monotonic() - since
+        pair = (primary.model, str(primary.version), str(candidate.version))
+        if len(self._tasks) >= self._max_in_flight:
+            self._metrics.dropped(pair)
+            return
+        task = asyncio.create_task(self._run(pair, primary, candidate, groups, outputs, latency_s))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Cancel the mirrors still in flight (the gateway is stopping); no new ones start."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(
+        self,
+        pair: tuple[str, str, str],
+        primary: VersionRecord,
+        candidate: VersionRecord,
+        groups: Sequence[Group],
+        outputs: Sequence[Group],
+        latency_s: float,
+    ) -> None:
+        try:
+            check_inputs(candidate, primary, groups)
+            started = time.monotonic()
+            answers = await self._dataplane.infer(candidate, groups, timeout_s=self._timeout_s)
+            ratio = (time.monotonic() - started) / latency_s if latency_s > 0 else 1.0
+            ours, theirs = compared_outputs(primary, candidate)
+            mine = [group[ours] for group in outputs]
+            other = [group[theirs] for group in answers]
+            if sum(a.nbytes for a in mine) < OFFLOAD_BYTES:
+                comparison = compare(mine, other)
+            else:
+                comparison = await asyncio.to_thread(compare, mine, other)
+        except (MaasError, Mismatch) as exc:
+            log.debug("shadow %s@%s failed: %s", candidate.model, candidate.version, exc)
+            self._metrics.failed(pair)
+            return
+        except Exception as exc:  # never the client's concern: counted, told in one line
+            log.warning(
+                "shadow %s@%s failed: %s: %s",
+                candidate.model,
+                candidate.version,
+                type(exc).__name__,
+                exc,
+            )
+            self._metrics.failed(pair)
+            return
+        self._metrics.compared(
+            pair,
+            instances=comparison.instances,
+            agreeing=comparison.agreeing,
+            max_abs_diff=comparison.max_abs_diff,
+            latency_ratio=ratio,
+        )
+
+
+def check_inputs(candidate: VersionRecord, primary: VersionRecord, groups: Sequence[Group]) -> None:
+    """Raise Mismatch unless the groups decoded for `primary` fit `candidate`'s inputs."""
+    theirs = [(spec.name, spec.dtype) for spec in candidate.inputs]
+    if theirs != [(spec.name, spec.dtype) for spec in primary.inputs]:
+        raise Mismatch(f"its inputs {theirs} are not the primary's")
+    for group in groups:
+        for array, spec in zip(group, candidate.inputs, strict=True):
+            shape = array.shape[1:]
+            if len(shape) != len(spec.shape) or any(
+                want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
+            ):
+                raise Mismatch(f"input '{spec.name}' of shape {list(spec.shape)} refuses {shape}")
+
+
+def compared_outputs(primary: VersionRecord, candidate: VersionRecord) -> tuple[int, int]:
+    """Which output of each answer is compared: the one the primary's postprocess names, else
+    its first; the candidate's of that name, else its first."""
+    name = primary.postprocess.output if primary.postprocess else primary.outputs[0].name
+    ours = next(i for i, spec in enumerate(primary.outputs) if spec.name == name)
+    theirs = next((i for i, spec in enumerate(candidate.outputs) if spec.name == name), 0)
+    return ours, theirs
+
+
+def compare(primary: Sequence[Array], candidate: Sequence[Array]) -> Comparison:
+    """The two answers of each group (the compared output), instance by instance."""
+    instances = agreeing = 0
+    largest = 0.0
+    for mine, theirs in zip(primary, candidate, strict=True):
+        if mine.shape != theirs.shape:
+            raise Mismatch(
+                f"its answer has shape {list(theirs.shape)}, the primary's {list(mine.shape)}"
+            )
+        rows = len(mine)
+        if not rows:
+            continue
+        ours, other = mine.astype(np.float64), theirs.astype(np.float64)
+        diff = np.abs(ours - other).reshape(rows, -1)
+        both_nan = (np.isnan(ours) & np.isnan(other)).reshape(rows, -1)
+        diff[both_nan] = 0.0
+        diff[np.isnan(diff)] = np.inf  # a NaN on one side only: as far apart as can be
+        if mine.ndim >= 2 and mine.shape[-1] > 1:  # a class axis: top-1 decides
+            same = (ours.argmax(axis=-1) == other.argmax(axis=-1)).reshape(rows, -1).all(axis=1)
+        else:
+            close = diff <= ATOL + RTOL * np.abs(ours).reshape(rows, -1)
+            same = close.all(axis=1)
+        instances += rows
+        agreeing += int(same.sum())
+        if diff.size:
+            largest = max(largest, float(diff.max()))
+    return Comparison(instances=instances, agreeing=agreeing, max_abs_diff=largest)
