@@ -54,6 +54,11 @@ def alias_sentence(answer: dict[str, Any], before: list[dict[str, Any]] | None) 
     else:
         was = f"was {routes_text(before)}" if before is not None else "new alias"
         head = f"{alias} of {model} → {routes_text(routes)} ({was})"
+    return f"{head}; {served_text(answer)}"
+
+
+def served_text(answer: dict[str, Any]) -> str:
+    """`generation 17, confirmed by 2/2 gateways` (and which did not confirm, if any)."""
     propagated = answer.get("propagated") or {}
     tail = f"generation {answer.get('generation')}"
     if "gateways" in propagated:
@@ -63,7 +68,7 @@ def alias_sentence(answer: dict[str, Any], before: list[dict[str, Any]] | None) 
     missing = propagated.get("missing") or []
     if missing:
         tail += f"; not yet served by {', '.join(str(m) for m in missing)}"
-    return f"{head}; {tail}"
+    return tail
 
 
 def _alias_change(

@@ -30,6 +30,7 @@ from maas.cli.output import (
 )
 from maas.cli.refs import parse_ref, version_ref
 from maas.cli.register import models_register
+from maas.cli.shadow import shadow_text
 
 
 @click.group()
@@ -70,6 +71,7 @@ def models_list(as_json: bool) -> None:
                 or "—",
                 "; ".join(
                     f"{a.get('alias')} → {routes_text(a.get('routes'))}"
+                    + (f", shadow {shadow_text(a['shadow'])}" if a.get("shadow") else "")
                     for a in m.get("aliases", [])
                 )
                 or "—",
@@ -98,8 +100,15 @@ def models_show(ref: str, as_json: bool) -> None:
         _show_version(answer)
     elif target.alias is not None:
         table(
-            ["ALIAS", "ROUTES", "UPDATED"],
-            [[answer.get("alias"), routes_text(answer.get("routes")), answer.get("updated_at")]],
+            ["ALIAS", "ROUTES", "SHADOW", "UPDATED"],
+            [
+                [
+                    answer.get("alias"),
+                    routes_text(answer.get("routes")),
+                    shadow_text(answer.get("shadow")),
+                    answer.get("updated_at"),
+                ]
+            ],
             title=f"{target}",
         )
     else:
@@ -127,9 +136,14 @@ def _show_model(model: dict[str, Any]) -> None:
     aliases = model.get("aliases") or []
     if aliases:
         table(
-            ["ALIAS", "ROUTES", "UPDATED"],
+            ["ALIAS", "ROUTES", "SHADOW", "UPDATED"],
             (
-                [a.get("alias"), routes_text(a.get("routes")), short_time(a.get("updated_at"))]
+                [
+                    a.get("alias"),
+                    routes_text(a.get("routes")),
+                    shadow_text(a.get("shadow")),
+                    short_time(a.get("updated_at")),
+                ]
                 for a in aliases
             ),
         )
