@@ -218,3 +218,16 @@ def test_a_nan_on_one_side_disagrees_on_both_sides_it_does_not() -> None:
 def test_answers_of_different_shapes_are_a_mismatch() -> None:
     with pytest.raises(Mismatch, match=r"shape \[1, 4\], the primary's \[1, 3\]"):
         compare([rows([1.0, 2.0, 3.0])], [rows([1.0, 2.0, 3.0, 4.0])])
+
+
+def test_a_one_instance_answer_is_compared_as_a_batch_of_them_is() -> None:
+    # One-instance answers take a plain-Python path; several instances take numpy's.
+    rng = np.random.default_rng(3)
+    for classes in (1, 3, 10):
+        mine = rng.integers(0, 4, size=(200, classes)).astype(np.float32) / 2  # ties, often
+        theirs = mine + rng.choice([0.0, 0.0, 1e-5, 0.5, -1.0], size=mine.shape)
+        batch = compare([mine], [theirs])
+        alone = [compare([mine[i : i + 1]], [theirs[i : i + 1]]) for i in range(len(mine))]
+        assert batch.agreeing == sum(one.agreeing for one in alone)
+        assert batch.max_abs_diff == max(one.max_abs_diff for one in alone)
+        assert 0 < batch.agreeing < batch.instances == 200
