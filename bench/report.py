@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import pipeline
+from bench import pipeline, shadow
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _ROLE_ABBR = {"main": "m", "gateway": "g", "worker": "w", "helper": "h"}
@@ -256,6 +256,7 @@ def render(results: dict[str, Any]) -> str:
                 )
     server = results.get("server") or {}
     out += pipeline.render(server.get("pipeline") or [])
+    out += shadow.render(server.get("shadow") or [])
     if server.get("log_lines"):
         counts = ", ".join(f"{phase} {n}" for phase, n in server["log_lines"].items())
         out.append(

@@ -36,6 +36,7 @@ from bench.server import (
     start_bare,
     start_maas,
 )
+from bench.shadow import shadow_rows
 
 BARE_CONCURRENCY = (64, 1)
 
@@ -62,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--skip-pipeline",
         action="store_true",
         help="no ONNX / int8 / image rows (they need wide in --models)",
+    )
+    p.add_argument(
+        "--skip-shadow",
+        action="store_true",
+        help="no rows of small with and without a shadow (they need small in --models)",
     )
     p.add_argument(
         "--baseline",
@@ -243,6 +249,9 @@ def _load_all(
     if not args.skip_pipeline and "wide" in args.model_list and "wide" not in unservable:
         info["pipeline"] = []
         pipeline_rows(args, target, raw, info["pipeline"])
+    if not args.skip_shadow and "small" in args.model_list and "small" not in unservable:
+        info["shadow"] = []
+        shadow_rows(args, target, raw, info["shadow"])
 
 
 def _point(
