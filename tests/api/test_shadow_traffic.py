@@ -5,10 +5,12 @@ requests to a candidate version; the client's answers stay the primary's (byte f
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from maas.types import Shadow
 from support.inprocess_gateway import Gateway, make_settings, running_gateway
@@ -189,3 +191,18 @@ async def test_a_full_mirror_drops_and_counts_while_the_primary_answers(tmp_path
         assert (counted["dropped"] or 0) > 0
         assert sum(v or 0 for v in counted.values()) == sent  # every request counted once
         assert counted["error"] == 0
+
+
+async def test_a_gateway_stopping_cancels_its_mirrors_in_flight(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_gateway(make_settings(tmp_path)) as gateway:
+        await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
+        slow = torchscript_bytes(SlowMLP(rounds=400))  # a slow forward
+        await gateway.deploy("mlp", slow, mlp_meta(), alias=None)
+        await shadow(gateway, 2)
+        await predict(gateway, batches(1)[0])
+        mirror = gateway.services.shadow
+        assert mirror.in_flight == 1
+    assert mirror.in_flight == 0  # cancelled by the lifespan, before the backend closed
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
