@@ -31,9 +31,12 @@ from support.processes import maas_server
 
 HERE = Path(__file__).parent
 # no_server_error (tests/fuzz/schemathesis_hooks.py) takes not_a_server_error's place: it
-# admits the 5xx the contract gives.
+# admits the 5xx the contract gives. ensure_resource_availability (stateful: an operation
+# linked to a create must not answer 404) cannot hold for maas: a model just created has no
+# `production` alias yet, so its rollback, promote or alias routes rightly answer 404
+# alias_not_found (the seeded campaign reached that once the alias body grew a `shadow`).
 CHECKS = "all,no_server_error"
-EXCLUDED = "not_a_server_error,positive_data_acceptance"
+EXCLUDED = "not_a_server_error,positive_data_acceptance,ensure_resource_availability"
 EXAMPLES = int(os.environ.get("MAAS_FUZZ_EXAMPLES", "40"))
 TIMEOUT_S = int(os.environ.get("MAAS_FUZZ_TIMEOUT_S", "900"))
 
