@@ -33,11 +33,13 @@ from maas.config import Settings
 from maas.control.deployment import Deployer
 from maas.control.leader import Leadership, SoleLeader, WorkerSets
 from maas.control.plane import ControlPlane
+from maas.control.rollouts import RolloutDriver
 from maas.control.routing import Router
 from maas.control.workers import WorkerDiscovery
 from maas.dispatch.backend import InferenceBackend
 from maas.dispatch.pool import WorkerPool
 from maas.observability.metrics import RequestMetrics
+from maas.observability.rollout_tallies import TallyReporter
 from maas.registry import db
 from maas.registry.coordination import Coordination
 from maas.registry.service import Registry
@@ -114,6 +116,10 @@ def create_app(
             leadership = _leadership(settings, backend, coordination, plane.identity.id)
             deployer = Deployer(registry, backend, store, router, leadership)
             metrics = RequestMetrics()
+            tallies = TallyReporter(
+                registry, metrics, reporter=plane.identity.id, report_s=settings.rollout_report_s
+            )
+            router.on_reload(tallies.adopt)  # from the first read of the routing table on
             rates = KeyRates(settings.rates_dir)
             auth = Authenticator(
                 registry,
@@ -174,6 +180,18 @@ def create_app(
             closing.append(deployer.close)
             await leadership.start()
             closing.append(leadership.close)
+            tallies.start()
+            closing.append(tallies.close)
+            rollouts = RolloutDriver(
+                registry,
+                router,
+                coordination,
+                plane,
+                holder=plane.identity.id,
+                tick_s=settings.rollout_tick_s,
+            )
+            await rollouts.start()
+            closing.append(rollouts.close)
             app.state.services = services
             if calm_gc:
                 calm_the_garbage_collector()

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     request_timeout_ms: int = Field(30_000, ge=1, le=3_600_000)
     # Requests mirrored to aliases' shadows at once per gateway process; more are dropped.
     shadow_max_in_flight: int = Field(64, ge=1, le=100_000)
+    # How often the rollout leader judges running rollouts, and how often every gateway
+    # reports what it counted for them to the registry (seconds).
+    rollout_tick_s: float = Field(1.0, ge=0.01, le=60)
+    rollout_report_s: float = Field(1.0, ge=0.01, le=60)
     require_infer_key: bool = False
     # One log line per request (admin changes are always logged).
     access_log: bool = False

@@ -14,7 +14,8 @@ MaasError                      (itself: internal_error, when maas did not expect
 │   ├── ModelNotFound
 │   ├── VersionNotFound
 │   ├── AliasNotFound
-│   └── KeyNotFound
+│   ├── KeyNotFound
+│   └── RolloutNotFound
 ├── Conflict
 │   ├── AlreadyExists
 │   ├── VersionNotReady
@@ -22,7 +23,9 @@ MaasError                      (itself: internal_error, when maas did not expect
 │   ├── ConcurrentChange
 │   ├── NothingToUndo          a rollback with no change of the alias left to undo
 │   ├── LastAdminKey           revoking it would leave no admin key
-│   └── BelowAgreement         aliasing a derived version that agrees too little with its parent
+│   ├── BelowAgreement         aliasing a derived version that agrees too little with its parent
+│   ├── RolloutInProgress      a manual change of an alias a rollout owns, or a second rollout
+│   └── RolloutEnded           a verb on a rollout that has ended
 ├── Overloaded                 queue full; carries retry_after seconds
 │   └── RateLimited            the key's requests per second are used up
 ├── InsufficientStorage        the artifact store's disk is full
@@ -103,6 +106,10 @@ class KeyNotFound(NotFound):
     code = "key_not_found"
 
 
+class RolloutNotFound(NotFound):
+    code = "rollout_not_found"
+
+
 class Conflict(MaasError):
     code = "conflict"
 
@@ -138,6 +145,14 @@ class LastAdminKey(Conflict):
 
 class BelowAgreement(Conflict):
     code = "below_agreement"
+
+
+class RolloutInProgress(Conflict):
+    code = "rollout_in_progress"
+
+
+class RolloutEnded(Conflict):
+    code = "rollout_ended"
 
 
 class Overloaded(MaasError):

@@ -43,6 +43,7 @@ class AliasAction(StrEnum):
     PROMOTE = "promote"
     ROLLBACK = "rollback"
     DELETE = "delete"  # the alias was removed: the undo stack ends there
+    ROLLOUT = "rollout"  # a rollout's step moved the candidate's weight
 
 
 DTYPES = (

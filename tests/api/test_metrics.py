@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from maas.observability.metrics import RequestMetrics, Scrape
+from maas.observability.metrics import RequestMetrics
+from maas.observability.scraped import Scrape
 from maas.transport.telemetry import BackendTelemetry, VersionTelemetry, WorkerHealth
 from maas.types import PHASES
 from support.inprocess_gateway import ADMIN, Gateway, make_settings, running_gateway

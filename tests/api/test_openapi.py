@@ -291,6 +291,16 @@ async def test_real_answers_fit_the_documented_models(gateway: Gateway) -> None:
     await doc.call("POST", "/admin/models/mlp/promote", m + "/promote", json={"version": 2})
     await doc.call("POST", "/admin/models/mlp/rollback", m + "/rollback", json={})
     await doc.call("GET", "/admin/models/mlp/aliases/production/history", a + "/history")
+    r = m + "/rollouts"
+    body = {"candidate": 2, "steps": [10, 100], "interval_s": 3600}
+    started = await doc.call("POST", "/admin/models/mlp/rollouts", r, 201, json=body)
+    one = f"/admin/models/mlp/rollouts/{started['id']}"
+    await doc.call("GET", "/admin/models/mlp/rollouts", r)
+    assert (await doc.call("GET", one, r + "/{rollout_id}"))["window"]["requests"] == 0
+    for verb in ("pause", "resume", "promote"):
+        await doc.call("POST", f"{one}/{verb}", r + "/{rollout_id}/" + verb)
+    aborted = await doc.call("POST", f"{one}/abort", r + "/{rollout_id}/abort")
+    assert aborted["state"] == "aborted"
     await doc.call("DELETE", "/admin/models/mlp/aliases/canary", a)
     await doc.call("POST", "/admin/models/mlp/versions/2/unload", v + "/unload")
     await doc.call("DELETE", "/admin/models/mlp/versions/2", v)

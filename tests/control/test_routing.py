@@ -50,6 +50,9 @@ class _OneModel:
         alias = SimpleNamespace(alias="production", routes=(Route(1, 100),), shadow=None)
         return [SimpleNamespace(name="mlp", versions=[self.version], aliases=[alias])]
 
+    async def newest_rollouts(self) -> list[Any]:
+        return []
+
 
 @pytest.mark.parametrize(
     ("status", "load_error", "says"),

@@ -18,7 +18,7 @@ from maas.api.native.codec import NativeCodec
 from maas.config import Settings
 from maas.dispatch.fake import FakeBackend, FakeCall
 from maas.errors import InvalidInput
-from maas.observability.metrics import Scrape
+from maas.observability.scraped import Scrape
 from maas.registry.records import VersionRecord
 from maas.serving.shadow import Mismatch, compare
 from maas.transport.telemetry import BackendTelemetry

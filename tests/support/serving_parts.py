@@ -104,9 +104,12 @@ class StaticRegistry:
             raise RegistryUnavailable("the registry database cannot be reached")
         return list(self.models.values())
 
+    async def newest_rollouts(self) -> list[Any]:
+        return []
+
 
 def router(registry: StaticRegistry) -> Router:
-    # Router reads only `on_change` and `list_models` of its registry.
+    # Router reads only `on_change`, `list_models` and `newest_rollouts` of its registry.
     return Router(registry)  # type: ignore[arg-type]
 
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from maas.api.deps import ServicesDep
-from maas.observability.metrics import CONTENT_TYPE, Scrape
+from maas.observability.metrics import CONTENT_TYPE
+from maas.observability.scraped import Scrape
 
 router = APIRouter(tags=["health"])
 
@@ -32,6 +33,7 @@ async def metrics(services: ServicesDep) -> Response:
         models=snapshot.models,
         backend=services.backend.telemetry(),
         generation=services.plane.served,
+        rollouts=snapshot.rollouts,
     )
     services.metrics.prepare(scrape)  # on the loop: this process's figures up to now
     body = await asyncio.to_thread(services.metrics.render, scrape)

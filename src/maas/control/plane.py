@@ -268,6 +268,6 @@ class ControlPlane:
     async def gateways(self) -> list[GatewayRecord]:
         return await self._coordination.gateways(seen_since=time.time() - LIVE_S)
 
-    async def leaders(self) -> set[str]:
-        """The gateways holding an unexpired placement lease."""
-        return await self._coordination.lease_holders(now=time.time())
+    async def leaders(self, prefix: str = "placement/") -> set[str]:
+        """The gateways holding an unexpired lease: placement's, or those named `prefix`..."""
+        return await self._coordination.lease_holders(now=time.time(), prefix=prefix)

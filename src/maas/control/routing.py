@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from maas.errors import (
@@ -25,7 +26,7 @@ from maas.errors import (
     VersionNotFound,
     VersionNotReady,
 )
-from maas.registry.records import Route, VersionRecord
+from maas.registry.records import RolloutRecord, Route, VersionRecord
 from maas.registry.service import Registry
 from maas.types import DEFAULT_ALIAS, ModelRef, Shadow, VersionStatus
 
@@ -45,6 +46,9 @@ class Snapshot:
     # Every alias's shadow by (model, alias): empty, as it mostly is, the request path skips
     # shadows with one falsy check.
     shadows: dict[tuple[str, str], Shadow] = field(default_factory=dict)
+    # Each alias's newest rollout by (model, alias): the running ones are counted
+    # (`maas.observability.rollout_tallies`), every one shows in /metrics.
+    rollouts: dict[tuple[str, str], RolloutRecord] = field(default_factory=dict)
 
 
 class Router:
@@ -56,10 +60,15 @@ class Router:
         self._read = 0
         self._lock = asyncio.Lock()
         self.reloads = 0  # full reads of the routing table (tests count them)
+        self._on_reload: list[Callable[[Snapshot], None]] = []
         registry.on_change(self.invalidate)
 
     def invalidate(self, generation: int = 0) -> None:
         self._asked += 1
+
+    def on_reload(self, listener: Callable[[Snapshot], None]) -> None:
+        """Called with each new snapshot as it replaces the last, before any request reads it."""
+        self._on_reload.append(listener)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -74,6 +83,7 @@ class Router:
         asked = self._asked
         self.reloads += 1
         models = await self._registry.list_models()
+        rollouts = await self._registry.newest_rollouts()
         entries = {
             m.name: ModelEntry(
                 versions={v.version: v for v in m.versions},
@@ -89,7 +99,10 @@ class Router:
                 for name, entry in entries.items()
                 for alias, shadow in entry.shadows.items()
             },
+            rollouts={(r.model, r.alias): r for r in rollouts},
         )
+        for listener in self._on_reload:
+            listener(self._snapshot)
         self._read = max(self._read, asked)
         return self._snapshot
 

@@ -15,8 +15,9 @@ predecessor still counts, so these counters never go back. Without that director
 from the backend at scrape time (the workers' latest heartbeats, or the in-process backend's
 own figures, `worker="inprocess"`).
 
-Everything else is read at scrape time: worker health and restarts from the pool, version
-statuses and alias targets from the registry, and the registry generation the gateway serves.
+Everything else is read at scrape time (`maas.observability.scraped`): worker health and
+restarts from the pool, version statuses, alias targets and rollouts from the registry, and
+the registry generation the gateway serves.
 """
 
 from __future__ import annotations
@@ -24,23 +25,19 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.utils import floatToGoString
 
 from maas.auth.keys import FAILURE_REASONS
-from maas.control.routing import ModelEntry
+from maas.observability.scraped import Families, Scrape
 from maas.observability.shadow_metrics import ShadowMetrics
+from maas.rollout import VersionFigures
 from maas.transport import telemetry
 from maas.types import PHASES, VersionStatus
 
@@ -118,15 +115,33 @@ class RequestMetrics:
         code: int,
         seconds: float,
         phases: tuple[float, ...] | None = None,
+        reached_model: bool = False,
     ) -> None:
-        """One request answered; `phases` (seconds per `PHASES`) when a worker answered it."""
+        """One request answered; `phases` (seconds per `PHASES`) when a worker answered it;
+        `reached_model` when it failed or succeeded after it was handed to the data plane."""
         key = (model, version, protocol, code)
         pending = self._pending
         pending[key] = pending.get(key, 0) + 1
         entry = self._series.get((model, version)) or self._version(model, version)
         entry.observe(seconds, phases)
+        tally = entry.tally
+        if tally is not None:  # a version in a running rollout: an error is a 5xx, or a
+            # refusal once the request reached the model (not the client's hang-up)
+            tally.observe(seconds, code >= 500 or (reached_model and 400 <= code < 499))
         if not self._flush_armed:
             self._arm_flush()
+
+    def tally(self, model: str, version: str) -> VersionFigures:
+        """The version's rollout figures, counted from now on (`untally` stops them)."""
+        entry = self._version(model, version)
+        if entry.tally is None:
+            entry.tally = VersionFigures()
+        return entry.tally
+
+    def untally(self, model: str, version: str) -> None:
+        entry = self._series.get((model, version))
+        if entry is not None:
+            entry.tally = None
 
     def auth_failure(self, reason: str) -> None:
         self._auth_failures.labels(reason).inc()
@@ -204,7 +219,7 @@ class RequestMetrics:
             own += tuple(self._worker_metrics or ())
         registry = CollectorRegistry()
         registry.register(_Counted(counted, own))
-        registry.register(_Families(scrape, from_backend=self._worker_metrics is None))
+        registry.register(Families(scrape, from_backend=self._worker_metrics is None))
         return generate_latest(registry)
 
 
@@ -214,7 +229,16 @@ class _VersionSeries:
     created when something is first written to it, or by `expose` (a ready version's exist
     from the start): requests that resolve to nothing get no phase series."""
 
-    __slots__ = ("counted", "duration", "labelled", "phases", "series", "totals", "written")
+    __slots__ = (
+        "counted",
+        "duration",
+        "labelled",
+        "phases",
+        "series",
+        "tally",
+        "totals",
+        "written",
+    )
 
     def __init__(self, labelled: tuple[tuple[Any, tuple[str, ...]], ...]) -> None:
         self.labelled = labelled  # (family, label values) of each histogram
@@ -224,6 +248,8 @@ class _VersionSeries:
         self.duration, self.phases = self.counted[0], self.counted[1:]
         self.written = [[0] * (len(bounds) + 1) for _ in labelled]
         self.totals = [0.0] * len(labelled)
+        # Counted while a running rollout has this version (`RequestMetrics.tally`).
+        self.tally: VersionFigures | None = None
 
     def observe(self, seconds: float, phases: tuple[float, ...] | None) -> None:
         self.duration.observe(seconds)
@@ -248,107 +274,6 @@ class _VersionSeries:
             family, values = self.labelled[index]
             series = self.series[index] = family.labels(*values)
         return series
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Scrape:
-    """What the registry and the backend said when a scrape came, as metric families."""
-
-    models: dict[str, ModelEntry]
-    backend: telemetry.BackendTelemetry
-    generation: int = 0  # the registry generation this gateway serves
-
-    def collect(self) -> Iterator[Metric]:
-        return self.families(from_backend=True)
-
-    def families(self, *, from_backend: bool) -> Iterator[Metric]:
-        """Every family read at scrape time; the workers' figures too when `from_backend`
-        (else they are in the multiprocess files)."""
-        yield from self._registry_families()
-        yield from self._worker_families()
-        if from_backend:
-            yield from self._version_families()
-
-    def _registry_families(self) -> Iterator[Metric]:
-        status = GaugeMetricFamily(
-            "maas_model_version_status",
-            "1 for the status each version is in, 0 for the others.",
-            labels=["model", "version", "status"],
-        )
-        target = GaugeMetricFamily(
-            "maas_alias_target",
-            "Share of an alias's traffic each version gets (1 when it points at one version).",
-            labels=["model", "alias", "version"],
-        )
-        for name, entry in sorted(self.models.items()):
-            for number, version in sorted(entry.versions.items()):
-                for state in VersionStatus:
-                    status.add_metric(
-                        [name, str(number), state.value], 1.0 if version.status is state else 0.0
-                    )
-            for alias, routes in sorted(entry.aliases.items()):
-                total = sum(route.weight for route in routes) or 1
-                for route in routes:
-                    target.add_metric([name, alias, str(route.version)], route.weight / total)
-        yield status
-        yield target
-        generation = GaugeMetricFamily(
-            "maas_registry_generation", "The registry generation this gateway serves."
-        )
-        generation.add_metric([], self.generation)
-        yield generation
-
-    def _worker_families(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("maas_worker_up", "1 while a worker answers.", labels=["worker"])
-        restarts = CounterMetricFamily(
-            "maas_worker_restarts", "Times a worker process was restarted.", labels=["worker"]
-        )
-        for worker in self.backend.workers:
-            up.add_metric([worker.name], 1.0 if worker.up else 0.0)
-            restarts.add_metric([worker.name], worker.restarts)
-        yield up
-        yield restarts
-
-    def _version_families(self) -> Iterator[Metric]:
-        labels = list(telemetry.WORKER_LABELS)
-        queue_wait, inference, batch_size = (
-            HistogramMetricFamily(family.name, family.help, labels=labels)
-            for family in (telemetry.QUEUE_WAIT, telemetry.INFERENCE, telemetry.BATCH_SIZE)
-        )
-        depth, waste = (
-            GaugeMetricFamily(family.name, family.help, labels=labels)
-            for family in (telemetry.QUEUE_DEPTH, telemetry.PADDING_WASTE)
-        )
-        for key, worker, figures in self.backend.series():
-            model, _, version = key.rpartition("@")
-            series = [model, version, worker]
-            for family, histogram in (
-                (queue_wait, figures.queue_wait),
-                (inference, figures.inference),
-                (batch_size, figures.batch_size),
-            ):
-                family.add_metric(series, _buckets(histogram), histogram.total)
-            depth.add_metric(series, figures.queue_depth)
-            waste.add_metric(series, figures.padding_waste)
-        yield from (queue_wait, inference, batch_size, depth, waste)
-
-
-def _buckets(histogram: telemetry.Histogram) -> list[tuple[str, float]]:
-    out, running = [], 0
-    for bound, count in zip(histogram.bounds, histogram.counts, strict=False):
-        running += count
-        out.append((floatToGoString(bound), float(running)))  # type: ignore[no-untyped-call]
-    out.append(("+Inf", float(histogram.count)))
-    return out
-
-
-class _Families:
-    def __init__(self, scrape: Scrape, *, from_backend: bool) -> None:
-        self._scrape = scrape
-        self._from_backend = from_backend
-
-    def collect(self) -> Iterator[Metric]:
-        return self._scrape.families(from_backend=self._from_backend)
 
 
 class _Counted:

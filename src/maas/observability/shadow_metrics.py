@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from maas.rollout import ShadowFigures
 from maas.transport import telemetry
 
 OUTCOMES = ("agree", "disagree", "error", "dropped")
@@ -105,6 +106,20 @@ class ShadowMetrics:
     def expose(self, pair: tuple[str, str, str]) -> None:
         """The pair's series exist (at 0) from now on, before its first mirror."""
         self._pair(pair).expose()
+
+    def figures(self, pair: tuple[str, str, str]) -> ShadowFigures:
+        """What was counted for the pair since this process started (a rollout's tally)."""
+        counts = self._pairs.get(pair)
+        if counts is None:
+            return ShadowFigures()
+        outcomes, instances = counts.outcomes, counts.outcomes_instances
+        return ShadowFigures(
+            compared=outcomes[AGREE] + outcomes[DISAGREE],
+            errors=outcomes[ERROR],
+            dropped=outcomes[DROPPED],
+            instances=instances[AGREE] + instances[DISAGREE],
+            disagreeing=instances[DISAGREE],
+        )
 
     def write(self) -> None:
         """Write what was counted since the last `write` into the exposed series."""

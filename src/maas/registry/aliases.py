@@ -24,6 +24,7 @@ from maas.registry.aliasing import (
 )
 from maas.registry.base import RegistryBase
 from maas.registry.records import AliasRecord, HistoryRecord, Route, routes_json
+from maas.registry.rollout_moves import refuse_if_rolling
 from maas.registry.tables import AliasHistory
 from maas.types import DEFAULT_ALIAS, AliasAction, Shadow, VersionStatus
 
@@ -54,6 +55,7 @@ class Aliases(RegistryBase):
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.get_alias(session, model=model_row, name=alias)
             check_expected(current, expected_current)
+            await refuse_if_rolling(session, model_row, alias)
             record = await move_alias(
                 session, model_row, alias, current, routes, actor=actor, action=action, force=force
             )
@@ -106,6 +108,7 @@ class Aliases(RegistryBase):
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.require_alias(session, model=model_row, name=alias)
+            await refuse_if_rolling(session, model_row, alias)
             rows = await repo.all_alias_history(session, model=model_row, alias=alias)
             change = top_of_undo_stack(rows)
             if change is None or change.from_routes is None:
@@ -144,6 +147,7 @@ class Aliases(RegistryBase):
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True)
             current = await repo.require_alias(session, model=model_row, name=alias)
+            await refuse_if_rolling(session, model_row, alias)
             generation = None
             if await write_shadow(session, model_row, current, shadow, actor=actor):
                 generation = await repo.bump_generation(session)
@@ -161,6 +165,7 @@ class Aliases(RegistryBase):
         async with self._writes.begin() as session:
             model_row = await repo.get_model(session, name=model, lock=True, children=True)
             current = await repo.require_alias(session, model=model_row, name=alias)
+            await refuse_if_rolling(session, model_row, alias)
             if alias == DEFAULT_ALIAS:
                 ready = [
                     v.version for v in model_row.versions if v.status == VersionStatus.READY.value

@@ -183,8 +183,11 @@ class Coordination:
                 .values(expires_at=0.0)
             )
 
-    async def lease_holders(self, *, now: float) -> set[str]:
-        query = select(Lease.holder).where(Lease.expires_at >= now)
+    async def lease_holders(self, *, now: float, prefix: str = "") -> set[str]:
+        """Who holds an unexpired lease (of those whose name starts with `prefix`)."""
+        query = select(Lease.holder).where(
+            Lease.expires_at >= now, Lease.name.startswith(prefix, autoescape=True)
+        )
         async with self._sessions() as session:
             return set((await session.execute(query)).scalars())
 

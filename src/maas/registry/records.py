@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from maas.registry.tables import Alias, AliasHistory, ApiKey, AuditEvent, Model, ModelVersion
+from maas.registry.tables import (
+    Alias,
+    AliasHistory,
+    ApiKey,
+    AuditEvent,
+    Model,
+    ModelVersion,
+    Rollout,
+)
+from maas.rollout import RolloutPlan, RolloutState
 from maas.types import (
     ArtifactFormat,
     Batching,
@@ -244,4 +253,65 @@ class KeyRecord:
             tuple(row.models) if row.models is not None else None,
             _aware(row.expires_at),
             row.rate_limit_per_s,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    """A rollout as the registry holds it (`tables.Rollout`); `generation` when the change that
+    produced it moved the alias or the rollout (gateways must read it), else None."""
+
+    id: int
+    model: str
+    alias: str
+    stable: int
+    candidate: int
+    plan: RolloutPlan
+    state: RolloutState
+    step: int
+    weight: int
+    epoch: int
+    interval_started_at: float
+    failures: int
+    stable_p99_ms: float | None
+    intervals: tuple[dict[str, Any], ...]
+    reason: str | None
+    key_name: str | None
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    generation: int | None = None
+
+    @property
+    def phase(self) -> str:
+        """`shadow` or `steps` while running, else the state (`PHASE_CODES`)."""
+        if self.state is RolloutState.RUNNING:
+            return "shadow" if self.step < 0 else "steps"
+        return self.state.value
+
+    @classmethod
+    def from_row(
+        cls, row: Rollout, model_name: str, generation: int | None = None
+    ) -> RolloutRecord:
+        return cls(
+            id=row.id,
+            model=model_name,
+            alias=row.alias,
+            stable=row.stable,
+            candidate=row.candidate,
+            plan=RolloutPlan.from_json(row.plan),
+            state=RolloutState(row.state),
+            step=row.step,
+            weight=row.weight,
+            epoch=row.epoch,
+            interval_started_at=row.interval_started_at,
+            failures=row.failures,
+            stable_p99_ms=row.stable_p99_ms,
+            intervals=tuple(row.intervals or ()),
+            reason=row.reason,
+            key_name=row.key_name,
+            created_at=_aware(row.created_at) or row.created_at,
+            updated_at=_aware(row.updated_at) or row.updated_at,
+            ended_at=_aware(row.ended_at),
+            generation=generation,
         )

@@ -230,3 +230,50 @@ class RegisteredWorker(Base):
     protocol: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[float] = mapped_column(Float)
     last_seen: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Rollout(Base):
+    """A rollout of a candidate version on an alias (`maas.rollout`): its plan, where it
+    stands, and every interval's verdict with its figures. The leader moves it on; `epoch`
+    rises with every new measuring window (a step, a resume), and gateways count their figures
+    per epoch (`RolloutTally`). `interval_started_at` and times are Unix seconds."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_model_alias", "model_id", "alias", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(32))
+    stable: Mapped[int] = mapped_column(Integer)
+    candidate: Mapped[int] = mapped_column(Integer)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    # -1: the shadow phase; else the index of the weight step.
+    step: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    interval_started_at: Mapped[float] = mapped_column(Float)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The stable version's last measured p99, for a relative guard once it gets no traffic.
+    stable_p99_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    intervals: Mapped[list[Any]] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RolloutTally(Base):
+    """What one gateway process counted for one rollout's epoch (`maas.rollout.WindowFigures`
+    as JSON), rewritten as it counts; the leader adds up every gateway's rows of an epoch."""
+
+    __tablename__ = "rollout_tallies"
+
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reporter: Mapped[str] = mapped_column(String(128), primary_key=True)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -70,6 +70,7 @@ async def serve(
     settings = services.settings
     model, version = UNKNOWN_MODEL, UNKNOWN_VERSION
     status = 0  # nothing sent yet
+    inferring = 0.0  # when the request was handed to the data plane
     try:
         try:
             if isinstance(ref, MaasError):
@@ -130,7 +131,13 @@ async def serve(
     finally:
         ended = time.monotonic()
         services.metrics.observe(
-            model, version, codec.protocol, status, ended - started, timing.phases(started, ended)
+            model,
+            version,
+            codec.protocol,
+            status,
+            ended - started,
+            timing.phases(started, ended),
+            inferring > 0.0,
         )
 
 

