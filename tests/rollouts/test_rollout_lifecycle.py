@@ -14,7 +14,7 @@ import pytest
 
 from support.inprocess_gateway import ADMIN, Gateway, make_settings, running_gateway
 from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
-from support.rollout_models import instances, picky
+from support.rollout_models import contrary, instances, picky
 
 FAST = {"rollout_tick_s": 0.05, "rollout_report_s": 0.05}
 
@@ -134,3 +134,96 @@ async def test_a_failing_candidate_is_rolled_back_and_the_stable_version_never_f
     metrics = (await gw.client.get("/metrics")).text
     assert 'maas_requests_total{code="422",model="mlp",protocol="v1",version="1"}' not in metrics
     assert "rollout.rollback" in await audit_actions(gw)
+
+
+async def test_a_trickle_holds_the_rollout_and_never_fails_it(gw: Gateway) -> None:
+    await gw.deploy("mlp", torchscript_bytes(picky(seed=1)), mlp_meta(), alias=None)
+    rows = instances(10, flagged_every=2)  # half of what reaches the candidate fails
+    async with traffic(gw, rows, pause_s=0.1):  # ~20 requests a second, ~4 to the candidate
+        rollout = await start(gw, candidate=2, steps=[20, 100], interval_s=0.3, min_requests=1000)
+        await asyncio.sleep(2.0)
+        now = await status(gw, rollout["id"])
+    assert (now["state"], now["step"], now["weight"]) == ("running", 0, 20)
+    verdicts = {i["verdict"] for i in now["intervals"]}
+    assert verdicts == {"inconclusive"}, now["intervals"]
+    # The held window goes on counting: each inconclusive interval saw at least the last's.
+    counts = [i["requests"] for i in now["intervals"]]
+    assert counts == sorted(counts)
+    assert counts[-1] > 0
+    assert now["window"]["requests"] >= counts[-1]
+
+
+async def test_a_shadow_phase_measures_the_disagreement_and_fails_on_it(gw: Gateway) -> None:
+    await gw.deploy("mlp", torchscript_bytes(contrary(seed=1)), mlp_meta(), alias=None)
+    rows = instances(40, flagged_every=4)  # the candidate disagrees on exactly a quarter
+    async with traffic(gw, rows) as codes:
+        rollout = await start(
+            gw,
+            candidate=2,
+            steps=[50, 100],
+            interval_s=0.3,
+            min_requests=40,
+            shadow_s=0.3,
+            guards={"max_disagreement": 0.1},
+        )
+        assert (rollout["phase"], rollout["step"], rollout["weight"]) == ("shadow", -1, 0)
+        shadowed = await gw.client.get("/admin/models/mlp/aliases/production", headers=ADMIN)
+        assert shadowed.json()["shadow"] == {"version": 2, "percent": 100}
+        final = await ended(gw, rollout["id"])
+    assert final["state"] == "failed", final
+    [interval] = final["intervals"]
+    assert (interval["phase"], interval["verdict"]) == ("shadow", "fail")
+    assert interval["disagreement"] == pytest.approx(0.25, abs=0.03)
+    assert "disagreement" in interval["breaches"][0]
+    after = await gw.client.get("/admin/models/mlp/aliases/production", headers=ADMIN)
+    assert after.json()["routes"] == [{"version": 1, "weight": 100}]
+    assert after.json().get("shadow") is None
+    assert set(codes) == {200}  # the client only ever heard the stable version
+
+
+async def test_a_shadow_phase_that_agrees_enough_moves_on_to_the_steps(gw: Gateway) -> None:
+    await gw.deploy("mlp", torchscript_bytes(contrary(seed=1)), mlp_meta(), alias=None)
+    async with traffic(gw, instances(40, flagged_every=4)):
+        rollout = await start(
+            gw,
+            candidate=2,
+            steps=[100],
+            interval_s=0.3,
+            min_requests=10,
+            shadow_s=0.3,
+            guards={"max_disagreement": 0.5},
+        )
+        final = await ended(gw, rollout["id"])
+    assert final["state"] == "succeeded", final
+    assert [(i["phase"], i["verdict"]) for i in final["intervals"]] == [
+        ("shadow", "pass"),
+        ("steps", "pass"),
+    ]
+
+
+async def test_on_failure_pause_holds_the_weights_for_the_operator(gw: Gateway) -> None:
+    await gw.deploy("mlp", torchscript_bytes(picky(seed=1)), mlp_meta(), alias=None)
+    async with traffic(gw, instances(20, flagged_every=5)):
+        rollout = await start(
+            gw,
+            candidate=2,
+            steps=[50, 100],
+            interval_s=5.0,
+            min_requests=10,
+            failure_limit=2,
+            on_failure="pause",
+        )
+        for _ in range(200):
+            now = await status(gw, rollout["id"])
+            if now["state"] == "paused":
+                break
+            await asyncio.sleep(0.05)
+    assert (now["state"], now["weight"]) == ("paused", 50), now
+    assert [i["verdict"] for i in now["intervals"]] == ["fail", "fail"]  # held once, then paused
+    assert now["reason"].startswith("2 failed interval(s): error rate")
+    assert await production(gw) == [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}]
+    aborted = await gw.client.post(
+        f"/admin/models/mlp/rollouts/{rollout['id']}/abort", headers=ADMIN
+    )
+    assert aborted.json()["state"] == "aborted"
+    assert await production(gw) == [{"version": 1, "weight": 100}]

@@ -10,14 +10,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
-from maas.checks.fields import Flag, Int, Number, VersionNumber
+from maas.checks.fields import Flag, Number, VersionNumber
 from maas.registry.records import RolloutRecord
 from maas.rollout import Guards, OnFailure, RolloutPlan
 from maas.types import DEFAULT_ALIAS
 
 Share = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
 Positive = Annotated[float, Strict(), Field(gt=0, le=1e9, allow_inf_nan=False)]
+Seconds = Annotated[float, Strict(), Field(gt=0, le=86_400, allow_inf_nan=False)]
 Step = Annotated[int, Strict(), Field(ge=1, le=100)]
+Count = Annotated[int, Strict(), Field(ge=0, le=1_000_000_000)]
+Limit = Annotated[int, Strict(), Field(ge=1, le=1000)]
 
 
 class GuardsIn(BaseModel):
@@ -49,13 +52,13 @@ class StartRollout(BaseModel):
         description="the candidate's percent of the alias's traffic, step by step (rising); "
         "passing the last step gives it the whole alias",
     )
-    interval_s: Positive = Field(60.0, le=86_400, description="the least time per step")
-    min_requests: Int = Field(
-        100, ge=0, description="the candidate's requests a window needs to be judged"
+    interval_s: Seconds = Field(60.0, description="the least time per step")
+    min_requests: Count = Field(
+        100, description="the candidate's requests a window needs to be judged"
     )
     shadow_s: Number = Field(0.0, ge=0, le=86_400, description="a shadow phase first (seconds)")
     guards: GuardsIn = Field(default_factory=GuardsIn)
-    failure_limit: Int = Field(1, ge=1, le=1000, description="failed intervals before on_failure")
+    failure_limit: Limit = Field(1, description="failed intervals before on_failure")
     on_failure: Literal["rollback", "pause"] = "rollback"
 
     @field_validator("steps")
