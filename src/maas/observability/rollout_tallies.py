@@ -45,6 +45,7 @@ class TallyReporter:
         self._report_s = report_s
         self._windows: dict[int, _Window] = {}  # by rollout id: its open window here
         self._pending: dict[tuple[int, int], dict[str, Any]] = {}  # closed windows, unwritten
+        self._written: dict[tuple[int, int], dict[str, Any]] = {}  # open windows, as written
         self._tracked: set[tuple[str, str]] = set()  # (model, version) counted
         self._task: asyncio.Task[None] | None = None
 
@@ -89,13 +90,20 @@ class TallyReporter:
         """Write this process's share of every open window, and the closed ones not written."""
         figures = dict(self._pending)
         for rollout_id, window in self._windows.items():
-            figures[(rollout_id, window.rollout.epoch)] = self._share(window).to_json()
+            key = (rollout_id, window.rollout.epoch)
+            share = self._share(window).to_json()
+            if self._written.get(key) != share:  # nothing new counted: nothing to write
+                figures[key] = share
         if not figures:
             return
         await self._registry.report_tallies(reporter=self._reporter, figures=figures)
+        open_now = {(r, w.rollout.epoch) for r, w in self._windows.items()}
         for key, written in figures.items():
             if self._pending.get(key) is written:  # not closed again meanwhile
                 del self._pending[key]
+            if key in open_now:
+                self._written[key] = written
+        self._written = {k: v for k, v in self._written.items() if k in open_now}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="rollout tallies")
