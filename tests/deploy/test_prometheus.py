@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from maas.rollout import PHASE_CODES
 from support.deploy_files import (
     COMPOSE,
     DASHBOARD,
@@ -27,9 +28,10 @@ from support.deploy_files import (
     mounts,
     rule_exprs,
 )
-from support.inprocess_gateway import Gateway
+from support.inprocess_gateway import ADMIN, Gateway
 from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
 from support.prometheus import parse
+from support.waiting import until
 
 # What the issue asks the rules to watch, by the alert that does.
 REQUIRED_ALERTS = {
@@ -39,6 +41,13 @@ REQUIRED_ALERTS = {
     "worker down": "MaasWorkerDown",
     "version failed to load": "MaasVersionFailed",
     "gateway not converged": "MaasGatewayNotConverged",
+    "rollout failed": "MaasRolloutFailed",
+}
+# What the Rollouts row of the dashboard shows, by family: the labels it keeps apart.
+ROLLOUT_PANELS = {
+    "maas_rollout_phase": {"model", "alias"},
+    "maas_rollout_weight": {"model", "alias", "version"},
+    "maas_shadow_requests_total": {"model", "primary", "candidate"},
 }
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"job", "instance"}
@@ -96,10 +105,16 @@ def test_the_alerts_the_issue_names_are_there() -> None:
 @pytest.fixture
 async def exposed(gateway: Gateway) -> tuple[set[str], set[str]]:
     """Sample names and label names of a gateway serving one aliased, requested version (so
-    every per-version, per-alias and per-worker series exists)."""
+    every per-version, per-alias and per-worker series exists), with a rollout of a second
+    version in its shadow phase (so the rollout and shadow series exist too)."""
     await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta())
+    await gateway.deploy("mlp", torchscript_bytes(tiny_mlp()), mlp_meta(), alias=None)
+    rollout = {"candidate": 2, "shadow_s": 3600, "steps": [100], "interval_s": 60}
+    started = await gateway.client.post("/admin/models/mlp/rollouts", json=rollout, headers=ADMIN)
+    assert started.status_code == 201, started.text
     row = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
     assert (await gateway.predict("/v1/models/mlp:predict", row)).status_code == 200
+    await until(lambda: gateway.services.shadow.in_flight == 0, "the mirror to end")
     response = await gateway.client.get("/metrics")
     assert response.status_code == 200
     _, samples = parse(response.text)
@@ -156,3 +171,23 @@ def test_grafana_is_provisioned_with_the_dashboard_and_prometheus() -> None:
     scrape = load_yaml(PROMETHEUS / "prometheus.yml")["scrape_configs"][0]
     assert scrape["dns_sd_configs"][0]["names"] == ["gateway"]
     assert "gateway" in doc["services"]
+
+
+def test_the_dashboard_shows_rollouts_by_alias_and_shadow_disagreement_by_pair() -> None:
+    exprs = [as_prometheus_would(expr) for expr in dashboard_exprs().values()]
+    for family, kept in ROLLOUT_PANELS.items():
+        found = [expr for expr in exprs if family in metric_names(expr)]
+        assert found, f"no panel queries {family}"
+        assert any(kept <= label_names(expr) for expr in found), f"{family} not by {kept}"
+    shadow = [e for e in exprs if "maas_shadow_requests_total" in metric_names(e)]
+    assert any('outcome="disagree"' in e for e in shadow), "no share of disagreeing mirrors"
+    # The phase panel names each code as maas.rollout does.
+    (phase,) = (
+        panel
+        for panel in dashboard()["panels"]
+        for target in panel.get("targets", [])
+        if "maas_rollout_phase" in target["expr"]
+    )
+    (mapping,) = phase["fieldConfig"]["defaults"]["mappings"]
+    named = {int(code): shown["text"] for code, shown in mapping["options"].items()}
+    assert named == {code: name for name, code in PHASE_CODES.items()}
