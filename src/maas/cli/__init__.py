@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from maas.cli import keys, ops, optimize, serve, shadow, versions
+from maas.cli import keys, ops, optimize, rollout, serve, shadow, versions
 from maas.cli.output import CliError, UsageFailure, emit_json, error_object, one_line
 
 __all__ = ["main"]
@@ -95,6 +95,7 @@ main.add_command(serve.db)
 main.add_command(versions.models)
 versions.models.add_command(optimize.models_optimize)
 versions.models.add_command(shadow.models_shadow)
+main.add_command(rollout.rollout)
 main.add_command(keys.keys)
 main.add_command(ops.events)
 main.add_command(ops.gateways)
