@@ -173,7 +173,9 @@ async def test_a_shadow_phase_measures_the_disagreement_and_fails_on_it(gw: Gate
     assert final["state"] == "failed", final
     [interval] = final["intervals"]
     assert (interval["phase"], interval["verdict"]) == ("shadow", "fail")
-    assert interval["disagreement"] == pytest.approx(0.25, abs=0.03)
+    # Judged as soon as the window had 40 mirrors: each client is part way through its cycle
+    # of the rows, where a quarter are flagged.
+    assert interval["disagreement"] == pytest.approx(0.25, abs=0.06)
     assert "disagreement" in interval["breaches"][0]
     after = await gw.client.get("/admin/models/mlp/aliases/production", headers=ADMIN)
     assert after.json()["routes"] == [{"version": 1, "weight": 100}]
