@@ -128,6 +128,54 @@ async def test_a_full_mirror_drops_and_counts_never_holding_the_primary(tmp_path
     assert requests(samples, "dropped") == 4
 
 
+async def test_mirrors_queued_behind_a_running_one_go_to_the_candidate_as_one_call(
+    tmp_path: Path,
+) -> None:
+    release = asyncio.Event()
+
+    async def held_candidate(call: FakeCall) -> list[Any]:
+        if call.key.version == 2:
+            await release.wait()
+        return primary_then_reversed(call)
+
+    services, backend = await gateway(tmp_path, held_candidate)
+    await predict(services, AGREES)  # its mirror is held
+    await until(lambda: len(backend.calls) == 2, "the first mirror to reach the candidate")
+    await predict(services, AGREES, DISAGREES)
+    await predict(services, DISAGREES)
+    assert services.shadow.in_flight == 3
+    release.set()
+    samples = await settled(services)
+    mirrored = [len(c.inputs[0]) for c in backend.calls if c.key.version == 2]
+    assert mirrored == [1, 3]  # the first alone, the two queued behind it stacked
+    assert requests(samples, "agree") == 1
+    assert requests(samples, "disagree") == 2
+    assert value(samples, "maas_shadow_instances_total", outcome="disagree", **PAIR) == 2
+
+
+async def test_a_batch_the_model_refuses_is_retried_request_by_request(tmp_path: Path) -> None:
+    release = asyncio.Event()
+
+    async def picky_candidate(call: FakeCall) -> list[Any]:
+        if call.key.version == 2:
+            await release.wait()
+            if (call.inputs[0][:, 3] > 0).any():
+                raise InvalidInput("the model rejected the input")
+        return primary_then_reversed(call)
+
+    services, backend = await gateway(tmp_path, picky_candidate)
+    await predict(services, AGREES)  # held
+    await until(lambda: len(backend.calls) == 2, "the first mirror to reach the candidate")
+    await predict(services, DISAGREES)  # these two queue behind it
+    await predict(services, AGREES)
+    release.set()
+    samples = await settled(services)
+    assert requests(samples, "agree") == 2
+    assert requests(samples, "error") == 1  # only the request the model refuses
+    mirrored = [len(c.inputs[0]) for c in backend.calls if c.key.version == 2]
+    assert mirrored == [1, 2, 1, 1]  # the refused batch of two, then each on its own
+
+
 async def test_a_failing_candidate_is_counted_and_never_reaches_the_client(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

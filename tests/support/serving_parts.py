@@ -133,6 +133,7 @@ class RecordingMetrics:
 
     def __init__(self) -> None:
         self.observed: list[Observed] = []
+        self.reached_model: list[bool] = []  # per request: handed to the data plane
 
     def observe(
         self,
@@ -142,9 +143,11 @@ class RecordingMetrics:
         code: int,
         seconds: float,
         phases: tuple[float, ...] | None = None,
+        reached_model: bool = False,
     ) -> None:
         assert seconds >= 0
         self.observed.append(Observed(model, version, protocol, code))
+        self.reached_model.append(reached_model)
 
 
 class KeyAuth:

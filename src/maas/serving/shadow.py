@@ -2,14 +2,15 @@
 request path, and the two answers compared.
 
 Once the primary's outputs are back, the call hands them to `Mirror.mirror` with the decoded
-groups and goes on answering: `mirror` draws (`Router.shadow_of`), starts a background task and
-returns, never awaiting it. The task runs the same groups on the candidate through the same
-data plane (its own deadline), compares, and counts (`maas.observability.shadow_metrics`).
+groups and goes on answering: `mirror` draws (`Router.shadow_of`), queues the request for its
+candidate and returns, never awaiting anything. A background task per candidate runs what
+queued as one batch through the same data plane (its own deadline), compares each request's
+answers, and counts (`maas.observability.shadow_metrics`).
 A candidate's failure of any kind is counted, never raised and never logged as a traceback:
 the client's answer and status come from the primary alone.
 
-Mirrors are bounded per gateway process (`MAAS_SHADOW_MAX_IN_FLIGHT`): when that many are in
-flight, the next is dropped and counted, never queued. The gateway's shutdown cancels those
+Mirrors are bounded per gateway process (`MAAS_SHADOW_MAX_IN_FLIGHT`): when that many requests
+are queued or running, the next is dropped and counted. The gateway's shutdown cancels those
 still running (`close`).
 
 Comparing: the output the primary's `postprocess` names (else its first), against the
@@ -31,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from maas.errors import MaasError
+from maas.errors import InvalidInput, MaasError
 from maas.observability.shadow_metrics import ShadowMetrics
 from maas.registry.records import VersionRecord
 from maas.serving.codec import Group
 from maas.serving.dataplane import DataPlane
-from maas.types import ModelRef
+from maas.types import ModelRef, VersionKey
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,25 @@ class Comparison:
     max_abs_diff: float
 
 
+@dataclass(slots=True)
+class _Mirrored:
+    """One request waiting for (or in) a mirror batch: what its primary was asked and said."""
+
+    pair: tuple[str, str, str]
+    primary: VersionRecord
+    groups: Sequence[Group]
+    outputs: Sequence[Group]
+    latency_s: float
+
+
 class Mirror:
-    """One gateway process's mirrors: at most `max_in_flight` at a time."""
+    """One gateway process's mirrors: at most `max_in_flight` requests queued or running.
+
+    The requests mirrored to one candidate are batched: the first starts a drain task for
+    the candidate, and while its batch runs, the next ones queue; the drain then sends all
+    that queued as one call (the data plane cuts it to the candidate's max batch size). A
+    mirror costs the gateway a list append and its share of one call, not a task and a call
+    of its own."""
 
     def __init__(
         self,
@@ -75,12 +93,14 @@ class Mirror:
         self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._timeout_s = timeout_s
+        self._queues: dict[VersionKey, list[_Mirrored]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._count = 0  # requests queued or in a running batch
         self._closed = False
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return self._count
 
     def mirror(
         self,
@@ -96,47 +116,70 @@ class Mirror:
         candidate = self._dataplane.shadow_of(ref, primary)
         if candidate is None or self._closed:
             return
-        latency_s = time.monotonic() - since
         pair = (primary.model, str(primary.version), str(candidate.version))
-        if len(self._tasks) >= self._max_in_flight:
+        if self._count >= self._max_in_flight:
             self._metrics.dropped(pair)
             return
-        task = asyncio.create_task(self._run(pair, primary, candidate, groups, outputs, latency_s))
+        self._count += 1
+        item = _Mirrored(pair, primary, groups, outputs, time.monotonic() - since)
+        queue = self._queues.get(candidate.key)
+        if queue is not None:
+            queue.append(item)  # the candidate's drain takes it with its next batch
+            return
+        queue = self._queues[candidate.key] = [item]
+        task = asyncio.create_task(self._drain(candidate, queue))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Cancel the mirrors still in flight (the gateway is stopping); no new ones start."""
+        """Cancel the mirrors in flight (the gateway is stopping); no new ones start."""
         self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._queues.clear()
+        self._count = 0
 
-    async def _run(
-        self,
-        pair: tuple[str, str, str],
-        primary: VersionRecord,
-        candidate: VersionRecord,
-        groups: Sequence[Group],
-        outputs: Sequence[Group],
-        latency_s: float,
-    ) -> None:
+    async def _drain(self, candidate: VersionRecord, queue: list[_Mirrored]) -> None:
+        """Run what queued for `candidate`, batch after batch, until nothing is left."""
         try:
-            check_inputs(candidate, primary, groups)
+            while queue:
+                batch = queue[:]
+                del queue[:]
+                try:
+                    await self._run(candidate, batch)
+                finally:
+                    self._count -= len(batch)
+        finally:
+            if self._queues.get(candidate.key) is queue:
+                del self._queues[candidate.key]
+
+    async def _run(self, candidate: VersionRecord, batch: list[_Mirrored]) -> None:
+        fitting = []
+        for item in batch:
+            try:
+                check_inputs(candidate, item.primary, item.groups)
+            except Mismatch as exc:
+                log.debug("shadow %s@%s refused: %s", candidate.model, candidate.version, exc)
+                self._metrics.failed(item.pair)
+                continue
+            fitting.append(item)
+        if not fitting:
+            return
+        try:
             started = time.monotonic()
-            answers = await self._dataplane.infer(candidate, groups, timeout_s=self._timeout_s)
-            ratio = (time.monotonic() - started) / latency_s if latency_s > 0 else 1.0
-            ours, theirs = compared_outputs(primary, candidate)
-            mine = [group[ours] for group in outputs]
-            other = [group[theirs] for group in answers]
-            if sum(a.nbytes for a in mine) < OFFLOAD_BYTES:
-                comparison = compare(mine, other)
-            else:
-                comparison = await asyncio.to_thread(compare, mine, other)
-        except (MaasError, Mismatch) as exc:
+            answers = await self._infer(candidate, fitting)
+            took = time.monotonic() - started
+        except MaasError as exc:
+            if len(fitting) > 1 and isinstance(exc, InvalidInput):
+                # The model refused the batch: find out whose instances it refuses.
+                for item in fitting:
+                    await self._run(candidate, [item])
+                return
             log.debug("shadow %s@%s failed: %s", candidate.model, candidate.version, exc)
-            self._metrics.failed(pair)
+            for item in fitting:
+                self._metrics.failed(item.pair)
             return
         except Exception as exc:  # never the client's concern: counted, told in one line
             log.warning(
@@ -146,10 +189,58 @@ class Mirror:
                 type(exc).__name__,
                 exc,
             )
-            self._metrics.failed(pair)
+            for item in fitting:
+                self._metrics.failed(item.pair)
             return
+        for item, answer in zip(fitting, answers, strict=True):
+            await self._compare(candidate, item, answer, took)
+
+    async def _infer(self, candidate: VersionRecord, items: list[_Mirrored]) -> list[list[Group]]:
+        """The candidate's answer to each item's groups, from one call: groups of the same
+        trailing shapes are stacked into one, the answers cut back apart."""
+        stacks: dict[tuple[tuple[int, ...], ...], list[Group]] = {}
+        for item in items:
+            for group in item.groups:
+                stacks.setdefault(tuple(a.shape[1:] for a in group), []).append(group)
+        keys = list(stacks)
+        joined = [
+            [np.concatenate(columns) for columns in zip(*stacks[k], strict=True)]
+            if len(stacks[k]) > 1
+            else stacks[k][0]
+            for k in keys
+        ]
+        answered = await self._dataplane.infer(candidate, joined, timeout_s=self._timeout_s)
+        pieces: dict[tuple[tuple[int, ...], ...], list[Group]] = {}
+        for key, parts, answer in zip(keys, (stacks[k] for k in keys), answered, strict=True):
+            bounds = np.cumsum([len(part[0]) for part in parts])[:-1]
+            split = [np.split(out, bounds) for out in answer]
+            pieces[key] = [list(columns) for columns in zip(*split, strict=True)]
+        out = []
+        for item in items:
+            mine = []
+            for group in item.groups:
+                mine.append(pieces[tuple(a.shape[1:] for a in group)].pop(0))
+            out.append(mine)
+        return out
+
+    async def _compare(
+        self, candidate: VersionRecord, item: _Mirrored, answers: list[Group], took: float
+    ) -> None:
+        try:
+            ours, theirs = compared_outputs(item.primary, candidate)
+            mine = [group[ours] for group in item.outputs]
+            other = [group[theirs] for group in answers]
+            if sum(a.nbytes for a in mine) < OFFLOAD_BYTES:
+                comparison = compare(mine, other)
+            else:
+                comparison = await asyncio.to_thread(compare, mine, other)
+        except Mismatch as exc:
+            log.debug("shadow %s@%s failed: %s", candidate.model, candidate.version, exc)
+            self._metrics.failed(item.pair)
+            return
+        ratio = took / item.latency_s if item.latency_s > 0 else 1.0
         self._metrics.compared(
-            pair,
+            item.pair,
             instances=comparison.instances,
             agreeing=comparison.agreeing,
             max_abs_diff=comparison.max_abs_diff,
