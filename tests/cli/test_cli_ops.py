@@ -64,9 +64,10 @@ def test_gateways(cli: Cli) -> None:
     answer = cli("gateways", "--json").json()
     assert isinstance(answer["generation"], int)
     (gateway,) = answer["gateways"]  # one gateway process
-    assert {"id", "host", "pid", "generation", "last_seen", "leader"} <= set(gateway)
+    assert {"id", "host", "pid", "generation", "last_seen", "leader", "rollouts"} <= set(gateway)
+    assert gateway["rollouts"] is True  # the only gateway: it holds the rollout lease
     table = cli("gateways").ok().out
-    for header in ("ID", "HOST", "PID", "GENERATION", "LAST SEEN", "LEADER"):
+    for header in ("ID", "HOST", "PID", "GENERATION", "LAST SEEN", "LEADER", "ROLLOUTS"):
         assert header in table
     assert str(gateway["pid"]) in table
 

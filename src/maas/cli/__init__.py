@@ -1,7 +1,7 @@
 """The `maas` command line.
 
-`serve`, `worker` and `db` run maas itself; `models`, `keys`, `events`, `gateways` and
-`workers` talk to a running server's admin API (`MAAS_URL`, key from `MAAS_API_KEY` or
+`serve`, `worker` and `db` run maas itself; `models`, `rollout`, `keys`, `events`, `gateways`
+and `workers` talk to a running server's admin API (`MAAS_URL`, key from `MAAS_API_KEY` or
 `maas-data/admin.key`). Results go to stdout (`--json`: the API's own answer), errors to
 stderr in one line; under `--json` an error is also an error object on stdout,
 `{"error": {"code", "message"}}`. Exit codes: 0 done, 1 refused, 2 usage, 3 server unreachable.

@@ -74,7 +74,8 @@ def _brief(value: Any, limit: int = 80) -> str:
 @click.command()
 @json_option
 def gateways(as_json: bool) -> None:
-    """Every live gateway: host, pid, the generation it serves, when it was last seen."""
+    """Every live gateway: host, pid, the generation it serves, when it was last seen, whether
+    it leads placement and whether it drives the rollouts."""
     with Client() as client:
         answer = client.call("GET", path("gateways"))
     if as_json:
@@ -82,7 +83,7 @@ def gateways(as_json: bool) -> None:
         return
     rows = answer.get("gateways") or []
     table(
-        ["ID", "HOST", "PID", "GENERATION", "LAST SEEN", "LEADER"],
+        ["ID", "HOST", "PID", "GENERATION", "LAST SEEN", "LEADER", "ROLLOUTS"],
         (
             [
                 g.get("id"),
@@ -91,6 +92,7 @@ def gateways(as_json: bool) -> None:
                 g.get("generation"),
                 short_time(g.get("last_seen")),
                 g.get("leader"),
+                g.get("rollouts"),
             ]
             for g in rows
         ),
