@@ -65,7 +65,7 @@ def test_gateways(cli: Cli) -> None:
     assert isinstance(answer["generation"], int)
     (gateway,) = answer["gateways"]  # one gateway process
     assert {"id", "host", "pid", "generation", "last_seen", "leader", "rollouts"} <= set(gateway)
-    assert gateway["rollouts"] is True  # the only gateway: it holds the rollout lease
+    assert gateway["rollouts"] is False  # no rollout runs: nobody holds the rollout lease
     table = cli("gateways").ok().out
     for header in ("ID", "HOST", "PID", "GENERATION", "LAST SEEN", "LEADER", "ROLLOUTS"):
         assert header in table

@@ -112,8 +112,10 @@ class LeaseLeader:
         name: str,
         holder: str,
         wanted: Callable[[], bool] | None = None,
+        unwanted_because: str = "it reaches none of its workers",
     ) -> None:
         self._coordination = coordination
+        self._unwanted_because = unwanted_because
         self.name = name
         self.holder = holder
         self.term: int | None = None
@@ -147,7 +149,7 @@ class LeaseLeader:
     async def _try(self) -> None:
         if self._wanted is not None and not self._wanted():
             if self.is_leader:
-                log.info("gateway %s gives up %s: it reaches none of its workers", *self._who)
+                log.info("gateway %s gives up %s: %s", *self._who, self._unwanted_because)
                 await self._release()
             return
         was = self.is_leader

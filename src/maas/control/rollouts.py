@@ -49,8 +49,18 @@ class RolloutDriver:
         self._router = router
         self._plane = plane
         self._tick_s = tick_s
-        self.lease = LeaseLeader(coordination, name=LEASE, holder=holder)
+        # Competed for only while a rollout runs: an idle deployment writes no lease for it.
+        self.lease = LeaseLeader(
+            coordination,
+            name=LEASE,
+            holder=holder,
+            wanted=self._running,
+            unwanted_because="no rollout is running",
+        )
         self._task: asyncio.Task[None] | None = None
+
+    def _running(self) -> bool:
+        return any(r.state is RolloutState.RUNNING for r in self._router.snapshot.rollouts.values())
 
     async def start(self) -> None:
         await self.lease.start()
