@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("epoch", sa.Integer(), nullable=False),
         sa.Column("interval_started_at", sa.Float(), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("stable_p99_ms", sa.Float(), nullable=True),
+        sa.Column("stable_forward_p99_ms", sa.Float(), nullable=True),
         sa.Column("intervals", sa.JSON(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("key_name", sa.String(length=128), nullable=True),

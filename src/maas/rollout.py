@@ -103,62 +103,94 @@ class RolloutPlan:
 LATENCY_BOUNDS: tuple[float, ...] = tuple(5e-5 * 1.25**i for i in range(64))
 
 
+def _empty() -> list[int]:
+    return [0] * (len(LATENCY_BOUNDS) + 1)
+
+
 @dataclass(slots=True)
 class VersionFigures:
     """What one version answered in a window: requests, errors (5xx, or a failure once the
-    request reached the model), and durations as counts per LATENCY_BOUNDS bucket."""
+    request reached the model), and as counts per LATENCY_BOUNDS bucket their durations
+    (`buckets`, end to end at the gateway) and their forward times on the worker (`forward`,
+    the batch that carried each: what the version itself costs, whatever it queued behind)."""
 
     requests: int = 0
     errors: int = 0
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    buckets: list[int] = field(default_factory=_empty)
+    forward: list[int] = field(default_factory=_empty)
 
-    def observe(self, seconds: float, error: bool) -> None:
+    def observe(self, seconds: float, error: bool, forward_s: float | None = None) -> None:
         self.requests += 1
         self.errors += error
         self.buckets[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        if forward_s is not None:
+            self.forward[bisect.bisect_left(LATENCY_BOUNDS, forward_s)] += 1
 
     def minus(self, base: VersionFigures) -> VersionFigures:
         return VersionFigures(
             self.requests - base.requests,
             self.errors - base.errors,
             [a - b for a, b in zip(self.buckets, base.buckets, strict=True)],
+            [a - b for a, b in zip(self.forward, base.forward, strict=True)],
         )
 
     def add(self, other: VersionFigures) -> None:
         self.requests += other.requests
         self.errors += other.errors
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+        self.forward = [a + b for a, b in zip(self.forward, other.forward, strict=True)]
 
     def copy(self) -> VersionFigures:
-        return VersionFigures(self.requests, self.errors, list(self.buckets))
+        return VersionFigures(self.requests, self.errors, list(self.buckets), list(self.forward))
 
     @property
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
 
     def quantile_ms(self, q: float = 0.99) -> float | None:
-        """The `q` quantile in milliseconds, interpolated within its bucket (as Prometheus's
-        histogram_quantile); None without observations."""
-        total = sum(self.buckets)
-        if not total:
-            return None
-        rank, running = q * total, 0
-        for index, count in enumerate(self.buckets):
-            if count and running + count >= rank:
-                low = LATENCY_BOUNDS[index - 1] if index else 0.0
-                high = LATENCY_BOUNDS[index] if index < len(LATENCY_BOUNDS) else low
-                return 1000 * (low + (high - low) * (rank - running) / count)
-            running += count
-        return 1000 * LATENCY_BOUNDS[-1]
+        """The `q` quantile of the durations in milliseconds (None without any)."""
+        return quantile_ms(self.buckets, q)
+
+    def forward_quantile_ms(self, q: float = 0.99) -> float | None:
+        """The `q` quantile of the forward times in milliseconds (None without any)."""
+        return quantile_ms(self.forward, q)
 
     def to_json(self) -> dict[str, Any]:
-        return {"requests": self.requests, "errors": self.errors, "buckets": self.buckets}
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "buckets": self.buckets,
+            "forward": self.forward,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> VersionFigures:
-        if not data or len(data.get("buckets") or ()) != len(LATENCY_BOUNDS) + 1:
+        size = len(LATENCY_BOUNDS) + 1
+        if not data or len(data.get("buckets") or ()) != size:
             return cls()  # none yet, or a gateway of another release: left out
-        return cls(int(data["requests"]), int(data["errors"]), [int(b) for b in data["buckets"]])
+        forward = data.get("forward") or ()
+        return cls(
+            int(data["requests"]),
+            int(data["errors"]),
+            [int(b) for b in data["buckets"]],
+            [int(b) for b in forward] if len(forward) == size else _empty(),
+        )
+
+
+def quantile_ms(buckets: Sequence[int], q: float) -> float | None:
+    """The `q` quantile in milliseconds of counts per LATENCY_BOUNDS bucket, interpolated
+    within its bucket (as Prometheus's histogram_quantile); None without observations."""
+    total = sum(buckets)
+    if not total:
+        return None
+    rank, running = q * total, 0
+    for index, count in enumerate(buckets):
+        if count and running + count >= rank:
+            low = LATENCY_BOUNDS[index - 1] if index else 0.0
+            high = LATENCY_BOUNDS[index] if index < len(LATENCY_BOUNDS) else low
+            return 1000 * (low + (high - low) * (rank - running) / count)
+        running += count
+    return 1000 * LATENCY_BOUNDS[-1]
 
 
 @dataclass(slots=True)

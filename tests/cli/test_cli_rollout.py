@@ -90,6 +90,7 @@ def test_start_status_and_the_verbs(cli: Cli) -> None:
         "ERROR RATE",
         "P99 MS",
         "STABLE P99 MS",
+        "FORWARD MS",
         "DISAGREEMENT",
         "BREACHES",
     ]

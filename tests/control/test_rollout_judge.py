@@ -40,7 +40,7 @@ def rollout(step: int = 0, started: float = NOW - 10, **plan: Any) -> RolloutRec
         epoch=1,
         interval_started_at=started,
         failures=0,
-        stable_p99_ms=stable_p99_ms,
+        stable_forward_p99_ms=stable_p99_ms,
         intervals=(),
         reason=None,
         key_name="ops",
@@ -50,10 +50,14 @@ def rollout(step: int = 0, started: float = NOW - 10, **plan: Any) -> RolloutRec
     )
 
 
-def served(requests: int, errors: int = 0, seconds: float = 0.001) -> VersionFigures:
+def served(
+    requests: int, errors: int = 0, seconds: float = 0.001, forward_s: float | None = None
+) -> VersionFigures:
+    """`requests` answered in `seconds` each, end to end; their forwards took `forward_s`
+    (default: all of it)."""
     figures = VersionFigures()
     for index in range(requests):
-        figures.observe(seconds, index < errors)
+        figures.observe(seconds, index < errors, seconds if forward_s is None else forward_s)
     return figures
 
 
@@ -86,14 +90,24 @@ def test_a_breach_with_enough_requests_fails_before_the_interval_is_over() -> No
     assert judged.interval["breaches"] == ["error rate 5.00% > 1.00%"]
 
 
-def test_p99_is_judged_against_the_stable_version_of_the_same_window() -> None:
+def test_the_ratio_compares_forward_times_with_the_stable_versions_of_the_same_window() -> None:
     slow = WindowFigures(stable=served(900, seconds=0.001), candidate=served(100, seconds=0.021))
     judged = judge(rollout(guards={"max_p99_ratio": 2.0}), slow, NOW)
     assert judged is not None
     assert judged.verdict is Verdict.FAIL
-    assert judged.interval["stable_p99_ms"] == pytest.approx(1.0, rel=0.25)
+    assert judged.interval["stable_forward_p99_ms"] == pytest.approx(1.0, rel=0.25)
+    assert judged.interval["forward_p99_ms"] == pytest.approx(21.0, rel=0.25)
     assert "x the stable version's" in judged.interval["breaches"][0]
-    # Both slow alike: the same p99 ratio passes.
+    # Queued behind the candidate's slow forwards, the stable version is slow end to end
+    # too; its forwards are not, and the ratio of those still fails the candidate.
+    queued = WindowFigures(
+        stable=served(900, seconds=0.021, forward_s=0.001), candidate=served(100, seconds=0.021)
+    )
+    behind = judge(rollout(guards={"max_p99_ratio": 2.0}), queued, NOW)
+    assert behind is not None
+    assert behind.verdict is Verdict.FAIL
+    assert behind.interval["stable_p99_ms"] == pytest.approx(21.0, rel=0.25)
+    # Both slow alike: the same ratio passes, an absolute p99 bound does not.
     both = WindowFigures(stable=served(900, seconds=0.021), candidate=served(100, seconds=0.021))
     again = judge(rollout(guards={"max_p99_ratio": 2.0}), both, NOW)
     assert again is not None
@@ -108,7 +122,8 @@ def test_at_the_whole_alias_the_stable_p99_last_measured_stands_in() -> None:
     judged = judge(rollout(guards={"max_p99_ratio": 2.0}, stable_p99_ms=1.0), alone, NOW)
     assert judged is not None
     assert judged.verdict is Verdict.FAIL
-    assert judged.interval["stable_p99_ms"] == 1.0
+    assert judged.interval["stable_forward_p99_ms"] == 1.0
+    assert judged.interval["stable_p99_ms"] is None  # no stable traffic in this window
     unknown = judge(rollout(guards={"max_p99_ratio": 2.0}), alone, NOW)
     assert unknown is not None
     assert unknown.verdict is Verdict.PASS  # nothing to compare with: not guarded

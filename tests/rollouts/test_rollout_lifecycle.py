@@ -134,6 +134,14 @@ async def test_a_failing_candidate_is_rolled_back_and_the_stable_version_never_f
     metrics = (await gw.client.get("/metrics")).text
     assert 'maas_requests_total{code="422",model="mlp",protocol="v1",version="1"}' not in metrics
     assert "rollout.rollback" in await audit_actions(gw)
+    # A refusal names the version that refused, as an answer does.
+    flagged = {"instances": instances(1, flagged_every=1)}
+    refused = await gw.predict("/v1/models/mlp@2:predict", flagged)
+    assert refused.status_code == 422
+    assert (refused.headers["x-model-name"], refused.headers["x-model-version"]) == ("mlp", "2")
+    missing = await gw.predict("/v1/models/mlp@9:predict", flagged)
+    assert missing.status_code == 404
+    assert "x-model-version" not in missing.headers
 
 
 async def test_a_trickle_holds_the_rollout_and_never_fails_it(gw: Gateway) -> None:

@@ -14,11 +14,11 @@ the version that gave it (`x-model-version`) recorded:
 - the gateway judging the rollouts is SIGKILLed mid-rollout: another takes the lease and
   goes on from the same step to `succeeded`.
 
-The server has two workers, not one: a worker runs every version's forwards on one thread, so
-on a single worker a compute-slow candidate holds up the stable version's requests queued
-behind it just as much, and under concurrent clients its p99 stays under twice the stable one's
-(measured: 90 ms against 50 ms with a 20 ms candidate at 10 %). The slow scenario places its
-two versions on separate workers (`replicas: 1`); every other version is on both.
+A worker runs every version's forwards on one thread, so a compute-slow candidate holds up
+the stable version's requests queued behind it: end to end, under concurrent clients, the
+stable p99 rose with the candidate's (measured: 90 ms against 50 ms with a 20 ms candidate at
+10 %). The ratio guard compares the versions' forward times instead, which the slow scenario
+checks with its two versions wherever placement puts them (`replicas: 1` each).
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ import signal
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from support.control import gateways, percentile, wait_converged, wait_for, workers
+from support.control import gateways, percentile, wait_converged, wait_for
 from support.inprocess_gateway import ADMIN_SECRET
 from support.model_files import SlowMLP, mlp_meta, tiny_mlp, torchscript_bytes
-from support.processes import deploy, maas_server
+from support.processes import maas_server
 from support.rollout_load import (
     Load,
     actions,
@@ -49,7 +48,6 @@ from support.rollout_load import (
     two_versions,
     verb,
     wait_rollout,
-    wait_servable,
 )
 from support.rollout_models import contrary, instances, picky
 
@@ -139,7 +137,7 @@ def test_a_failing_candidate_is_rolled_back_within_one_interval(url: str) -> Non
     assert failed, "the candidate refused none of its flagged inputs"
     # Every failure is the candidate's: the stable version answered every request it got.
     assert all(r.status == 422 and "the model failed" in r.error for r in failed), failed[:3]
-    assert all(r.version in (None, candidate) for r in failed)
+    assert all(r.version == candidate for r in failed)  # each refusal names its version
     by_code = metric_samples(url, "maas_requests_total", model="bad", version="1")
     assert {dict(tags)["code"] for tags, count in by_code.items() if count} == {"200"}
     # Rolled back within one interval of the first failure a client saw.
@@ -157,12 +155,10 @@ def test_a_failing_candidate_is_rolled_back_within_one_interval(url: str) -> Non
 
 def test_a_slower_candidate_breaches_the_p99_ratio_and_is_rolled_back(url: str) -> None:
     rounds = slow_rounds(20.0)
+    # One worker holds both: the stable version's requests queue behind the candidate's slow
+    # forwards, which is why the ratio guard compares forward times, not end-to-end ones.
     meta = mlp_meta(replicas=1)
     candidate = two_versions(url, "slow", STABLE, torchscript_bytes(SlowMLP(rounds=rounds)), meta)
-    keys = {"slow@1", f"slow@{candidate}"}
-    held = [keys & set(w["versions"]) for w in workers(url)]
-    assert all(len(h) <= 1 for h in held), f"the two versions share a worker: {held}"
-    assert set().union(*held) == keys, held
     with Load(url, "slow", instances(100), clients=CLIENTS) as load:
         load.wait_more(100, "load on the stable version")
         started = start_rollout(
@@ -184,8 +180,8 @@ def test_a_slower_candidate_breaches_the_p99_ratio_and_is_rolled_back(url: str) 
     *passed, interval = final["intervals"]
     assert {i["verdict"] for i in passed} <= {"pass"}, final["intervals"]
     assert interval["verdict"] == "fail"
-    assert interval["stable_p99_ms"] is not None
-    assert interval["p99_ms"] > 2.0 * interval["stable_p99_ms"]
+    assert interval["stable_forward_p99_ms"] is not None
+    assert interval["forward_p99_ms"] > 2.0 * interval["stable_forward_p99_ms"]
     assert any("p99" in breach for breach in interval["breaches"]), interval
     assert "p99" in final["reason"]
     assert routes(url, "slow") == [{"version": 1, "weight": 100}]
@@ -318,20 +314,6 @@ def test_a_shadow_phase_measures_disagreement_and_the_verbs_work_under_load(url:
         "rollout.abort",
     ]
     print(f"\nshadow: interval {shadow}; /metrics instances {counted}")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/maas/serving/call.py adds x-model-name/x-model-version only to 200 answers: a "
-    "failed answer does not say which version of a split alias failed",
-)
-def test_a_failed_answer_names_the_version_that_failed(url: str) -> None:
-    deploy(url, torchscript_bytes(picky(seed=1)), mlp_meta(), name="named")
-    wait_servable(url, "named", 1)
-    flagged = {"instances": instances(1, flagged_every=1)}
-    answer = httpx.post(f"{url}/v1/models/named:predict", json=flagged, timeout=10)
-    assert answer.status_code == 422, answer.text
-    assert answer.headers.get("x-model-version") == "1"
 
 
 def test_a_killed_rollout_driver_hands_over_and_the_rollout_goes_on(url: str) -> None:

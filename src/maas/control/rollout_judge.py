@@ -2,8 +2,12 @@
 
 In the shadow phase the window's requests are the mirrors compared (and failed): the guards
 are the candidate's error rate on them and the share of instances whose answers disagree. In a
-weight step they are the candidate's own requests: its error rate, its p99 (absolute, and over
-the stable version's p99 in the same window; at 100 % the stable version's last measured p99).
+weight step they are the candidate's own requests: its error rate, its p99 end to end at the
+gateway (`max_p99_ms`), and its forward p99 on the worker over the stable version's in the same
+window (`max_p99_ratio`; at 100 % the stable version's last measured one). The ratio compares
+forwards, not end-to-end times: versions sharing a worker queue behind each other's forwards,
+so a slow candidate slows the stable version's end-to-end times too and would hide in a ratio
+of those.
 
 - a guard breached once the window has `min_requests`: **fail**, at once (a bad candidate is
   acted on as soon as the evidence is in, not at the interval's end);
@@ -19,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from maas.registry.records import RolloutRecord
-from maas.rollout import Verdict, VersionFigures, WindowFigures, rounded
+from maas.rollout import Verdict, WindowFigures, rounded
 
 # The stable version's p99 needs this many of its requests in the window to be measured.
 MIN_STABLE_REQUESTS = 20
@@ -53,27 +57,32 @@ def measure(rollout: RolloutRecord, figures: WindowFigures, now: float) -> dict[
     the rollout's status, less its verdict."""
     guards = rollout.plan.guards
     shadow_phase = rollout.step < 0
-    stable_p99 = _stable_p99(figures.stable) or rollout.stable_p99_ms
+    measured = figures.stable.requests >= MIN_STABLE_REQUESTS
+    stable_p99 = figures.stable.quantile_ms() if measured else None
+    stable_forward = figures.stable.forward_quantile_ms() if measured else None
+    stable_forward = stable_forward or rollout.stable_forward_p99_ms
     if shadow_phase:
         mirrors = figures.shadow
         requests, errors = mirrors.compared + mirrors.errors, mirrors.errors
-        error_rate, p99, disagreement = mirrors.error_rate, None, mirrors.disagreement
+        error_rate, disagreement = mirrors.error_rate, mirrors.disagreement
+        p99 = forward = None
     else:
         candidate = figures.candidate
         requests, errors = candidate.requests, candidate.errors
-        error_rate, p99, disagreement = candidate.error_rate, candidate.quantile_ms(), None
+        error_rate, disagreement = candidate.error_rate, None
+        p99, forward = candidate.quantile_ms(), candidate.forward_quantile_ms()
     ratio_limit = None
-    if stable_p99 and guards.max_p99_ratio is not None:
-        ratio_limit = guards.max_p99_ratio * stable_p99
+    if stable_forward and guards.max_p99_ratio is not None:
+        ratio_limit = guards.max_p99_ratio * stable_forward
     breaches = [
         text
         for text, value, limit in (
             ("error rate {:.2%} > {:.2%}", error_rate, guards.max_error_rate),
             ("p99 {:.2f} ms > {:g} ms", p99, guards.max_p99_ms),
             (
-                f"p99 {{:.2f}} ms > {{:.2f}} ms ({guards.max_p99_ratio} x the stable "
-                f"version's {stable_p99 or 0:.2f} ms)",
-                p99,
+                f"forward p99 {{:.2f}} ms > {{:.2f}} ms ({guards.max_p99_ratio} x the stable "
+                f"version's {stable_forward or 0:.2f} ms)",
+                forward,
                 ratio_limit,
             ),
             ("disagreement {:.2%} > {:.2%}", disagreement, guards.max_disagreement),
@@ -93,11 +102,9 @@ def measure(rollout: RolloutRecord, figures: WindowFigures, now: float) -> dict[
         "p99_ms": rounded(p99, 3),
         "stable_requests": figures.stable.requests,
         "stable_p99_ms": rounded(stable_p99, 3),
+        "forward_p99_ms": rounded(forward, 3),
+        "stable_forward_p99_ms": rounded(stable_forward, 3),
         "disagreement": rounded(disagreement, 6),
         "mirrors_dropped": figures.shadow.dropped,
         "breaches": breaches,
     }
-
-
-def _stable_p99(stable: VersionFigures) -> float | None:
-    return stable.quantile_ms() if stable.requests >= MIN_STABLE_REQUESTS else None

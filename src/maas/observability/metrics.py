@@ -49,6 +49,8 @@ _MULTIPROCESS_DIR = os.environ.get(MULTIPROCESS_DIR_ENV) or None
 # How often a gateway writes the phases it counted (and how late a scrape of another gateway
 # process may see them): the workers' period.
 FLUSH_S = 0.2
+# Where a request's forward time is in its phases (a rollout's ratio guard compares those).
+INFERENCE = PHASES.index("inference")
 # A request whose ref resolves to nothing: junk names must not create series.
 UNKNOWN_MODEL, UNKNOWN_VERSION = "_unknown", "_"
 # The `protocol` label: KServe's v1 (TF Serving's REST), and the Open Inference Protocol.
@@ -127,7 +129,8 @@ class RequestMetrics:
         tally = entry.tally
         if tally is not None:  # a version in a running rollout: an error is a 5xx, or a
             # refusal once the request reached the model (not the client's hang-up)
-            tally.observe(seconds, code >= 500 or (reached_model and 400 <= code < 499))
+            error = code >= 500 or (reached_model and 400 <= code < 499)
+            tally.observe(seconds, error, None if phases is None else phases[INFERENCE])
         if not self._flush_armed:
             self._arm_flush()
 

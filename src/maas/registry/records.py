@@ -273,7 +273,7 @@ class RolloutRecord:
     epoch: int
     interval_started_at: float
     failures: int
-    stable_p99_ms: float | None
+    stable_forward_p99_ms: float | None
     intervals: tuple[dict[str, Any], ...]
     reason: str | None
     key_name: str | None
@@ -306,7 +306,7 @@ class RolloutRecord:
             epoch=row.epoch,
             interval_started_at=row.interval_started_at,
             failures=row.failures,
-            stable_p99_ms=row.stable_p99_ms,
+            stable_forward_p99_ms=row.stable_forward_p99_ms,
             intervals=tuple(row.intervals or ()),
             reason=row.reason,
             key_name=row.key_name,

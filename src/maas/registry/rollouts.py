@@ -126,8 +126,8 @@ class Rollouts(RegistryBase):
             row.intervals = [*row.intervals, interval]
             actor = f"rollout:{row.id}"
             audit_rollout(session, actor, verdict.value, model, row, interval)
-            if interval.get("stable_p99_ms") is not None:
-                row.stable_p99_ms = interval["stable_p99_ms"]
+            if interval.get("stable_forward_p99_ms") is not None:
+                row.stable_forward_p99_ms = interval["stable_forward_p99_ms"]
             if verdict is Verdict.INCONCLUSIVE:  # held: the same window goes on counting
                 row.interval_started_at = now
                 row.updated_at = datetime.now(UTC)

@@ -254,8 +254,9 @@ class Rollout(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     interval_started_at: Mapped[float] = mapped_column(Float)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    # The stable version's last measured p99, for a relative guard once it gets no traffic.
-    stable_p99_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The stable version's last measured forward p99, for the relative guard once the stable
+    # version gets no traffic.
+    stable_forward_p99_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     intervals: Mapped[list[Any]] = mapped_column(JSON)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -114,9 +114,9 @@ async def serve(
         except VersionNotReady as exc:
             if exc.model is not None:  # it resolved to a version that cannot serve now
                 model, version = exc.model, str(exc.version)
-            reply = codec.error(exc)
+            reply = _named(codec.error(exc), model, version)
         except MaasError as exc:
-            reply = codec.error(exc)
+            reply = _named(codec.error(exc), model, version)
         status = reply.status
         await _answer(send, reply, head.request_id)
     except asyncio.CancelledError:
@@ -139,6 +139,14 @@ async def serve(
             timing.phases(started, ended),
             inferring > 0.0,
         )
+
+
+def _named(reply: Reply, model: str, version: str) -> Reply:
+    """A refusal names the version the request resolved to, as an answer does: on an alias
+    split between versions, the client can tell which one failed."""
+    if version != UNKNOWN_VERSION:
+        reply.headers += ((b"x-model-name", model.encode()), (b"x-model-version", version.encode()))
+    return reply
 
 
 async def _answer(send: Send, reply: Reply, request_id: str) -> None:

@@ -103,6 +103,12 @@ class IntervalOut(BaseModel):
     p99_ms: float | None
     stable_requests: int
     stable_p99_ms: float | None
+    forward_p99_ms: float | None = Field(
+        None, description="the candidate's forward p99 on the worker (the ratio guard's)"
+    )
+    stable_forward_p99_ms: float | None = Field(
+        None, description="the stable version's, in the same window (else its last measured)"
+    )
     disagreement: float | None
     mirrors_dropped: int
     breaches: list[str]
