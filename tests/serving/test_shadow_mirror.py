@@ -20,7 +20,7 @@ from maas.dispatch.fake import FakeBackend, FakeCall
 from maas.errors import InvalidInput
 from maas.observability.scraped import Scrape
 from maas.registry.records import VersionRecord
-from maas.serving.shadow import Mismatch, compare
+from maas.serving.shadow_compare import Mismatch, compare
 from maas.transport.telemetry import BackendTelemetry
 from maas.types import ModelRef, Shadow, TensorSpec, VersionKey
 from support.prometheus import parse, value
@@ -138,7 +138,7 @@ async def test_mirrors_queued_behind_a_running_one_go_to_the_candidate_as_one_ca
             await release.wait()
         return primary_then_reversed(call)
 
-    services, backend = await gateway(tmp_path, held_candidate)
+    services, backend = await gateway(tmp_path, held_candidate, mirror_batches=1)
     await predict(services, AGREES)  # its mirror is held
     await until(lambda: len(backend.calls) == 2, "the first mirror to reach the candidate")
     await predict(services, AGREES, DISAGREES)
@@ -153,6 +153,28 @@ async def test_mirrors_queued_behind_a_running_one_go_to_the_candidate_as_one_ca
     assert value(samples, "maas_shadow_instances_total", outcome="disagree", **PAIR) == 2
 
 
+async def test_a_candidate_runs_a_few_batches_at_once_before_requests_queue(
+    tmp_path: Path,
+) -> None:
+    release = asyncio.Event()
+
+    async def held_candidate(call: FakeCall) -> list[Any]:
+        if call.key.version == 2:
+            await release.wait()
+        return primary_then_reversed(call)
+
+    services, backend = await gateway(tmp_path, held_candidate, mirror_batches=2)
+    for calls in (2, 4):  # each predict: the primary's call, then its mirror's
+        await predict(services, AGREES)  # a batch of its own: fewer than two run
+        await until(lambda n=calls: len(backend.calls) == n, "the mirror to reach the candidate")
+    for _ in range(3):
+        await predict(services, DISAGREES)  # both batches held: these queue
+    release.set()
+    samples = await settled(services)
+    assert [len(c.inputs[0]) for c in backend.calls if c.key.version == 2] == [1, 1, 3]
+    assert (requests(samples, "agree"), requests(samples, "disagree")) == (2, 3)
+
+
 async def test_a_batch_the_model_refuses_is_retried_request_by_request(tmp_path: Path) -> None:
     release = asyncio.Event()
 
@@ -163,7 +185,7 @@ async def test_a_batch_the_model_refuses_is_retried_request_by_request(tmp_path:
                 raise InvalidInput("the model rejected the input")
         return primary_then_reversed(call)
 
-    services, backend = await gateway(tmp_path, picky_candidate)
+    services, backend = await gateway(tmp_path, picky_candidate, mirror_batches=1)
     await predict(services, AGREES)  # held
     await until(lambda: len(backend.calls) == 2, "the first mirror to reach the candidate")
     await predict(services, DISAGREES)  # these two queue behind it

@@ -178,6 +178,7 @@ class Services:
     # The mirror to aliases' shadows, counting into `exposition`'s maas_shadow_* families.
     max_mirrors: int = 64
     mirror_timeout_s: float = 30.0
+    mirror_batches: int = 4  # batches of mirrors one candidate may have running
     exposition: RequestMetrics = field(default_factory=RequestMetrics)
     shadow: Mirror = field(init=False)
 
@@ -187,6 +188,7 @@ class Services:
             self.exposition.shadow,
             max_in_flight=self.max_mirrors,
             timeout_s=self.mirror_timeout_s,
+            max_batches=self.mirror_batches,
         )
 
 

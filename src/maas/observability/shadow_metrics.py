@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -35,6 +36,7 @@ INSTANCE_OUTCOMES = OUTCOMES[:2]
 ABS_DIFF_BOUNDS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0)
 LATENCY_RATIO_BOUNDS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 PAIR_LABELS = ["model", "primary", "candidate"]
+Array = np.ndarray[Any, Any]
 
 
 class ShadowMetrics:
@@ -93,6 +95,29 @@ class ShadowMetrics:
         if math.isfinite(max_abs_diff):  # a NaN against a number: disagrees, sum kept finite
             counts.abs_diff.observe(max_abs_diff)
         counts.latency_ratio.observe(latency_ratio)
+        self._wake()
+
+    def compared_many(
+        self,
+        pair: tuple[str, str, str],
+        *,
+        instances: Array,
+        agreeing: Array,
+        max_abs_diff: Array,
+        latency_ratio: Array,
+    ) -> None:
+        """Several mirrored requests of one pair compared, one entry per request in each
+        array: counted as `compared` counts each, in a few numpy passes."""
+        counts = self._pair(pair)
+        agreed = int(np.count_nonzero(agreeing == instances))
+        counts.outcomes[AGREE] += agreed
+        counts.outcomes[DISAGREE] += len(instances) - agreed
+        total_agreeing = int(agreeing.sum())
+        counts.outcomes_instances[AGREE] += total_agreeing
+        counts.outcomes_instances[DISAGREE] += int(instances.sum()) - total_agreeing
+        finite = max_abs_diff[np.isfinite(max_abs_diff)]
+        counts.abs_diff.observe_many(finite)
+        counts.latency_ratio.observe_many(latency_ratio)
         self._wake()
 
     def failed(self, pair: tuple[str, str, str]) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import msgspec
+import numpy as np
 from prometheus_client import Gauge
 from prometheus_client import Histogram as PromHistogram
 
@@ -108,6 +109,15 @@ class Histogram(msgspec.Struct, array_like=True):
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
+
+    def observe_many(self, values: Any) -> None:
+        """Each number of the numpy array `values`, as `observe` would, in two numpy passes."""
+        if not len(values):
+            return
+        where = np.searchsorted(np.asarray(self.bounds), values, side="left")
+        added = np.bincount(where, minlength=len(self.counts))
+        self.counts = [a + int(b) for a, b in zip(self.counts, added, strict=True)]
+        self.total += float(values.sum())
 
     @property
     def count(self) -> int:
