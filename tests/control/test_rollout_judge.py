@@ -91,7 +91,7 @@ def test_a_breach_with_enough_requests_fails_before_the_interval_is_over() -> No
 
 
 def test_the_ratio_compares_forward_times_with_the_stable_versions_of_the_same_window() -> None:
-    slow = WindowFigures(stable=served(900, seconds=0.001), candidate=served(100, seconds=0.021))
+    slow = WindowFigures(stable=served(900, seconds=0.001), candidate=served(300, seconds=0.021))
     judged = judge(rollout(guards={"max_p99_ratio": 2.0}), slow, NOW)
     assert judged is not None
     assert judged.verdict is Verdict.FAIL
@@ -101,14 +101,14 @@ def test_the_ratio_compares_forward_times_with_the_stable_versions_of_the_same_w
     # Queued behind the candidate's slow forwards, the stable version is slow end to end
     # too; its forwards are not, and the ratio of those still fails the candidate.
     queued = WindowFigures(
-        stable=served(900, seconds=0.021, forward_s=0.001), candidate=served(100, seconds=0.021)
+        stable=served(900, seconds=0.021, forward_s=0.001), candidate=served(300, seconds=0.021)
     )
     behind = judge(rollout(guards={"max_p99_ratio": 2.0}), queued, NOW)
     assert behind is not None
     assert behind.verdict is Verdict.FAIL
     assert behind.interval["stable_p99_ms"] == pytest.approx(21.0, rel=0.25)
     # Both slow alike: the same ratio passes, an absolute p99 bound does not.
-    both = WindowFigures(stable=served(900, seconds=0.021), candidate=served(100, seconds=0.021))
+    both = WindowFigures(stable=served(900, seconds=0.021), candidate=served(300, seconds=0.021))
     again = judge(rollout(guards={"max_p99_ratio": 2.0}), both, NOW)
     assert again is not None
     assert again.verdict is Verdict.PASS
@@ -118,7 +118,7 @@ def test_the_ratio_compares_forward_times_with_the_stable_versions_of_the_same_w
 
 
 def test_at_the_whole_alias_the_stable_p99_last_measured_stands_in() -> None:
-    alone = WindowFigures(candidate=served(100, seconds=0.021))
+    alone = WindowFigures(candidate=served(300, seconds=0.021))
     judged = judge(rollout(guards={"max_p99_ratio": 2.0}, stable_p99_ms=1.0), alone, NOW)
     assert judged is not None
     assert judged.verdict is Verdict.FAIL
@@ -127,6 +127,25 @@ def test_at_the_whole_alias_the_stable_p99_last_measured_stands_in() -> None:
     unknown = judge(rollout(guards={"max_p99_ratio": 2.0}), alone, NOW)
     assert unknown is not None
     assert unknown.verdict is Verdict.PASS  # nothing to compare with: not guarded
+
+
+def test_a_p99_is_judged_only_on_enough_requests_and_a_pass_waits_for_them() -> None:
+    # 150 requests, over min_requests (100) but too few for a p99: not judged, not passed.
+    few = WindowFigures(stable=served(900), candidate=served(150, seconds=0.021))
+    judged = judge(rollout(guards={"max_p99_ms": 10.0}), few, NOW)
+    assert judged is not None
+    assert judged.verdict is Verdict.INCONCLUSIVE
+    assert judged.interval["breaches"] == []
+    assert judged.interval["p99_ms"] == pytest.approx(21.0, rel=0.25)  # shown all the same
+    # Errors are judged on min_requests as ever.
+    failing = WindowFigures(stable=served(900), candidate=served(150, errors=20))
+    early = judge(rollout(started=NOW - 1, guards={"max_p99_ms": 10.0}), failing, NOW)
+    assert early is not None
+    assert early.verdict is Verdict.FAIL
+    enough = WindowFigures(stable=served(900), candidate=served(200, seconds=0.021))
+    late = judge(rollout(guards={"max_p99_ms": 10.0}), enough, NOW)
+    assert late is not None
+    assert late.verdict is Verdict.FAIL
 
 
 def test_the_shadow_phase_counts_mirrors_and_their_disagreement() -> None:

@@ -178,7 +178,8 @@ def test_a_slower_candidate_breaches_the_p99_ratio_and_is_rolled_back(url: str) 
     # p99 up to half the candidate's, it fails at 100 % instead, against the stable p99 of the
     # step before: either way on its p99, never on errors.
     *passed, interval = final["intervals"]
-    assert {i["verdict"] for i in passed} <= {"pass"}, final["intervals"]
+    # A p99 is judged on 200 of the candidate's requests: a window may end short of them.
+    assert {i["verdict"] for i in passed} <= {"pass", "inconclusive"}, final["intervals"]
     assert interval["verdict"] == "fail"
     assert interval["stable_forward_p99_ms"] is not None
     assert interval["forward_p99_ms"] > 2.0 * interval["stable_forward_p99_ms"]

@@ -10,7 +10,9 @@ so a slow candidate slows the stable version's end-to-end times too and would hi
 of those.
 
 - a guard breached once the window has `min_requests`: **fail**, at once (a bad candidate is
-  acted on as soon as the evidence is in, not at the interval's end);
+  acted on as soon as the evidence is in, not at the interval's end); a p99 guard is judged
+  from `P99_MIN_REQUESTS` of the candidate's requests on, and a plan with one needs that many
+  for a pass;
 - the interval over with `min_requests` and no breach: **pass**;
 - the interval over with fewer: **inconclusive** (the rollout holds, the window goes on);
 - else no verdict yet.
@@ -25,8 +27,10 @@ from typing import Any
 from maas.registry.records import RolloutRecord
 from maas.rollout import Verdict, WindowFigures, rounded
 
-# The stable version's p99 needs this many of its requests in the window to be measured.
-MIN_STABLE_REQUESTS = 20
+# A p99 is judged on at least this many requests: of fewer it is their largest, or next to
+# it, and a candidate's few requests would be held to the tail of the stable version's many.
+# A window whose plan guards a p99 needs this many of the candidate's requests to pass.
+P99_MIN_REQUESTS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +42,13 @@ class Judgement:
 def judge(rollout: RolloutRecord, figures: WindowFigures, now: float) -> Judgement | None:
     """The verdict on `rollout`'s current window at `now` (Unix seconds), or None (not yet)."""
     window = measure(rollout, figures, now)
-    plan = rollout.plan
-    enough = window["requests"] >= plan.min_requests
+    plan, guards = rollout.plan, rollout.plan.guards
+    needed = plan.min_requests
+    if rollout.step >= 0 and (guards.max_p99_ms is not None or guards.max_p99_ratio is not None):
+        needed = max(needed, P99_MIN_REQUESTS)
+    enough = window["requests"] >= needed
     length = plan.shadow_s if rollout.step < 0 else plan.interval_s
-    if enough and window["breaches"]:
+    if window["requests"] >= plan.min_requests and window["breaches"]:
         verdict = Verdict.FAIL
     elif window["elapsed_s"] < length:
         return None
@@ -57,7 +64,7 @@ def measure(rollout: RolloutRecord, figures: WindowFigures, now: float) -> dict[
     the rollout's status, less its verdict."""
     guards = rollout.plan.guards
     shadow_phase = rollout.step < 0
-    measured = figures.stable.requests >= MIN_STABLE_REQUESTS
+    measured = figures.stable.requests >= P99_MIN_REQUESTS
     stable_p99 = figures.stable.quantile_ms() if measured else None
     stable_forward = figures.stable.forward_quantile_ms() if measured else None
     stable_forward = stable_forward or rollout.stable_forward_p99_ms
@@ -71,6 +78,7 @@ def measure(rollout: RolloutRecord, figures: WindowFigures, now: float) -> dict[
         requests, errors = candidate.requests, candidate.errors
         error_rate, disagreement = candidate.error_rate, None
         p99, forward = candidate.quantile_ms(), candidate.forward_quantile_ms()
+    judged = requests >= P99_MIN_REQUESTS  # the candidate's p99s mean something
     ratio_limit = None
     if stable_forward and guards.max_p99_ratio is not None:
         ratio_limit = guards.max_p99_ratio * stable_forward
@@ -78,11 +86,11 @@ def measure(rollout: RolloutRecord, figures: WindowFigures, now: float) -> dict[
         text
         for text, value, limit in (
             ("error rate {:.2%} > {:.2%}", error_rate, guards.max_error_rate),
-            ("p99 {:.2f} ms > {:g} ms", p99, guards.max_p99_ms),
+            ("p99 {:.2f} ms > {:g} ms", p99 if judged else None, guards.max_p99_ms),
             (
                 f"forward p99 {{:.2f}} ms > {{:.2f}} ms ({guards.max_p99_ratio} x the stable "
                 f"version's {stable_forward or 0:.2f} ms)",
-                forward,
+                forward if judged else None,
                 ratio_limit,
             ),
             ("disagreement {:.2%} > {:.2%}", disagreement, guards.max_disagreement),
