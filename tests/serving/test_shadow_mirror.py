@@ -43,6 +43,17 @@ def primary_then_reversed(call: FakeCall) -> list[Any]:
     return [y]
 
 
+def held_by(release: asyncio.Event) -> Any:
+    """A handler as `primary_then_reversed`, whose candidate (m@2) answers once `release` is set."""
+
+    async def held_candidate(call: FakeCall) -> list[Any]:
+        if call.key.version == 2:
+            await release.wait()
+        return primary_then_reversed(call)
+
+    return held_candidate
+
+
 async def gateway(
     tmp_path: Path,
     handler: Any = primary_then_reversed,
@@ -112,12 +123,7 @@ async def test_a_ref_naming_a_version_is_never_mirrored(tmp_path: Path) -> None:
 
 async def test_a_full_mirror_drops_and_counts_never_holding_the_primary(tmp_path: Path) -> None:
     release = asyncio.Event()
-
-    async def held_candidate(call: FakeCall) -> list[Any]:
-        if call.key.version == 2:
-            await release.wait()
-        return primary_then_reversed(call)
-
+    held_candidate = held_by(release)
     services, _ = await gateway(tmp_path, held_candidate, max_mirrors=1)
     for _ in range(5):  # each answered while the first mirror is still held
         await predict(services, AGREES)
@@ -132,12 +138,7 @@ async def test_mirrors_queued_behind_a_running_one_go_to_the_candidate_as_one_ca
     tmp_path: Path,
 ) -> None:
     release = asyncio.Event()
-
-    async def held_candidate(call: FakeCall) -> list[Any]:
-        if call.key.version == 2:
-            await release.wait()
-        return primary_then_reversed(call)
-
+    held_candidate = held_by(release)
     services, backend = await gateway(tmp_path, held_candidate, mirror_batches=1)
     await predict(services, AGREES)  # its mirror is held
     await until(lambda: len(backend.calls) == 2, "the first mirror to reach the candidate")
@@ -157,12 +158,7 @@ async def test_a_candidate_runs_a_few_batches_at_once_before_requests_queue(
     tmp_path: Path,
 ) -> None:
     release = asyncio.Event()
-
-    async def held_candidate(call: FakeCall) -> list[Any]:
-        if call.key.version == 2:
-            await release.wait()
-        return primary_then_reversed(call)
-
+    held_candidate = held_by(release)
     services, backend = await gateway(tmp_path, held_candidate, mirror_batches=2)
     for calls in (2, 4):  # each predict: the primary's call, then its mirror's
         await predict(services, AGREES)  # a batch of its own: fewer than two run
