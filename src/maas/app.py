@@ -20,7 +20,7 @@ from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from maas import __version__
-from maas.api import access_log, docs, fastpath, health, openapi, scrape
+from maas.api import access_log, console, docs, fastpath, health, openapi, scrape
 from maas.api import errors as api_errors
 from maas.api.admin import router as admin_router
 from maas.api.drain import Drain
@@ -226,6 +226,7 @@ def create_app(
     app.include_router(v2.router)
     app.include_router(admin_router)
     docs.install(app)
+    console.install(app)
     openapi.install(app)
     return app
 

@@ -25,8 +25,9 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def model_in_body(endpoint: F) -> F:
-    """Mark an admin route that names its model in the body, not the path: the route itself
-    checks a key limited to models (`allow_admin` with the body's model)."""
+    """Mark an admin route that names its model in the body, not the path, or lists models:
+    the route itself checks a key limited to models (`allow_admin` with the body's model), or
+    shows such a key only its own."""
     endpoint.model_in_body = True  # type: ignore[attr-defined]
     return endpoint
 

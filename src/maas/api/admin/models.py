@@ -54,11 +54,15 @@ async def create_model(
     "/models",
     response_model=ModelList,
     response_model_exclude_unset=True,
-    response_description="Every model",
+    response_description="Every model (a key limited to models: those)",
     responses=admin_errors(),
 )
-async def list_models(services: ServicesDep) -> ModelList:
+@model_in_body
+async def list_models(services: ServicesDep, who: AdminDep) -> ModelList:
+    """Every model; for a key limited to some models, those only."""
     records = await services.registry.list_models()
+    if who.models is not None:
+        records = [m for m in records if m.name in who.models]
     return ModelList(models=[ModelOut.from_record(m) for m in records])
 
 

@@ -1,0 +1,185 @@
+"""The operator console in a real browser: Debian's chromium, driven by Playwright, against a
+real `maas serve`. Signing in (a wrong key refused, the key never in a URL or a cookie), what a
+key limited to one model sees, a canary, a rollback and a promotion made from the page and
+found in the registry and the audit log, and the page's names for assistive technology.
+
+Screenshots of the pages go to `test-artifacts/console/` (docs/console.md shows them)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.control import upload, wait_ready_version
+from support.inprocess_gateway import ADMIN, ADMIN_SECRET
+from support.model_files import mlp_meta, tiny_mlp, torchscript_bytes
+from support.processes import deploy, maas_server
+
+CHROMIUM = shutil.which("chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - the dev extra installs it
+    sync_playwright = None  # type: ignore[assignment]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make chromium)"),
+    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("console")
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    with maas_server(data, "--gateways", "1", "--workers", "1", env=env) as served:
+        deploy(served, torchscript_bytes(tiny_mlp(seed=1)), mlp_meta(), name="digits")
+        second = upload(served, "digits", torchscript_bytes(tiny_mlp(seed=2)), mlp_meta())
+        wait_ready_version(served, "digits", second)
+        deploy(served, torchscript_bytes(tiny_mlp(seed=3)), mlp_meta(), name="other")
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert sync_playwright is not None
+    assert CHROMIUM is not None
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def sign_in(page: Page, url: str, secret: str = ADMIN_SECRET) -> None:
+    page.goto(f"{url}/console")
+    page.get_by_label("Admin key").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def routes(url: str, model: str = "digits") -> list[dict[str, int]]:
+    answer = httpx.get(f"{url}/admin/models/{model}/aliases/production", headers=ADMIN)
+    return answer.json()["routes"]  # type: ignore[no-any-return]
+
+
+def test_a_wrong_key_is_refused_and_the_right_one_signs_in(url: str, page: Page) -> None:
+    page.goto(f"{url}/console")
+    shot(page, "sign-in")
+    page.get_by_label("Admin key").fill("not-a-key-at-all-0123456789")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("key")
+    expect(page.get_by_role("heading", name="Models")).to_be_hidden()
+    sign_in(page, url)
+    table = page.get_by_role("table", name="Every model this key may see")
+    expect(table).to_contain_text("digits")
+    expect(table).to_contain_text("production: 1 (100 %)")
+    shot(page, "models")
+    # The key is in the tab's session storage only: never a URL, never a cookie.
+    assert ADMIN_SECRET not in page.url
+    assert page.context.cookies() == []
+    stored = page.evaluate("sessionStorage.getItem('maas-console-key')")
+    assert stored == ADMIN_SECRET
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_key_limited_to_one_model_sees_only_it(url: str, page: Page) -> None:
+    body = {"name": "other-team", "scopes": ["admin"], "models": ["other"]}
+    created = httpx.post(f"{url}/admin/keys", json=body, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    sign_in(page, url, created.json()["secret"])
+    table = page.get_by_role("table", name="Every model this key may see")
+    expect(table).to_contain_text("other")
+    expect(table).not_to_contain_text("digits")
+
+
+def confirm(page: Page, effect: str) -> None:
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(effect)
+    dialog.get_by_role("button", name="Apply").click()
+    expect(dialog).to_be_hidden()
+
+
+def test_a_canary_a_rollback_and_a_promotion_from_the_page(url: str, page: Page) -> None:
+    sign_in(page, url)
+    page.get_by_role("link", name="digits").click()
+    expect(page.get_by_role("heading", name="Model digits")).to_be_visible()
+    shot(page, "model")
+
+    page.get_by_role("button", name="Canary on production…").click()
+    page.get_by_role("dialog").get_by_label("Canary percent").fill("20")
+    shot(page, "confirm-canary")
+    confirm(page, "production of digits: 1 (100 %) → 1 (80 %) + 2 (20 %)")
+    expect(page.get_by_role("status")).to_contain_text("canary on production of digits: done")
+    assert routes(url) == [{"version": 1, "weight": 80}, {"version": 2, "weight": 20}]
+
+    page.get_by_role("button", name="Roll back production…").click()
+    confirm(page, "production of digits: 1 (80 %) + 2 (20 %) → what it pointed at before")
+    expect(page.get_by_role("table", name="Aliases")).to_contain_text("1 (100 %)")
+    assert routes(url) == [{"version": 1, "weight": 100}]
+
+    page.get_by_role("button", name="Promote production…").click()
+    page.get_by_role("dialog").get_by_label("Version").select_option("2")
+    confirm(page, "production of digits: 1 (100 %) → 2 (100 %)")
+    expect(page.get_by_role("table", name="Aliases")).to_contain_text("2 (100 %)")
+    assert routes(url) == [{"version": 2, "weight": 100}]
+    expect(page.locator("#history")).to_contain_text("promote by bootstrap-admin")
+    shot(page, "model-after")
+
+    events = httpx.get(f"{url}/admin/events?model=digits&action=alias", headers=ADMIN).json()
+    made = [(e["action"], e["key"]) for e in reversed(events["events"])][-3:]
+    assert made == [
+        ("alias.set", "bootstrap-admin"),
+        ("alias.rollback", "bootstrap-admin"),
+        ("alias.promote", "bootstrap-admin"),
+    ]
+
+
+def test_a_refused_action_shows_the_servers_message(url: str, page: Page) -> None:
+    sign_in(page, url)
+    page.get_by_role("link", name="other").click()
+    page.get_by_role("button", name="Unload 1…").click()
+    confirm(page, "other@1: ready → unloaded")
+    alert = page.get_by_role("alert").filter(has_text="unload other@1")
+    expect(alert).to_contain_text("production")  # 409 alias_in_use: production points at it
+
+
+def test_every_control_has_a_name_and_the_keyboard_signs_in(url: str, page: Page) -> None:
+    page.goto(f"{url}/console")
+    page.get_by_label("Admin key").focus()
+    page.keyboard.type(ADMIN_SECRET)
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name="digits").click()
+    expect(page.get_by_role("heading", name="Model digits")).to_be_visible()
+    tree: Any = page.locator("body").aria_snapshot()
+    for line in str(tree).splitlines():
+        stripped = line.strip()
+        for role in ("- button", "- link", "- textbox", "- combobox"):
+            if stripped.startswith(role):
+                assert '"' in stripped, f"a {role[2:]} without an accessible name: {stripped}"
+    headers = page.evaluate(
+        "[...document.querySelectorAll('table')].every(t => t.querySelector('th[scope=col]'))"
+    )
+    assert headers
+    assert os.environ.get("MAAS_API_KEY") != ADMIN_SECRET  # nothing leaked to the environment
