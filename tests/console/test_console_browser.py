@@ -183,3 +183,51 @@ def test_every_control_has_a_name_and_the_keyboard_signs_in(url: str, page: Page
     )
     assert headers
     assert os.environ.get("MAAS_API_KEY") != ADMIN_SECRET  # nothing leaked to the environment
+
+
+def test_keys_are_made_and_revoked_from_the_page_and_the_audit_log_shows_it(
+    url: str, page: Page
+) -> None:
+    sign_in(page, url)
+    page.get_by_role("link", name="Keys").click()
+    page.get_by_role("button", name="New key…").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Key name").fill("ci-bot")
+    dialog.get_by_label("Models").fill("digits")
+    confirm(page, 'a new infer key named "ci-bot" for digits; its secret is shown once')
+    shown = page.locator("#new-secret")
+    expect(shown).to_contain_text("Its secret, shown only now: ")
+    secret = shown.inner_text().rsplit(": ", 1)[1]
+    ok = httpx.post(
+        f"{url}/v1/models/digits:predict",
+        json={"instances": [[0.0] * 4]},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert ok.status_code == 200  # a working key, limited to digits
+    keys = page.get_by_role("table", name="API keys")
+    expect(keys).to_contain_text("ci-bot")
+    shot(page, "keys")
+    page.get_by_role("button", name="Revoke ci-bot…").click()
+    confirm(page, "key ci-bot")
+    expect(keys.get_by_role("row").filter(has_text="ci-bot")).not_to_contain_text("no")
+    listed = httpx.get(f"{url}/admin/keys", headers=ADMIN).json()["keys"]
+    assert [k["revoked_at"] is not None for k in listed if k["name"] == "ci-bot"] == [True]
+
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Action").fill("key")
+    page.get_by_role("button", name="Filter").click()
+    log = page.get_by_role("table", name="Every change, newest first")
+    expect(log).to_contain_text("key.revoke")
+    expect(log).to_contain_text("key.create")
+    shot(page, "audit-log")
+
+
+def test_the_cluster_page_shows_workers_and_gateways(url: str, page: Page) -> None:
+    sign_in(page, url)
+    page.get_by_role("link", name="Cluster").click()
+    workers = page.get_by_role("table", name="Workers")
+    expect(workers).to_contain_text("healthy")
+    expect(workers).to_contain_text("digits@1")
+    gateways = page.get_by_role("table", name="Gateways")
+    expect(gateways).to_contain_text(":")  # host:pid
+    shot(page, "cluster")

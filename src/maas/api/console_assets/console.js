@@ -106,8 +106,10 @@ async function act(what, call) {
 
 // --- pages ----------------------------------------------------------------------------------
 
+const SECTIONS = ["login", "models", "model", "cluster", "keys", "events"];
+
 function showOnly(id) {
-  for (const section of ["login", "models", "model"]) $(section).hidden = section !== id;
+  for (const section of SECTIONS) $(section).hidden = section !== id;
 }
 
 async function modelsPage() {
@@ -247,6 +249,68 @@ async function historyItems(model) {
     el("li", {}, `${h.at}: ${h.action} by ${h.key || "?"}: ${traffic(h.from)} → ${traffic(h.to)}`)));
 }
 
+async function clusterPage() {
+  const [{ workers }, { gateways }] = await Promise.all([
+    api("GET", "/admin/workers"), api("GET", "/admin/gateways")]);
+  const mib = (bytes) => (bytes === null || bytes === undefined ? "—" : `${Math.round(bytes / 2 ** 20)} MiB`);
+  $("workers-table").tBodies[0].replaceChildren(...workers.map((w) =>
+    row(w.id, w.healthy ? "healthy" : `unhealthy${w.reason ? `: ${w.reason}` : ""}`,
+      w.device || "—", mib(w.memory_free_bytes), w.queue_depth, w.versions.join(", ") || "none")));
+  $("gateways-table").tBodies[0].replaceChildren(...gateways.map((g) =>
+    row(g.id, g.generation, g.last_seen, g.leader ? "yes" : "no", g.rollouts ? "yes" : "no")));
+  showOnly("cluster");
+}
+
+async function keysPage() {
+  const { keys } = await api("GET", "/admin/keys");
+  $("keys-table").tBodies[0].replaceChildren(...keys.map((k) => {
+    const revoke = async () => {
+      const effect = () => `key ${k.name} (id ${k.id}) stops working on every gateway`;
+      if (!(await confirmChange(`Revoke key ${k.name}`, effect))) return;
+      await act(`revoke key ${k.name}`, () => api("DELETE", `/admin/keys/${k.id}`));
+    };
+    return row(`${k.name} (id ${k.id})`, k.scopes.join(", "), (k.models || ["every model"]).join(", "),
+      k.expires_at || "never", k.revoked_at || "no",
+      k.revoked_at ? null : el("button", { type: "button", onclick: revoke }, `Revoke ${k.name}…`));
+  }));
+  showOnly("keys");
+}
+
+async function newKey() {
+  const name = el("input", { type: "text", value: "" });
+  const scope = el("select", {}, el("option", { value: "infer" }, "infer"),
+    el("option", { value: "admin" }, "admin"));
+  const models = el("input", { type: "text", placeholder: "every model" });
+  const effect = () => `a new ${scope.value} key named "${name.value}" for ` +
+    `${models.value.trim() || "every model"}; its secret is shown once`;
+  const fields = [field("Key name", name), field("Scope", scope), field("Models", models)];
+  if (!(await confirmChange("New key", effect, fields))) return;
+  const body = { name: name.value, scopes: [scope.value] };
+  const limited = models.value.split(",").map((m) => m.trim()).filter(Boolean);
+  if (limited.length) body.models = limited;
+  try {
+    const created = await api("POST", "/admin/keys", body);
+    $("new-secret").textContent =
+      `Key ${created.name} created. Its secret, shown only now: ${created.secret}`;
+  } catch (error) {
+    say(`new key: ${error.message}`, true);
+  }
+  await refresh();
+}
+
+async function eventsPage() {
+  const query = new URLSearchParams({ limit: "100" });
+  for (const name of ["model", "action"]) {
+    const value = $(`events-${name}`).value.trim();
+    if (value) query.set(name, value);
+  }
+  const { events } = await api("GET", `/admin/events?${query}`);
+  $("events-table").tBodies[0].replaceChildren(...events.map((e) =>
+    row(e.at, e.key || "—", e.action, e.target,
+      e.after === null || e.after === undefined ? "" : JSON.stringify(e.after).slice(0, 160))));
+  showOnly("events");
+}
+
 // --- the page's life ------------------------------------------------------------------------
 
 async function refresh() {
@@ -260,6 +324,9 @@ async function refresh() {
   const [, page, name] = (location.hash || "#/models").split("/");
   try {
     if (page === "models" && name) await modelPage(decodeURIComponent(name));
+    else if (page === "cluster") await clusterPage();
+    else if (page === "keys") await keysPage();
+    else if (page === "events") await eventsPage();
     else await modelsPage();
   } catch (error) {
     if (error.status === 401) {
@@ -303,6 +370,8 @@ function signOut() {
 
 $("login-form").addEventListener("submit", signIn);
 $("signout").addEventListener("click", signOut);
+$("new-key").addEventListener("click", newKey);
+$("events-filter").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
 window.addEventListener("hashchange", refresh);
 document.addEventListener("visibilitychange", () => { poll(); if (!document.hidden) refresh(); });
 if (sessionStorage.getItem(KEY)) $("who").textContent = "signed in";
