@@ -82,7 +82,10 @@ def test_create_limited_to_models_and_expiring(cli: Cli) -> None:
     assert created["expires_at"] == "2099-01-31T00:00:00+00:00"
     assert created["rate_limit_per_s"] == 50
     headers = {"Authorization": f"Bearer {created['secret']}"}
-    assert httpx.get(cli.url + "/admin/models", headers=headers).status_code == 403
+    listed = httpx.get(cli.url + "/admin/models", headers=headers)
+    assert listed.status_code == 200  # its own models only
+    assert {m["name"] for m in listed.json()["models"]} <= {"digits", "tokens"}
+    assert httpx.post(cli.url + "/admin/keys", json={}, headers=headers).status_code == 403
     table = cli("keys", "list").ok().out
     assert "digits" in table
     cli("keys", "revoke", str(created["id"])).ok()
