@@ -40,6 +40,7 @@ from maas.dispatch.backend import InferenceBackend
 from maas.dispatch.pool import WorkerPool
 from maas.observability.metrics import RequestMetrics
 from maas.observability.rollout_tallies import TallyReporter
+from maas.observability.traffic import TrafficReporter
 from maas.registry import db
 from maas.registry.coordination import Coordination
 from maas.registry.service import Registry
@@ -182,6 +183,17 @@ def create_app(
             closing.append(leadership.close)
             tallies.start()
             closing.append(tallies.close)
+            if settings.traffic_report_s:
+                traffic = TrafficReporter(
+                    registry,
+                    metrics,
+                    backend,
+                    reporter=plane.identity.id,
+                    report_s=settings.traffic_report_s,
+                    keep_s=settings.traffic_keep_s,
+                )
+                traffic.start()
+                closing.append(traffic.close)
             rollouts = RolloutDriver(
                 registry,
                 router,

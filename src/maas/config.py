@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # reports what it counted for them to the registry (seconds).
     rollout_tick_s: float = Field(1.0, ge=0.01, le=60)
     rollout_report_s: float = Field(1.0, ge=0.01, le=60)
+    # How often every gateway writes what it answered per version for the console's charts
+    # (seconds; 0 writes nothing, else at least 0.05), and how long those samples are kept.
+    traffic_report_s: float = Field(1.0, ge=0, le=60)
+    traffic_keep_s: float = Field(900.0, ge=60, le=86_400)
     require_infer_key: bool = False
     # One log line per request (admin changes are always logged).
     access_log: bool = False
@@ -143,6 +147,13 @@ class Settings(BaseSettings):
             bucket = value.removeprefix("s3://").split("/", 1)[0]
             if not value.startswith("s3://") or not bucket:
                 raise ValueError("must be an s3://BUCKET or s3://BUCKET/PREFIX URL")
+        return value
+
+    @field_validator("traffic_report_s")
+    @classmethod
+    def _report_or_not(cls, value: float) -> float:
+        if 0 < value < 0.05:
+            raise ValueError("must be 0 (no traffic samples) or at least 0.05 seconds")
         return value
 
     @field_validator("bootstrap_admin_key")

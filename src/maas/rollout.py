@@ -177,20 +177,23 @@ class VersionFigures:
         )
 
 
-def quantile_ms(buckets: Sequence[int], q: float) -> float | None:
-    """The `q` quantile in milliseconds of counts per LATENCY_BOUNDS bucket, interpolated
-    within its bucket (as Prometheus's histogram_quantile); None without observations."""
+def quantile_ms(
+    buckets: Sequence[int], q: float, bounds: Sequence[float] = LATENCY_BOUNDS
+) -> float | None:
+    """The `q` quantile in milliseconds of counts per `bounds` bucket (seconds; the last
+    bucket is +Inf), interpolated within its bucket (as Prometheus's histogram_quantile);
+    None without observations."""
     total = sum(buckets)
     if not total:
         return None
     rank, running = q * total, 0
     for index, count in enumerate(buckets):
         if count and running + count >= rank:
-            low = LATENCY_BOUNDS[index - 1] if index else 0.0
-            high = LATENCY_BOUNDS[index] if index < len(LATENCY_BOUNDS) else low
+            low = bounds[index - 1] if index else 0.0
+            high = bounds[index] if index < len(bounds) else low
             return 1000 * (low + (high - low) * (rank - running) / count)
         running += count
-    return 1000 * LATENCY_BOUNDS[-1]
+    return 1000 * bounds[-1]
 
 
 @dataclass(slots=True)

@@ -105,6 +105,8 @@ class RequestMetrics:
         # do (`flush`): the request path adds to lists and a dict.
         self._series: dict[tuple[str, str], _VersionSeries] = {}
         self._pending: dict[tuple[str, str, str, int], int] = {}
+        # Per version: [requests, 5xx, 4xx] flushed so far (the console's traffic samples).
+        self._answered: dict[tuple[str, str], list[int]] = {}
         self._flush_armed = False
         # What the mirrors to aliases' shadows showed (maas.serving.shadow), flushed with these.
         self.shadow = ShadowMetrics(self._own_registry, self._wake)
@@ -185,11 +187,23 @@ class RequestMetrics:
         event loop, where the request path counts."""
         self._flush_armed = False
         pending, self._pending = self._pending, {}
+        _count_answered(self._answered, pending)
         for key, count in pending.items():
             self._counter(*key).inc(count)
         for entry in self._series.values():
             entry.write()
         self.shadow.write()
+
+    def answered(self) -> Iterator[tuple[str, str, list[int], list[int]]]:
+        """(model, version, [requests, 5xx, 4xx], duration counts per SECONDS_BOUNDS bucket)
+        of every version this process answered, in all since it started (what is counted but
+        not yet flushed too): copies, for the console's traffic samples."""
+        totals = {key: list(counts) for key, counts in self._answered.items()}
+        _count_answered(totals, self._pending)
+        for (model, version), counts in totals.items():
+            entry = self._series.get((model, version))
+            durations = list(entry.duration.counts) if entry is not None else []
+            yield model, version, counts, durations
 
     def prepare(self, scrape: Scrape) -> None:
         """Before a scrape, on the event loop: every ready version's series exist (at 0 until
@@ -224,6 +238,22 @@ class RequestMetrics:
         registry.register(_Counted(counted, own))
         registry.register(Families(scrape, from_backend=self._worker_metrics is None))
         return generate_latest(registry)
+
+
+def _count_answered(
+    answered: dict[tuple[str, str], list[int]], pending: dict[tuple[str, str, str, int], int]
+) -> None:
+    """Add `pending` (counts by model, version, protocol and status) to `answered`'s
+    [requests, 5xx, 4xx] per version."""
+    for (model, version, _, code), count in pending.items():
+        totals = answered.get((model, version))
+        if totals is None:
+            totals = answered[(model, version)] = [0, 0, 0]
+        totals[0] += count
+        if code >= 500:
+            totals[1] += count
+        elif code >= 400:
+            totals[2] += count
 
 
 class _VersionSeries:

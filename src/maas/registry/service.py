@@ -1,7 +1,8 @@
 """The `Registry`: the one object through which maas reads and changes the catalogue.
 
 It is put together from one part per resource: `models.py`, `versions.py`, `aliases.py`,
-`rollouts.py`, `keys.py` and `events.py` (the audit log), over the session factories and
+`rollouts.py`, `keys.py`, `events.py` (the audit log) and `traffic.py` (samples of what
+gateways answered, outside the catalogue), over the session factories and
 change listeners of `base.py`. Each change is one transaction, with its audit event (and for
 an alias its history row).
 
@@ -18,12 +19,13 @@ from maas.registry.events import AuditLog
 from maas.registry.keys import Keys
 from maas.registry.models import Models
 from maas.registry.rollouts import Rollouts
+from maas.registry.traffic import Traffic
 from maas.registry.versions import NewVersion, Versions, draft_record
 
 __all__ = ["NewVersion", "Registry", "draft_record"]
 
 
-class Registry(Models, Versions, Aliases, Rollouts, Keys, AuditLog):
+class Registry(Models, Versions, Aliases, Rollouts, Keys, AuditLog, Traffic):
     """Models, versions, aliases, API keys and the audit log of one registry database.
 
     `writes` may be a separate session factory whose transactions take the write lock first

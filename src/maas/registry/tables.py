@@ -278,3 +278,18 @@ class RolloutTally(Base):
     reporter: Mapped[str] = mapped_column(String(128), primary_key=True)
     figures: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class TrafficSample(Base):
+    """What one gateway process answered for one model in one report period ending at `at`
+    (seconds since the epoch, a multiple of the period), and what it saw of the workers then;
+    kept for minutes (`maas.observability.traffic`), read as charts by the console."""
+
+    __tablename__ = "traffic_samples"
+    __table_args__ = (Index("ix_traffic_samples_model_at", "model", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reporter: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float, index=True)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)

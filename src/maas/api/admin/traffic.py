@@ -1,0 +1,133 @@
+"""The admin route of a model's live traffic: what every gateway of the deployment answered
+for each of its versions over the last minutes, per time bin (the figures /metrics exposes,
+added up over every gateway on every host), read from the traffic samples the gateways write
+(`maas.observability.traffic`). The console draws its charts from it."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from maas.api.answers import Number, Timestamp
+from maas.api.deps import ServicesDep
+from maas.api.openapi import INVALID, admin_errors
+from maas.errors import BadRequest
+from maas.observability.traffic_series import Point, series
+
+router = APIRouter(prefix="/admin")
+
+# Most points a series may have (minutes * 60 / step_s).
+MAX_POINTS = 900
+# How long after a bin ends its last samples may still be on their way (seconds).
+_SETTLE_S = 0.5
+
+
+class TrafficPoint(BaseModel):
+    """One time bin of one version, over every gateway."""
+
+    at: Timestamp = Field(description="the bin's start")
+    requests_per_s: Number
+    error_rate: Number | None = Field(description="5xx answers over requests; null without any")
+    refused_rate: Number | None = Field(description="4xx answers over requests")
+    p50_ms: Number | None = Field(description="median time from arrival to answer")
+    p99_ms: Number | None
+    mean_batch_size: Number | None = Field(description="instances per batch on the workers")
+    queue_depth: int = Field(description="the most instances waiting on the workers")
+
+    @classmethod
+    def from_point(cls, p: Point) -> Self:
+        return cls(
+            at=datetime.fromtimestamp(p.at, UTC),
+            requests_per_s=round(p.requests_per_s, 3),
+            error_rate=_rounded(p.error_rate, 5),
+            refused_rate=_rounded(p.refused_rate, 5),
+            p50_ms=_rounded(p.p50_ms, 3),
+            p99_ms=_rounded(p.p99_ms, 3),
+            mean_batch_size=_rounded(p.mean_batch_size, 2),
+            queue_depth=p.queue_depth,
+        )
+
+
+class VersionTraffic(BaseModel):
+    version: int
+    points: list[TrafficPoint] = Field(description="oldest first, one per step")
+
+
+class TrafficOut(BaseModel):
+    """A model's traffic per version over the last minutes, over every gateway."""
+
+    model: str
+    since: Timestamp = Field(description="the first bin's start")
+    until: Timestamp = Field(description="the last bin's end (the bins after it are not over)")
+    step_s: Number = Field(description="each bin's length")
+    report_s: Number = Field(description="how often each gateway writes what it answered")
+    gateways: int = Field(description="gateway processes that reported in these bins")
+    versions: list[VersionTraffic] = Field(
+        description="the versions that had traffic or a worker's figures in these minutes"
+    )
+
+
+@router.get(
+    "/models/{name}/traffic",
+    response_model=TrafficOut,
+    response_description="Each version's requests/s, error rates, p50/p99, batch size and "
+    "queue depth per bin, over every gateway",
+    responses=admin_errors(
+        {
+            400: "`bad_request`: more than 900 points asked, or traffic samples are off "
+            "(MAAS_TRAFFIC_REPORT_S=0)",
+            404: "`model_not_found`",
+            422: INVALID,
+        }
+    ),
+)
+async def traffic(
+    name: str,
+    services: ServicesDep,
+    minutes: Annotated[
+        float, Query(gt=0, le=1440, description="how far back (at most what is kept)")
+    ] = 5,
+    step_s: Annotated[
+        float, Query(ge=1, le=3600, description="each bin's length (a multiple of report_s)")
+    ] = 5,
+) -> TrafficOut:
+    if name not in (await services.router.current()).models:
+        await services.registry.get_model(name)  # model_not_found, or a model just made
+    settings = services.settings
+    report_s = settings.traffic_report_s
+    if not report_s:
+        raise BadRequest("traffic samples are off on this gateway (MAAS_TRAFFIC_REPORT_S=0)")
+    step = math.ceil(step_s / report_s - 1e-9) * report_s
+    span = min(minutes * 60, settings.traffic_keep_s)
+    count = math.floor(span / step)
+    if count > MAX_POINTS:
+        raise BadRequest(
+            f"{minutes:g} minutes in steps of {step:g} s is {count} points; "
+            f"at most {MAX_POINTS}: ask for fewer minutes or a longer step"
+        )
+    end = math.floor((time.time() - _SETTLE_S) / step) * step
+    start = end - count * step
+    samples = await services.registry.traffic(model=name, since=start - step)
+    by_version, gateways = series(samples, start=start, end=end, step_s=step)
+    return TrafficOut(
+        model=name,
+        since=datetime.fromtimestamp(start, UTC),
+        until=datetime.fromtimestamp(end, UTC),
+        step_s=step,
+        report_s=report_s,
+        gateways=gateways,
+        versions=[
+            VersionTraffic(version=int(v), points=[TrafficPoint.from_point(p) for p in points])
+            for v, points in by_version.items()
+            if v.isdigit()
+        ],
+    )
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
