@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import pipeline, shadow
+from bench import console_tab, pipeline, shadow
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _ROLE_ABBR = {"main": "m", "gateway": "g", "worker": "w", "helper": "h"}
@@ -98,6 +98,7 @@ def derive(results: dict[str, Any]) -> None:
         for name, value in row["ratios"].items():
             key = f"{model} batching {'on' if batched else 'off'} C={c}: {name}"
             targets[key] = value
+    targets.update(console_tab.targets((results.get("server") or {}).get("console") or []))
     results["targets"] = targets
     results["loadgen_ceiling"] = loadgen_ceiling(results)
 
@@ -257,6 +258,7 @@ def render(results: dict[str, Any]) -> str:
     server = results.get("server") or {}
     out += pipeline.render(server.get("pipeline") or [])
     out += shadow.render(server.get("shadow") or [])
+    out += console_tab.render(server.get("console") or [], server.get("console_skipped"))
     if server.get("log_lines"):
         counts = ", ".join(f"{phase} {n}" for phase, n in server["log_lines"].items())
         out.append(

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench import procstats, report, specs
+from bench.console_tab import console_rows, unavailable
 from bench.measure import run_point
 from bench.pipeline import PIPELINE_MODELS, pipeline_rows
 from bench.points import Target, measure_request
@@ -68,6 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--skip-shadow",
         action="store_true",
         help="no rows of small with and without a shadow (they need small in --models)",
+    )
+    p.add_argument(
+        "--console",
+        action="store_true",
+        help="also each model's native rows (batching on) without, then with, the operator "
+        "console open on its page in a headless chromium (needs playwright and chromium)",
     )
     p.add_argument(
         "--baseline",
@@ -252,6 +259,10 @@ def _load_all(
     if not args.skip_shadow and "small" in args.model_list and "small" not in unservable:
         info["shadow"] = []
         shadow_rows(args, target, raw, info["shadow"])
+    if args.console:
+        info["console"] = []
+        models = [m for m in args.model_list if m not in specs.LARGE and m not in unservable]
+        info["console_skipped"] = console_rows(args, target, models, info["console"])
 
 
 def _point(
@@ -306,9 +317,12 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "argv": sys.argv[1:] if argv is None else argv,
             "baseline": str(args.baseline) if args.baseline else None,
+            "console": args.console,
         }
     }
     results["bare"], results["maas"], results["server"] = [], [], {}
+    if args.console and (why := unavailable()) is not None:
+        say(f"--console: {why}; this run will have no console rows")
     failure: str | None = None
     try:
         with _terminate_as_interrupt():
@@ -338,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(results))
     path = report.write_json(results, args.out)
     say(f"wrote {path}")
-    failed = [r for r in results["maas"] if r["non_2xx"] or r["conn_errors"] or not r["requests"]]
+    measured = results["maas"] + results["server"].get("console", [])
+    failed = [r for r in measured if r["non_2xx"] or r["conn_errors"] or not r["requests"]]
     unservable = results["server"].get("unservable") or results["server"].get("baseline_unservable")
     return 1 if failure or failed or unservable or not results["maas"] else 0
 
