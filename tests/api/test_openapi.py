@@ -291,6 +291,7 @@ async def test_real_answers_fit_the_documented_models(gateway: Gateway) -> None:
     await doc.call("POST", "/admin/models/mlp/promote", m + "/promote", json={"version": 2})
     await doc.call("POST", "/admin/models/mlp/rollback", m + "/rollback", json={})
     await doc.call("GET", "/admin/models/mlp/aliases/production/history", a + "/history")
+    await doc.call("GET", "/admin/models/mlp/traffic?minutes=1&step_s=5", m + "/traffic")
     r = m + "/rollouts"
     body = {"candidate": 2, "steps": [10, 100], "interval_s": 3600}
     started = await doc.call("POST", "/admin/models/mlp/rollouts", r, 201, json=body)

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from maas.api.admin.answers import AliasChange, AliasDeleted, AliasOut, HistoryEntry, HistoryList
 from maas.api.admin.params import Limit
 from maas.api.admin.propagation import once_served
 from maas.api.admin.requests import Promote, Rollback, SetAlias
+from maas.api.admin.revalidation import admin_router
 from maas.api.deps import AdminDep, ServicesDep
 from maas.api.openapi import BAD_JSON, INVALID, VERSION_NOT_FOUND, admin_errors
 
-router = APIRouter(prefix="/admin")
+router = admin_router()
 
 _ALIAS_NAME = "`bad_request`: the alias is not a valid name ([a-z][a-z0-9_-]{0,31}), or " + BAD_JSON
 _MOVE_CONFLICT = (

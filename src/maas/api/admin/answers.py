@@ -18,6 +18,9 @@ from maas.api.admin.propagation import Generation, Propagation, answered
 from maas.api.admin.rollout_bodies import IntervalOut as IntervalOut
 from maas.api.admin.rollout_bodies import RolloutList as RolloutList
 from maas.api.admin.rollout_bodies import RolloutOut as RolloutOut
+from maas.api.admin.traffic_answers import TrafficOut as TrafficOut
+from maas.api.admin.traffic_answers import TrafficPoint as TrafficPoint
+from maas.api.admin.traffic_answers import VersionTraffic as VersionTraffic
 from maas.api.admin.version_answers import BatchingOut as BatchingOut
 from maas.api.admin.version_answers import VersionDetail as VersionDetail
 from maas.api.admin.version_answers import VersionOut as VersionOut

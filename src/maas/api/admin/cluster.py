@@ -3,14 +3,13 @@ they hold) and the live gateways of this registry."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from maas.api.admin.answers import GatewayList, GatewayOut, WorkerList
+from maas.api.admin.revalidation import admin_router
 from maas.api.deps import ServicesDep
 from maas.api.openapi import admin_errors
 from maas.control.rollouts import LEASE as ROLLOUT_LEASE
 
-router = APIRouter(prefix="/admin")
+router = admin_router()
 
 
 @router.get(

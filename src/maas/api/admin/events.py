@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from maas.api.admin.answers import EventList, EventOut
 from maas.api.admin.params import Limit
+from maas.api.admin.revalidation import admin_router
 from maas.api.deps import ServicesDep
 from maas.api.openapi import INVALID, admin_errors
 from maas.checks.fields import IsoTime
 
-router = APIRouter(prefix="/admin")
+router = admin_router()
 
 
 @router.get(

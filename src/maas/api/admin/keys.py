@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from maas.api.admin.answers import KeyCreated, KeyList, KeyOut, KeyRevoked
 from maas.api.admin.params import KeyId
 from maas.api.admin.propagation import once_served
 from maas.api.admin.requests import CreateKey
+from maas.api.admin.revalidation import admin_router
 from maas.api.deps import AdminDep, ServicesDep
 from maas.api.openapi import BAD_JSON, INVALID, admin_errors
 from maas.auth import keys as auth
 
-router = APIRouter(prefix="/admin")
+router = admin_router()
 
 
 @router.post(

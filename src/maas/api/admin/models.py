@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 
 from maas.api.admin.answers import ModelList, ModelOut, VersionDetail, VersionOut
 from maas.api.admin.params import VersionPath
 from maas.api.admin.requests import CreateModel, PatchVersion
+from maas.api.admin.revalidation import admin_router
 from maas.api.admin.upload import receive_upload
 from maas.api.deps import AdminDep, ServicesDep, allow_admin, model_in_body
 from maas.api.openapi import (
@@ -24,7 +25,7 @@ from maas.api.openapi import (
 from maas.control.publishing import check_target, publish_version
 from maas.types import VersionKey
 
-router = APIRouter(prefix="/admin")
+router = admin_router()
 
 _IN_USE = "`alias_in_use`: an alias points at the version; move it first"
 

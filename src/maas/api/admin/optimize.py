@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from maas.api.admin.params import VersionPath
 from maas.api.admin.requests import Optimize
+from maas.api.admin.revalidation import admin_router
 from maas.api.admin.version_answers import VersionOut
 from maas.api.deps import AdminDep, ServicesDep
 from maas.api.openapi import BAD_JSON, INVALID, VERSION_NOT_FOUND, admin_errors
 from maas.control.optimizing import Holdout, optimize_version
 from maas.types import VersionKey
 
-router = APIRouter(prefix="/admin")
+router = admin_router()
 
 
 @router.post(

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path
+from fastapi import Body, Path
 
 from maas.api.admin.propagation import once_served
+from maas.api.admin.revalidation import admin_router
 from maas.api.admin.rollout_bodies import PromoteRollout, RolloutList, RolloutOut, StartRollout
 from maas.api.deps import AdminDep, ServicesDep
 from maas.api.openapi import BAD_JSON, INVALID, VERSION_NOT_FOUND, admin_errors
@@ -16,7 +17,7 @@ from maas.control.rollouts import window_so_far
 from maas.registry.aliasing import check_alias_name
 from maas.types import VERSION_MAX
 
-router = APIRouter(prefix="/admin")
+router = admin_router()
 
 RolloutId = Annotated[int, Path(ge=1, le=VERSION_MAX, description="the rollout's id")]
 _NOT_FOUND = "`model_not_found` or `rollout_not_found`"
