@@ -8,7 +8,9 @@ Screenshots of the pages go to `test-artifacts/console/` (docs/console.md shows 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -231,3 +233,92 @@ def test_the_cluster_page_shows_workers_and_gateways(url: str, page: Page) -> No
     gateways = page.get_by_role("table", name="Gateways")
     expect(gateways).to_contain_text(":")  # host:pid
     shot(page, "cluster")
+
+
+def production(url: str, model: str = "digits") -> int:
+    (route,) = routes(url, model)
+    return route["version"]
+
+
+def test_live_traffic_is_charted_after_real_traffic(url: str, page: Page) -> None:
+    stop = threading.Event()
+
+    def drive() -> None:  # about 50 requests a second while the page waits for a step
+        with httpx.Client(base_url=url, headers=ADMIN) as client:
+            while not stop.is_set():
+                client.post("/v1/models/digits:predict", json={"instances": [[0.0] * 4]})
+                stop.wait(0.02)
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    try:
+        sign_in(page, url)
+        page.get_by_role("link", name="digits").click()
+        table = page.get_by_role("table", name="Traffic")
+        version = str(production(url))
+        first = page.locator("td:first-child", has_text=re.compile(f"^{version}$"))
+        busy = table.locator("tbody tr").filter(has=first)
+        expect(busy).to_have_count(1, timeout=20_000)
+        # once a 5 s step with the driven requests is over, on every gateway
+        expect(busy.locator("td").nth(1)).not_to_have_text("0.00", timeout=20_000)
+        cells = busy.get_by_role("cell").all_inner_texts()
+        assert float(cells[1]) > 0  # requests/s
+        assert cells[2] == "0.00 %"  # no 5xx
+        assert float(cells[5]) >= float(cells[4]) > 0  # p99 >= p50
+        charts = page.get_by_role("img", name=re.compile("Requests per second"))
+        expect(charts).to_have_count(1)
+        expect(charts).to_have_attribute("aria-label", re.compile(f"{version}: [0-9.]+/s"))
+        for title in ("Error rate", "Latency p50 and p99", "Mean batch size", "Queue depth"):
+            expect(page.get_by_role("img", name=re.compile(title))).to_have_count(1)
+        drawn = page.locator(f"#traffic-charts path[data-version='{version}']")
+        assert drawn.count() >= 5  # a line in each chart (two for the latency)
+        api = httpx.get(f"{url}/admin/models/digits/traffic?minutes=5&step_s=5", headers=ADMIN)
+        assert int(version) in [v["version"] for v in api.json()["versions"]]
+        shot(page, "traffic")
+    finally:
+        stop.set()
+        driver.join(5)
+
+
+def test_a_rollout_is_started_from_the_page_and_runs(url: str, page: Page) -> None:
+    stable = production(url)
+    candidate = 1 if stable == 2 else 2
+    sign_in(page, url)
+    page.get_by_role("link", name="digits").click()
+    page.get_by_role("button", name="Start rollout on production…").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Candidate version").select_option(str(candidate))
+    dialog.get_by_label("Steps (percent)").fill("50, 100")
+    dialog.get_by_label("Seconds per step").fill("1")
+    dialog.get_by_label("Requests per step").fill("0")
+    shot(page, "confirm-rollout")
+    confirm(
+        page,
+        f"production of digits: {stable} (100 %) → {candidate} in steps of 50 %, 100 %, each "
+        f"for at least 1 s and 0 requests; back to {stable} (100 %) if its error rate passes 1 %",
+    )
+    rollouts = page.get_by_role("table", name="Rollouts")
+    expect(rollouts).to_contain_text(f"{stable} → {candidate} on production")
+    expect(rollouts).to_contain_text("succeeded", timeout=20_000)
+    expect(rollouts).to_contain_text("50 %: pass, 100 %: pass")
+    assert production(url) == candidate
+    expect(page.locator("#history")).to_contain_text("rollout by rollout:")
+    started = httpx.get(f"{url}/admin/events?model=digits&action=rollout.start", headers=ADMIN)
+    assert started.json()["events"][0]["key"] == "bootstrap-admin"
+    shot(page, "rollout")
+
+
+def test_the_history_of_any_alias_is_a_timeline(url: str, page: Page) -> None:
+    made = httpx.put(
+        f"{url}/admin/models/other/aliases/staging", json={"version": 1}, headers=ADMIN
+    )
+    assert made.status_code in (200, 201), made.text
+    sign_in(page, url)
+    page.get_by_role("link", name="other").click()
+    expect(page.get_by_role("heading", name="History of production")).to_be_visible()
+    page.get_by_label("History of alias").select_option("staging")
+    heading = page.get_by_role("heading", name="History of staging")
+    expect(heading).to_be_visible()
+    timeline = page.get_by_role("list", name="History of staging")
+    expect(timeline).to_contain_text("set by bootstrap-admin: none → 1 (100 %)")
+    expect(timeline.locator("time")).to_have_count(1)
