@@ -1,9 +1,9 @@
 """`/console`: the operator console, a page served by every gateway from files in maas itself
 (`console_assets/`: one HTML page, a stylesheet and a few ES modules: `console.js` the pages
 and the poll, `model.js` a model's page, `charts.js` its traffic charts as SVG, `api.js` the
-admin calls, `dom.js` the helpers; no framework, no build step, no CDN). Loading it needs no key; everything it shows or does goes through the admin API with the
-key the operator enters, which the page keeps in the tab's session storage (never a URL, a
-cookie or a log line).
+admin calls, `dom.js` the helpers; no framework, no build step, no CDN). Loading it needs no
+key; everything it shows or does goes through the admin API with the key the operator enters,
+which the page keeps in the tab's session storage (never a URL, a cookie or a log line).
 
 The page may load nothing from anywhere else, and run no inline script (its
 Content-Security-Policy says so); it is not part of the OpenAPI schema.

@@ -41,9 +41,7 @@ class _Bins:
     buckets: list[list[int]] = field(init=False)
     depth: list[int] = field(init=False)
     # worker -> per bin its first and latest [batches, instances] (None where none said)
-    batches: dict[str, list[tuple[list[float], list[float]] | None]] = field(
-        default_factory=dict
-    )
+    batches: dict[str, list[tuple[list[float], list[float]] | None]] = field(default_factory=dict)
     before: dict[str, list[float]] = field(default_factory=dict)  # before the first bin
 
     def __post_init__(self) -> None:
