@@ -1,10 +1,11 @@
 """The `maas` command line.
 
-`serve`, `worker` and `db` run maas itself; `models`, `rollout`, `keys`, `events`, `gateways`
-and `workers` talk to a running server's admin API (`MAAS_URL`, key from `MAAS_API_KEY` or
-`maas-data/admin.key`). Results go to stdout (`--json`: the API's own answer), errors to
-stderr in one line; under `--json` an error is also an error object on stdout,
-`{"error": {"code", "message"}}`. Exit codes: 0 done, 1 refused, 2 usage, 3 server unreachable.
+`serve`, `worker` and `db` run maas itself; `models`, `rollout`, `traffic`, `keys`, `events`,
+`gateways` and `workers` talk to a running server's admin API (`MAAS_URL`, key from
+`MAAS_API_KEY` or `maas-data/admin.key`). Results go to stdout (`--json`: the API's own
+answer), errors to stderr in one line; under `--json` an error is also an error object on
+stdout, `{"error": {"code", "message"}}`. Exit codes: 0 done, 1 refused, 2 usage, 3 server
+unreachable.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from maas.cli import keys, ops, optimize, rollout, serve, shadow, versions
+from maas.cli import keys, ops, optimize, rollout, serve, shadow, traffic, versions
 from maas.cli.output import CliError, UsageFailure, emit_json, error_object, one_line
 
 __all__ = ["main"]
@@ -96,6 +97,7 @@ main.add_command(versions.models)
 versions.models.add_command(optimize.models_optimize)
 versions.models.add_command(shadow.models_shadow)
 main.add_command(rollout.rollout)
+main.add_command(traffic.traffic)
 main.add_command(keys.keys)
 main.add_command(ops.events)
 main.add_command(ops.gateways)
