@@ -255,7 +255,13 @@ def test_refusals_exit_1(cli: Cli) -> None:
     limited = cli.with_key(made.json()["secret"])
     line = limited("traffic", "tb").failed(1)
     assert line.startswith("error: 403 forbidden: key 'o' may not act on model 'tb'")
+    assert "lacks the admin scope" not in line  # it has it: only the model is not its own
     assert limited("traffic", "other", "--json").json()["versions"] == []
+    # A key without the admin scope is told so.
+    reader = admin(cli.url, "POST", "/admin/keys", json={"name": "r", "scopes": ["infer"]})
+    line = cli.with_key(reader.json()["secret"])("traffic", "tb").failed(1)
+    assert line.startswith("error: 403 forbidden: ")
+    assert line.endswith("; the key from MAAS_API_KEY lacks the admin scope (MAAS_API_KEY)")
 
 
 @pytest.mark.parametrize(

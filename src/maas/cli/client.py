@@ -192,7 +192,7 @@ def refused(response: httpx.Response, where: Target) -> CliError:
             if where.key
             else f"; {where.key_source}: set MAAS_API_KEY to an admin key"
         )
-    elif response.status_code == 403:
+    elif response.status_code == 403 and "lacks the" in message:  # not: limited to models
         text += f"; the key from {where.key_source} lacks the admin scope (MAAS_API_KEY)"
     return CliError(text, code=code, answer=answer)
 
