@@ -291,7 +291,8 @@ def render(rows: list[dict[str, Any]], skipped: str | None) -> list[str]:
         if tab is not None:
             requests = str(tab["admin_requests"])
             cores = f"{tab['cores']:.2f}"
-            bad = {k: v for k, v in tab["answers"].items() if k != "2xx"}
+            # 3xx: the page's revalidated reads (304, unchanged)
+            bad = {k: v for k, v in tab["answers"].items() if k not in ("2xx", "3xx")}
             if bad:
                 flags += f"  [answers {bad}]"
             if not tab["admin_requests"]:

@@ -248,6 +248,8 @@ def test_the_keyboard_alone_signs_in_and_opens_and_closes_a_confirmation(
 
 
 def test_the_focus_stays_on_a_button_across_a_refresh(url: str, page: Page) -> None:
+    failed: list[str] = []  # a read the page left unread shows here as aborted
+    page.on("requestfailed", lambda request: failed.append(f"{request.url} {request.failure}"))
     sign_in(page, url)
     page.goto(f"{url}/console#/models/{REAL}")
     expect(page.get_by_role("heading", name=f"Model {REAL}")).to_be_visible()
@@ -268,6 +270,7 @@ def test_the_focus_stays_on_a_button_across_a_refresh(url: str, page: Page) -> N
         pass
     page.wait_for_timeout(200)
     assert '"Promote production…"' in focused(page)
+    assert failed == []
 
 
 FILLED = """n => {

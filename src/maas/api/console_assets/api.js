@@ -46,7 +46,10 @@ export async function get(path) {
   const known = seen.get(path);
   if (known) sent["If-None-Match"] = known.etag;
   const answer = await fetch(path, { headers: sent, cache: "no-store" });
-  if (answer.status === 304 && known) return { data: known.data, changed: false };
+  if (answer.status === 304 && known) {
+    await answer.arrayBuffer(); // read to its (empty) end, or the browser counts it aborted
+    return { data: known.data, changed: false };
+  }
   const data = await answered(answer);
   const etag = answer.headers.get("ETag");
   if (etag) seen.set(path, { etag, data });
