@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,37 @@ def _served_version(url: str) -> int:
 def _workers(url: str) -> dict[str, dict[str, Any]]:
     listed = httpx.get(url + "/admin/workers", headers=ADMIN, timeout=5).json()["workers"]
     return {w["endpoint"]: w for w in listed}
+
+
+def _traffic_adds_up_over_both_gateway_hosts(
+    a: str, b: str, began: float, durations: list[tuple[float, int]]
+) -> None:
+    """The live traffic route of either gateway host counts the load through both: every
+    answered request and every 5xx of the load, from the second it began."""
+    answered = sum(1 for _, status in durations if status)
+    failed = sum(1 for _, status in durations if status >= 500)
+    lost = len(durations) - answered  # no answer reached the client (may have been counted)
+    seen: dict[str, Any] = {}
+
+    def counted(url: str) -> bool:
+        body = httpx.get(
+            url + "/admin/models/m/traffic?minutes=2&step_s=1", headers=ADMIN, timeout=5
+        ).json()
+        requests = errors = 0.0
+        for version in body["versions"]:
+            for point in version["points"]:
+                if datetime.fromisoformat(point["at"]).timestamp() >= int(began):
+                    n = point["requests_per_s"] * body["step_s"]
+                    requests += n
+                    errors += (point["error_rate"] or 0) * n
+        seen.update(url=url, requests=round(requests), errors=round(errors), body=body)
+        return answered <= seen["requests"] <= answered + lost
+
+    for url in (a, b):
+        wait_for(lambda url=url: counted(url), f"{url}'s traffic to count the load", 15)
+        assert seen["body"]["gateways"] == 2, seen  # one gateway process on each host
+        assert failed <= seen["errors"] <= failed + lost, (failed, seen)
+    print(f"traffic over both gateway hosts: {seen['requests']} requests, {seen['errors']} 5xx")
 
 
 def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
@@ -293,6 +325,8 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
                         durations.append((time.monotonic() - begun, status))
 
             clients = [threading.Thread(target=drive, args=(url,)) for url in (a, b, a, b)]
+            time.sleep(1.05)  # the requests so far end in an earlier second than the load's
+            load_began = time.time()
             for thread in clients:
                 thread.start()
             wait_for(lambda: len(durations) >= 50, "load to be under way")
@@ -320,6 +354,7 @@ def test_two_gateway_hosts_two_worker_hosts_one_database_host() -> None:
             assert not any(t.is_alive() for t in clients)
             assert [s for _, s in after[-20:]] == [200] * 20  # the other host serves
             assert all(s in (200, 503) for _, s in after)
+            _traffic_adds_up_over_both_gateway_hosts(a, b, load_began, durations)
 
             # gw2 loses the database: it keeps serving what it knows.
             gw2.cut_from(db)

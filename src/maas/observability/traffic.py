@@ -3,7 +3,8 @@ as traffic samples, with what it saw of the workers then; the console's charts a
 gateway's samples (`maas.observability.traffic_series`), on any host, with no Prometheus.
 
 A period ends on a multiple of `report_s` of the wall clock (every gateway's periods line up),
-and its sample holds, per model and version, what the period added: requests, 5xx, 4xx and
+and its sample, labelled with the period's start (a bin of the charts then holds the samples of
+the periods within it), holds, per model and version, what the period added: requests, 5xx, 4xx and
 the durations per SECONDS_BOUNDS bucket (the figures /metrics exposes), plus the workers'
 queue depth then and their batch counters so far (every gateway sees every worker, so those
 are not added up over gateways but taken once). Nothing is read on the request path: the
@@ -109,8 +110,8 @@ class TrafficReporter:
             now = time.time()
             at = (now // self._report_s + 1) * self._report_s
             await asyncio.sleep(at - now)
-            try:
-                await self.report(round(at, 6))
+            try:  # the sample is labelled with its period's start
+                await self.report(round(at - self._report_s, 6))
             except RegistryUnavailable as exc:
                 log.debug("traffic not reported: %s", exc.message)
             except Exception:

@@ -281,7 +281,7 @@ class RolloutTally(Base):
 
 
 class TrafficSample(Base):
-    """What one gateway process answered for one model in one report period ending at `at`
+    """What one gateway process answered for one model in one report period starting at `at`
     (seconds since the epoch, a multiple of the period), and what it saw of the workers then;
     kept for minutes (`maas.observability.traffic`), read as charts by the console."""
 
