@@ -322,3 +322,29 @@ def test_the_history_of_any_alias_is_a_timeline(url: str, page: Page) -> None:
     timeline = page.get_by_role("list", name="History of staging")
     expect(timeline).to_contain_text("set by bootstrap-admin: none → 1 (100 %)")
     expect(timeline.locator("time")).to_have_count(1)
+
+
+VISIBILITY = """hidden => {
+  Object.defineProperty(document, 'visibilityState',
+    { configurable: true, get: () => (hidden ? 'hidden' : 'visible') });
+  Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def test_the_page_polls_while_visible_and_not_while_hidden(url: str, page: Page) -> None:
+    sign_in(page, url)
+    page.get_by_role("link", name="digits").click()
+    expect(page.get_by_role("heading", name="Model digits")).to_be_visible()
+    reads: list[str] = []
+    page.on("request", lambda r: reads.append(r.url) if "/admin/" in r.url else None)
+    page.wait_for_timeout(2500)
+    assert any(r.endswith("/admin/models/digits") for r in reads)  # the model, every 2 s
+    assert any("/traffic?" in r for r in reads)
+    page.evaluate(VISIBILITY, True)  # the operator switched tabs
+    reads.clear()
+    page.wait_for_timeout(4500)
+    assert reads == []
+    page.evaluate(VISIBILITY, False)  # ... and back: read at once, then every 2 s again
+    page.wait_for_timeout(500)
+    assert any(r.endswith("/admin/models/digits") for r in reads)
