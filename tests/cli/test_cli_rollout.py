@@ -10,9 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.cli import Cli, admin, ready_version, unreachable_url
-from support.inprocess_gateway import ADMIN_SECRET
-from support.processes import maas_server
+from support.cli import Cli, admin, cli_server, ready_version, unreachable_url
 
 ROW = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
 FAST = {"MAAS_ROLLOUT_TICK_S": "0.05", "MAAS_ROLLOUT_REPORT_S": "0.05"}
@@ -20,12 +18,8 @@ FAST = {"MAAS_ROLLOUT_TICK_S": "0.05", "MAAS_ROLLOUT_REPORT_S": "0.05"}
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    root = tmp_path_factory.mktemp("cli-rollout")
-    (root / "server").mkdir()
-    (root / "home").mkdir()
-    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, **FAST}
-    with maas_server(root / "server", "--workers", "1", "--gateways", "1", env=env) as url:
-        yield Cli(url, root / "home")
+    with cli_server(tmp_path_factory.mktemp("cli-rollout"), env=FAST) as running:
+        yield running
 
 
 @pytest.fixture

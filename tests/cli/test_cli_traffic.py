@@ -20,10 +20,8 @@ import httpx
 import pytest
 
 from maas.cli.traffic import COLUMNS, sparkline, version_row
-from support.cli import Cli, admin, ready_version, unreachable_url
-from support.inprocess_gateway import ADMIN_SECRET
+from support.cli import Cli, admin, cli_server, ready_version, unreachable_url
 from support.model_files import IN
-from support.processes import maas_server
 
 FAST = {"MAAS_TRAFFIC_REPORT_S": "0.1", "MAAS_TRAFFIC_KEEP_S": "3600"}
 GOOD = {"instances": [[0.5] * IN]}
@@ -33,12 +31,8 @@ MINUTE = ("--minutes", "1", "--step", "1")
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    root = tmp_path_factory.mktemp("cli-traffic")
-    (root / "server").mkdir()
-    (root / "home").mkdir()
-    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, **FAST}
-    with maas_server(root / "server", "--workers", "1", "--gateways", "1", env=env) as url:
-        yield Cli(url, root / "home")
+    with cli_server(tmp_path_factory.mktemp("cli-traffic"), env=FAST) as running:
+        yield running
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ against a real `maas serve` holding 50 models and 500 versions:
 
 - axe-core (vendored by axe-playwright-python: nothing is fetched) finds no violation on the
   sign-in page, the models, model, cluster, keys and audit-log pages, or with a confirmation
-  dialog open, except the rules of `ALLOWED`, each a known finding waiting for its fix;
+  dialog open;
 - the keyboard alone signs in, reaches a model's "Promote production…" button, opens its
   confirmation with Enter and closes it with Escape;
 - the models page's first paint and the time until its table holds all 50 models, the median
@@ -39,7 +39,7 @@ CHROMIUM = shutil.which("chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Page, expect, sync_playwright
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None  # type: ignore[assignment]
 try:
@@ -57,10 +57,6 @@ pytestmark = [
 MODELS, PER_MODEL = 50, 10
 REAL = "digits"  # the one model with a loaded version: its 10th, aliased production
 NAVIGATIONS = 5
-
-# axe rules whose violations are known, reported and not yet fixed (in index.html or
-# console.js). Each entry says where and why; empty it as they are fixed.
-ALLOWED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -80,24 +76,6 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         assert aliased.status_code == 200, aliased.text
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert sync_playwright is not None
-    assert CHROMIUM is not None
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 def sign_in(page: Page, url: str) -> None:
@@ -140,8 +118,8 @@ def audit(page: Page, where: str | None = None) -> list[dict[str, Any]]:
 
 
 def assert_clean(page: Page, where: str) -> None:
-    """No axe violation on the page but those of `ALLOWED`."""
-    unexpected = [v for v in audit(page, where) if v["id"] not in ALLOWED]
+    """No axe violation on the page."""
+    unexpected = audit(page, where)
     assert not unexpected, f"axe on {where}:\n{describe(unexpected)}"
 
 

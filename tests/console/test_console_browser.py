@@ -27,7 +27,7 @@ CHROMIUM = shutil.which("chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Page, expect, sync_playwright
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
@@ -48,24 +48,6 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_ready_version(served, "digits", second)
         deploy(served, torchscript_bytes(tiny_mlp(seed=3)), mlp_meta(), name="other")
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert sync_playwright is not None
-    assert CHROMIUM is not None
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 def sign_in(page: Page, url: str, secret: str = ADMIN_SECRET) -> None:

@@ -104,13 +104,14 @@ class Cli:
 
 
 @contextlib.contextmanager
-def cli_server(root: Path, *args: str) -> Iterator[Cli]:
-    """A real `maas serve` (one gateway, one worker) and a Cli pointed at it."""
+def cli_server(root: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Cli]:
+    """A real `maas serve` (one gateway, one worker; `env` on top of its own) and a Cli
+    pointed at it."""
     data = root / "server"
     home = root / "home"
     data.mkdir()
     home.mkdir()
-    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
+    env = {"MAAS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET, **(env or {})}
     with maas_server(data, "--workers", "1", "--gateways", "1", *args, env=env) as url:
         yield Cli(url, home)
 
