@@ -2,8 +2,8 @@
 against a real `maas serve` holding 50 models and 500 versions:
 
 - axe-core (vendored by axe-playwright-python: nothing is fetched) finds no violation on the
-  sign-in page, the models, model, cluster, keys and audit-log pages, or with a confirmation
-  dialog open;
+  sign-in page, the models, model, cluster, keys and audit-log pages, with a confirmation
+  dialog open, on a model's page with live traffic in its charts, or in its rollout form;
 - the keyboard alone signs in, reaches a model's "Promote production…" button, opens its
   confirmation with Enter and closes it with Escape;
 - the models page's first paint and the time until its table holds all 50 models, the median
@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,6 +173,35 @@ def test_an_open_confirmation_passes_axe(url: str, page: Page) -> None:
     assert_clean(page, "confirm-dialog")
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
+
+
+def test_live_charts_and_the_rollout_form_pass_axe(url: str, page: Page) -> None:
+    stop = threading.Event()
+
+    def drive() -> None:  # real traffic, so the charts and the traffic table have data
+        with httpx.Client(base_url=url) as client:
+            while not stop.is_set():
+                client.post(f"/v1/models/{REAL}:predict", json={"instances": [[0.0] * 4]})
+                stop.wait(0.02)
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    try:
+        sign_in(page, url)
+        page.goto(f"{url}/console#/models/{REAL}")
+        charts = page.get_by_role("img", name=re.compile("Requests per second"))
+        expect(charts).to_have_attribute("aria-label", re.compile(r"now 10: [1-9]"), timeout=20_000)
+        assert_clean(page, "model-traffic")
+    finally:
+        stop.set()
+        driver.join(5)
+    page.get_by_role("button", name="Start rollout on production…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"production of {REAL}: 10 (100 %)")
+    assert_clean(page, "rollout-dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    still_production(url)
 
 
 def focused(page: Page) -> str:
